@@ -1,0 +1,60 @@
+"""voxseg: train, package and run segmentation models for 2D/3D biomedical images.
+
+The public API is loaded lazily: ``import voxseg`` is cheap and never imports torch; the first
+use of a name imports the module that defines it.
+
+>>> import voxseg
+>>> vol = voxseg.read_image("ct.nii.gz")            # doctest: +SKIP
+>>> voxseg.make_phantom("mouse-lung-ct", "data/", cases=4)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+try:
+    __version__ = version("voxseg")
+except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = "0.0.0+unknown"
+
+# public name -> module that defines it
+_LAZY: dict[str, str] = {
+    "Volume": "voxseg.io",
+    "Geometry": "voxseg.io",
+    "read_image": "voxseg.io",
+    "read_channels": "voxseg.io",
+    "write_image": "voxseg.io",
+    "Dataset": "voxseg.dataset",
+    "read_dataset": "voxseg.dataset",
+    "verify_dataset": "voxseg.dataset",
+    "make_splits": "voxseg.dataset",
+    "make_phantom": "voxseg.dataset.phantoms",
+    "PHANTOMS": "voxseg.dataset.phantoms",
+    "VoxsegError": "voxseg.errors",
+    "InputImageError": "voxseg.errors",
+    "DatasetFormatError": "voxseg.errors",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'voxseg' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from voxseg.dataset import Dataset, make_splits, read_dataset, verify_dataset  # noqa: F401
+    from voxseg.dataset.phantoms import PHANTOMS, make_phantom  # noqa: F401
+    from voxseg.errors import DatasetFormatError, InputImageError, VoxsegError  # noqa: F401
+    from voxseg.io import Geometry, Volume, read_channels, read_image, write_image  # noqa: F401

@@ -1,0 +1,111 @@
+"""``voxseg dataset ...``: make phantoms, verify, convert and show datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from voxseg.cli._common import console, err_console, parse_key_values, parse_size, progress_bar
+from voxseg.errors import ConfigError, VoxsegError
+
+app = typer.Typer(no_args_is_help=True, help="Make, check, convert and look at datasets (nnU-Net v2 layout).")
+
+
+class VerifyFailed(VoxsegError):
+    """verify found errors (already printed)."""
+
+
+@app.command()
+def phantom(
+    name: str = typer.Argument(None, help="Phantom name (see --list)."),
+    out_dir: Path = typer.Argument(None, help="Output dataset folder."),
+    cases: int = typer.Option(None, "--cases", "-n", help="Number of cases (default: the phantom's default)."),
+    seed: int = typer.Option(0, "--seed", "-s", help="Random seed; case i depends only on (seed, i)."),
+    size: str = typer.Option(None, "--size", help="Shape: one integer for all axes or e.g. 48,96,96."),
+    option: list[str] = typer.Option(None, "--option", "-O", help="Phantom option KEY=VALUE (repeatable)."),
+    file_ending: str = typer.Option(".nii.gz", "--file-ending", help="Image file suffix."),
+    list_: bool = typer.Option(False, "--list", help="List the phantoms and their options, then exit."),
+) -> None:
+    """Write a deterministic synthetic dataset (embedded demo data) in nnU-Net v2 layout."""
+    from voxseg.dataset.phantoms import PHANTOMS, make_phantom
+
+    if list_:
+        for n in PHANTOMS.names():
+            spec = PHANTOMS.get(n)
+            console.print(
+                f"[bold]{n}[/bold] ({spec.ndim}D, default shape {spec.default_shape}, "
+                f"{spec.default_cases} cases): {spec.description}"
+            )
+            for key, (default, text) in spec.options.items():
+                console.print(f"    --option {key}=... (default {default}): {text}")
+        return
+    if name is None or out_dir is None:
+        raise typer.BadParameter("give a phantom NAME and an OUT_DIR (or --list)")
+    if (out_dir / "dataset.json").exists():
+        raise ConfigError(f"{out_dir}: already holds a dataset (choose another folder or delete it)")
+    with progress_bar(f"phantom {name}") as update:
+        make_phantom(
+            name,
+            out_dir,
+            cases=cases,
+            seed=seed,
+            size=parse_size(size),
+            options=parse_key_values(option),
+            file_ending=file_ending,
+            progress=update,
+        )
+    console.print(f"wrote {name} phantom to {out_dir}")
+
+
+@app.command()
+def verify(
+    path: Path = typer.Argument(..., help="Dataset folder."),
+    strict: bool = typer.Option(False, "--strict", help="Fail on warnings too."),
+    workers: int = typer.Option(2, "--workers", "-j", help="Threads reading files."),
+) -> None:
+    """Check a dataset and list every problem; exit 1 if there are errors."""
+    from voxseg.dataset import errors_only, verify_dataset
+
+    with progress_bar("verifying") as update:
+        problems = verify_dataset(path, num_workers=workers, progress=update)
+    errors = errors_only(problems)
+    for p in problems:
+        style = "red" if p.severity == "error" else "yellow"
+        err_console.print(f"[{style}]{p.severity}[/{style}]: {p.path}: {p.message}", highlight=False, soft_wrap=True)
+    warnings = len(problems) - len(errors)
+    if errors or (strict and warnings):
+        raise VerifyFailed(f"{path}: {len(errors)} error(s), {warnings} warning(s)")
+    console.print(f"{path}: OK ({warnings} warning(s))")
+
+
+@app.command()
+def convert(
+    src: Path = typer.Argument(..., help="An MSD task (TaskXX_Name) or nnU-Net v2 dataset folder."),
+    out_dir: Path = typer.Argument(..., help="Output folder (nnU-Net v2 layout)."),
+    file_ending: str = typer.Option(".nii.gz", "--file-ending", help="Suffix of the written files."),
+) -> None:
+    """Convert an MSD task (4D images split into channels) or re-encode an nnU-Net v2 dataset."""
+    from voxseg.dataset import convert_dataset
+
+    with progress_bar("converting") as update:
+        convert_dataset(src, out_dir, file_ending=file_ending, progress=update)
+    console.print(f"wrote {out_dir}")
+
+
+@app.command()
+def show(
+    path: Path = typer.Argument(..., help="A dataset folder or an image file."),
+    case: list[str] = typer.Option(None, "--case", "-c", help="Case id(s) to show (default: the first case)."),
+    label: Path = typer.Option(None, "--label", "-l", help="Label file, when PATH is an image file."),
+    output: Path = typer.Option(None, "--output", "-o", help="PNG file (one case) or folder (several)."),
+) -> None:
+    """Write a PNG of the slices through the labels (mid-slices if empty), labels overlaid."""
+    from voxseg.dataset.show import show_dataset_cases, show_image
+
+    if path.is_dir() and (path / "dataset.json").exists():
+        written = show_dataset_cases(path, case or None, output)
+    else:
+        written = [show_image(path, label, output)]
+    for w in written:
+        console.print(f"wrote {w}")

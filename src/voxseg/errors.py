@@ -1,0 +1,65 @@
+"""Errors raised by voxseg.
+
+Every error a user can cause derives from :class:`VoxsegError`. Messages are one line that says
+what is wrong, where (the file), and how to fix it. The CLI prints ``str(error)`` and exits 1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = [
+    "VoxsegError",
+    "InputImageError",
+    "DatasetFormatError",
+    "BundleError",
+    "ConfigError",
+    "UnknownNameError",
+]
+
+
+class VoxsegError(Exception):
+    """Base class of every error a user can cause (bad input, missing model, bad option)."""
+
+
+class InputImageError(VoxsegError):
+    """An image file cannot be used: missing, corrupt, wrong shape, unsupported dtype, ...
+
+    Parameters
+    ----------
+    path
+        The file (or folder, for a DICOM series) at fault.
+    problem
+        What is wrong, as a short phrase.
+    fix
+        Optional advice on how to fix it.
+    """
+
+    def __init__(self, path: str | Path | None, problem: str, fix: str | None = None):
+        self.path = Path(path) if path is not None else None
+        self.problem = problem
+        self.fix = fix
+        where = f"{self.path}: " if self.path is not None else ""
+        message = f"{where}{problem}"
+        if fix:
+            message += f" ({fix})"
+        super().__init__(message)
+
+
+class DatasetFormatError(VoxsegError):
+    """A dataset folder does not follow the expected layout (dataset.json, imagesTr, ...)."""
+
+
+class BundleError(VoxsegError):
+    """A model bundle is missing, corrupt, or fails its checksum."""
+
+
+class ConfigError(VoxsegError):
+    """An option or configuration value is invalid."""
+
+
+class UnknownNameError(VoxsegError, KeyError):
+    """A name was looked up in a registry that does not hold it."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""

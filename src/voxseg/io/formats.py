@@ -1,0 +1,218 @@
+"""Reading and writing images by suffix: the only place that dispatches on file formats.
+
+| suffix                         | read | write | geometry                                   |
+|--------------------------------|------|-------|--------------------------------------------|
+| .nii, .nii.gz                  | yes  | yes   | header (qform/sform via ITK)               |
+| .nrrd, .nhdr, .mha, .mhd       | yes  | yes   | header                                     |
+| .tif, .tiff (2D/3D, OME, ImageJ)| yes | yes   | sidecar JSON > OME > ImageJ/resolution tags|
+| .png, .jpg, .jpeg (2D)         | yes  | yes   | sidecar JSON (default 1 mm)                |
+| DICOM folder, .dcm             | yes  | no    | DICOM tags                                 |
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from voxseg.errors import InputImageError
+from voxseg.io.atomic import atomic_path, full_suffix
+from voxseg.io.sidecar import write_sidecar
+from voxseg.io.volume import Volume
+
+__all__ = [
+    "read_image", "read_channels", "write_image", "image_suffix", "READ_SUFFIXES", "WRITE_SUFFIXES",
+    "NonFinitePolicy", "is_image_file",
+]
+
+log = logging.getLogger(__name__)
+
+NonFinitePolicy = Literal["warn", "error", "allow"]
+Reader = Callable[[Path], list[Volume]]
+Writer = Callable[..., None]
+
+_SITK = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+_TIFF = (".tif", ".tiff", ".ome.tif", ".ome.tiff")
+_PIL = (".png", ".jpg", ".jpeg")
+READ_SUFFIXES = (*_SITK, *_TIFF, *_PIL, ".dcm")
+WRITE_SUFFIXES = (*_SITK, *_TIFF, *_PIL)
+_SIDECAR_SUFFIXES = (*_TIFF, *_PIL)
+_DETACHED = (".mhd", ".nhdr")
+_SUPPORTED_DTYPES = (
+    np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.uint64, np.int64,
+    np.float32, np.float64,
+)
+
+
+def image_suffix(path: str | Path) -> str:
+    """The image suffix of ``path`` (``.nii.gz`` kept whole), lower-case."""
+    return full_suffix(path)
+
+
+def is_image_file(path: Path) -> bool:
+    """Whether ``path`` is a file with a suffix voxseg reads."""
+    return path.is_file() and image_suffix(path) in READ_SUFFIXES and not path.name.startswith(".")
+
+
+def _reader_for(path: Path) -> Reader:
+    suffix = image_suffix(path)
+    if suffix in _SITK:
+        from voxseg.io.sitk_io import read_sitk
+
+        return read_sitk
+    if suffix in _TIFF:
+        from voxseg.io.tiff_io import read_tiff
+
+        return read_tiff
+    if suffix in _PIL:
+        from voxseg.io.png_io import read_pil
+
+        return read_pil
+    if suffix == ".dcm":
+        from voxseg.io.dicom_io import read_dicom_file
+
+        return read_dicom_file
+    raise InputImageError(
+        path, f"unsupported file type {suffix or '(no suffix)'!r}",
+        f"voxseg reads {', '.join(READ_SUFFIXES)} and DICOM folders",
+    )
+
+
+def _check_volume(vol: Volume, path: Path, nonfinite: NonFinitePolicy) -> Volume:
+    if vol.array.size == 0 or 0 in vol.shape:
+        raise InputImageError(path, f"image has a zero-size axis (shape {vol.shape})", "the file is empty or its header is wrong")
+    if vol.dtype == bool:
+        vol = vol.with_array(vol.array.astype(np.uint8))
+    if vol.dtype.type not in _SUPPORTED_DTYPES:
+        raise InputImageError(path, f"unsupported voxel type {vol.dtype}", "convert to an integer or float32 image")
+    if np.issubdtype(vol.dtype, np.floating) and nonfinite != "allow":
+        bad = int(np.count_nonzero(~np.isfinite(vol.array)))
+        if bad:
+            what = f"{bad} NaN/Inf voxel{'s' if bad > 1 else ''} of {vol.array.size}"
+            if nonfinite == "error":
+                raise InputImageError(path, f"image has {what}", "fix the image, or read it with nonfinite='warn'")
+            log.warning("%s: image has %s", path, what)
+    return vol
+
+
+def read_channels(
+    path: str | Path, *, nonfinite: NonFinitePolicy = "warn", series_uid: str | None = None
+) -> list[Volume]:
+    """Read an image file (or DICOM folder) as a list of single-channel Volumes.
+
+    A scalar image gives one Volume; RGB, vector-pixel and 4D images give one per channel.
+
+    Parameters
+    ----------
+    path
+        Image file or DICOM series folder.
+    nonfinite
+        What to do with NaN/Inf voxels: ``"warn"`` (log and keep), ``"error"`` (refuse) or
+        ``"allow"`` (do not check).
+    series_uid
+        For a DICOM folder holding several series, the one to read.
+
+    Raises
+    ------
+    InputImageError
+        Missing, empty, truncated or corrupt file, unsupported type, zero-size axis, NaN/Inf
+        voxels with ``nonfinite="error"``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        from voxseg.io.dicom_io import read_dicom_series
+
+        channels = read_dicom_series(path, series_uid)
+    else:
+        if not path.exists():
+            raise InputImageError(path, "file not found", "check the path")
+        if path.stat().st_size == 0:
+            raise InputImageError(path, "file is empty (0 bytes)", "copy or download it again")
+        channels = _reader_for(path)(path)
+    return [_check_volume(v, path, nonfinite) for v in channels]
+
+
+def read_image(
+    path: str | Path, *, nonfinite: NonFinitePolicy = "warn", series_uid: str | None = None
+) -> Volume:
+    """Read a single-channel 2D or 3D image as a :class:`Volume`.
+
+    Multi-channel files (4D NIfTI, RGB, vector images) are refused with a hint; use
+    :func:`read_channels` for them. See :func:`read_channels` for the parameters.
+    """
+    channels = read_channels(path, nonfinite=nonfinite, series_uid=series_uid)
+    if len(channels) != 1:
+        raise InputImageError(
+            path, f"image has {len(channels)} channels (4D or multi-channel) where one 2D/3D image was expected",
+            "split it into one file per channel (voxseg dataset convert does this for MSD tasks) or use read_channels",
+        )
+    return channels[0]
+
+
+def _writer_for(path: Path) -> Writer:
+    suffix = image_suffix(path)
+    if suffix in _SITK:
+        from voxseg.io.sitk_io import write_sitk
+
+        return write_sitk
+    if suffix in _TIFF:
+        from voxseg.io.tiff_io import write_tiff
+
+        return write_tiff
+    if suffix in _PIL:
+        from voxseg.io.png_io import write_pil
+
+        return write_pil
+    raise InputImageError(path, f"cannot write {suffix or '(no suffix)'!r} files", f"use one of {', '.join(WRITE_SUFFIXES)}")
+
+
+def _write_detached(writer: Writer, volume: Volume, path: Path, compress: bool) -> None:
+    """Header + data file formats (.mhd, .nhdr): write both in a temporary folder, then move the
+    data file(s) first and the header last, so the header never points at missing data."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as tmp_dir:
+        tmp = Path(tmp_dir) / path.name
+        writer(volume, tmp, compress=compress)
+        for produced in sorted(Path(tmp_dir).iterdir()):
+            if produced.name != path.name:
+                os.replace(produced, path.parent / produced.name)
+        os.replace(tmp, path)
+
+
+def write_image(volume: Volume, path: str | Path, *, compress: bool = True) -> Path:
+    """Write ``volume`` to ``path`` atomically (temporary file + rename); return the path.
+
+    The format follows the suffix. TIFF, PNG and JPEG also get a geometry sidecar
+    (``path + ".json"``) so spacing, origin and direction survive the round trip.
+    ``bool`` arrays are stored as uint8 and ``float16`` as float32.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputImageError(path, "output path is a folder", "give a file name with an image suffix")
+    writer = _writer_for(path)
+    if volume.dtype == bool:
+        volume = volume.with_array(volume.array.astype(np.uint8))
+    elif volume.dtype == np.float16:
+        volume = volume.with_array(volume.array.astype(np.float32))
+    elif volume.dtype.type not in _SUPPORTED_DTYPES:
+        raise InputImageError(path, f"cannot write voxel type {volume.dtype}", "convert to an integer or float32 array")
+    try:
+        if image_suffix(path) in _DETACHED:
+            _write_detached(writer, volume, path, compress)
+        else:
+            with atomic_path(path) as tmp:
+                writer(volume, tmp, compress=compress)
+    except PermissionError:
+        raise InputImageError(path, "permission denied", "choose a folder you can write to") from None
+    except RuntimeError as exc:  # ITK writer errors
+        raise InputImageError(path, f"cannot write image ({str(exc).strip().splitlines()[-1]})") from None
+    if image_suffix(path) in (".jpg", ".jpeg"):
+        log.warning("%s: JPEG is lossy; use PNG or NIfTI for labels and exact values", path)
+    if image_suffix(path) in _SIDECAR_SUFFIXES:
+        write_sidecar(path, volume.geometry)
+    return path

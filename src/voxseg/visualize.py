@@ -1,0 +1,179 @@
+"""Overview pictures: slices of an image with its label overlaid, as a PNG (numpy + Pillow).
+
+Used by ``voxseg dataset show``, the docs' phantom pictures and, later, prediction overviews.
+For 3D images the three orthogonal slices through the largest label area (the middle when the
+label is empty) are shown, each scaled to its physical aspect ratio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from voxseg.io import Volume, atomic_path
+
+__all__ = ["overview_png", "render_overview", "LABEL_COLORS"]
+
+LABEL_COLORS = np.array(
+    [
+        (0, 0, 0),
+        (230, 25, 75),
+        (60, 180, 75),
+        (255, 225, 25),
+        (0, 130, 200),
+        (245, 130, 48),
+        (145, 30, 180),
+        (70, 240, 240),
+        (240, 50, 230),
+        (210, 245, 60),
+        (250, 190, 212),
+    ],
+    dtype=np.uint8,
+)
+_IGNORE_COLOR = np.array((90, 90, 90), dtype=np.uint8)
+_PANEL = 256  # pixels along the longest physical extent of a panel
+
+
+def _window(arr: np.ndarray) -> tuple[float, float]:
+    finite = arr[np.isfinite(arr)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    sample = finite if finite.size <= 200_000 else finite[:: finite.size // 200_000]
+    lo, hi = np.percentile(sample, [0.5, 99.5])
+    return float(lo), float(hi if hi > lo else lo + 1.0)
+
+
+def _slice_indices(shape: tuple[int, ...], label: np.ndarray | None) -> list[int]:
+    if label is None or not np.any(label > 0):
+        return [s // 2 for s in shape]
+    fg = label > 0
+    out = []
+    for axis in range(fg.ndim):
+        other = tuple(a for a in range(fg.ndim) if a != axis)
+        out.append(int(np.argmax(fg.sum(axis=other))))
+    return out
+
+
+def _panels(vol: Volume, index: list[int]) -> list[tuple[np.ndarray, tuple[float, float]]]:
+    """2D slices (rows, cols) with their pixel size (mm) along rows and columns."""
+    a, sp = vol.array, vol.spacing
+    if vol.ndim == 2:
+        return [(a, (sp[0], sp[1]))]
+    z, y, x = index
+    return [
+        (a[z], (sp[1], sp[2])),
+        (np.flipud(a[:, y, :]), (sp[0], sp[2])),
+        (np.flipud(a[:, :, x]), (sp[0], sp[1])),
+    ]
+
+
+def _resize(arr: np.ndarray, size_mm: tuple[float, float], nearest: bool) -> np.ndarray:
+    h_mm, w_mm = arr.shape[0] * size_mm[0], arr.shape[1] * size_mm[1]
+    scale = _PANEL / max(h_mm, w_mm)
+    size = (max(1, round(w_mm * scale)), max(1, round(h_mm * scale)))
+    img = Image.fromarray(arr)
+    return np.asarray(img.resize(size, Image.Resampling.NEAREST if nearest else Image.Resampling.BILINEAR))
+
+
+def _colorize(grey: np.ndarray, label: np.ndarray | None, ignore_label: int | None, alpha: float) -> np.ndarray:
+    rgb = np.repeat(grey[..., None], 3, axis=2).astype(np.float32)
+    if label is not None:
+        lab = label.astype(np.int64)
+        colors = LABEL_COLORS[np.clip(lab, 0, len(LABEL_COLORS) - 1)].astype(np.float32)
+        if ignore_label is not None:
+            colors[lab == ignore_label] = _IGNORE_COLOR
+        fg = (lab > 0)[..., None]
+        a = np.where(lab == ignore_label, alpha * 0.5, alpha)[..., None] if ignore_label is not None else alpha
+        rgb = np.where(fg, (1 - a) * rgb + a * colors, rgb)
+        edge = fg[..., 0] & ~_eroded(lab > 0)
+        rgb[edge] = colors[edge]
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def _eroded(mask: np.ndarray) -> np.ndarray:
+    m = mask.copy()
+    m[1:, :] &= mask[:-1, :]
+    m[:-1, :] &= mask[1:, :]
+    m[:, 1:] &= mask[:, :-1]
+    m[:, :-1] &= mask[:, 1:]
+    return m
+
+
+def render_overview(
+    images: Sequence[Volume],
+    label: Volume | None = None,
+    *,
+    title: str = "",
+    label_names: Mapping[int, str] | None = None,
+    ignore_label: int | None = None,
+    alpha: float = 0.45,
+) -> Image.Image:
+    """Render channel images (one row each) with the label overlaid on the first row."""
+    first = images[0]
+    lab_arr = label.array if label is not None else None
+    fg_for_slices = None if lab_arr is None else np.where(lab_arr == ignore_label, 0, lab_arr)
+    index = _slice_indices(first.shape, fg_for_slices)
+    rows = []
+    for row, vol in enumerate(images):
+        lo, hi = _window(vol.array)
+        tiles = []
+        lab_panels = _panels(label, index) if (label is not None and row == 0) else None
+        for k, (arr, mm) in enumerate(_panels(vol, index)):
+            grey = (np.clip((arr.astype(np.float32) - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
+            grey = _resize(grey, mm, nearest=False)
+            lab = None
+            if lab_panels is not None:
+                lab = _resize(lab_panels[k][0].astype(np.uint8), mm, nearest=True)
+            tiles.append(_colorize(grey, lab, ignore_label, alpha))
+        rows.append(tiles)
+    return _compose(rows, title, label_names, ignore_label)
+
+
+def _compose(
+    rows: list[list[np.ndarray]], title: str, label_names: Mapping[int, str] | None, ignore_label: int | None
+) -> Image.Image:
+    gap, header = 4, 18 if title else 0
+    legend = [(v, n) for v, n in sorted((label_names or {}).items()) if v > 0]
+    legend_h = 16 if legend else 0
+    width = max(sum(t.shape[1] for t in r) + gap * (len(r) + 1) for r in rows)
+    height = header + legend_h + sum(max(t.shape[0] for t in r) + gap for r in rows) + gap
+    canvas = Image.new("RGB", (width, height), (20, 20, 20))
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    if title:
+        draw.text((gap, 3), title, fill=(235, 235, 235), font=font)
+    y = header + gap
+    for r in rows:
+        x = gap
+        for t in r:
+            canvas.paste(Image.fromarray(t), (x, y))
+            x += t.shape[1] + gap
+        y += max(t.shape[0] for t in r) + gap
+    x = gap
+    for value, name in legend:
+        color = tuple(
+            int(c) for c in (_IGNORE_COLOR if value == ignore_label else LABEL_COLORS[value % len(LABEL_COLORS)])
+        )
+        draw.rectangle((x, y + 2, x + 10, y + 12), fill=color)
+        draw.text((x + 14, y + 1), f"{value} {name}", fill=(235, 235, 235), font=font)
+        x += 24 + 7 * len(f"{value} {name}")
+    return canvas
+
+
+def overview_png(
+    images: Sequence[Volume],
+    label: Volume | None,
+    path: str | Path,
+    *,
+    title: str = "",
+    label_names: Mapping[int, str] | None = None,
+    ignore_label: int | None = None,
+) -> Path:
+    """Write :func:`render_overview` as a PNG to ``path`` atomically; return the path."""
+    img = render_overview(images, label, title=title, label_names=label_names, ignore_label=ignore_label)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+    return Path(path)
