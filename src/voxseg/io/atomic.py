@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+
 def _current_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)

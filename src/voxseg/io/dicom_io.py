@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import SimpleITK as sitk
 
 from voxseg.errors import InputImageError
@@ -12,19 +15,36 @@ from voxseg.io.volume import Volume
 
 __all__ = ["read_dicom_series", "read_dicom_file"]
 
+_GAP_TOLERANCE = 0.05  # relative deviation of a slice gap from the median gap
+
+
+@contextlib.contextmanager
+def _itk_warnings_off() -> Iterator[None]:
+    """Silence ITK's stderr warnings (e.g. "No Series were found") while scanning a folder."""
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+
 
 def read_dicom_series(folder: Path, series_uid: str | None = None) -> list[Volume]:
     """Read the DICOM series in ``folder`` (or the one with ``series_uid``) as a 3D Volume."""
     try:
-        uids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+        with _itk_warnings_off():
+            uids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
     except RuntimeError as exc:
         raise InputImageError(folder, f"cannot scan folder for DICOM ({_itk_message(exc)})") from None
     if not uids:
-        raise InputImageError(folder, "folder holds no DICOM series", "point at a folder of .dcm files or at an image file")
+        raise InputImageError(
+            folder, "folder holds no DICOM series", "point at a folder of .dcm files or at an image file"
+        )
     if series_uid is None:
         if len(uids) > 1:
+            listed = ", ".join(uids[:4]) + (", ..." if len(uids) > 4 else "")
             raise InputImageError(
-                folder, f"folder holds {len(uids)} DICOM series ({', '.join(uids[:4])}{', ...' if len(uids) > 4 else ''})",
+                folder, f"folder holds {len(uids)} DICOM series ({listed})",
                 "pass series_uid=... (CLI: --series UID) or move each series into its own folder",
             )
         series_uid = uids[0]
@@ -33,11 +53,44 @@ def read_dicom_series(folder: Path, series_uid: str | None = None) -> list[Volum
     files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_uid)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
+    reader.MetaDataDictionaryArrayUpdateOn()
     try:
-        image = reader.Execute()
+        with _itk_warnings_off():  # ITK only warns about missing slices; voxseg checks below
+            image = reader.Execute()
     except RuntimeError as exc:
-        raise InputImageError(folder, f"cannot read DICOM series ({_itk_message(exc)})", "a slice may be corrupt or missing") from None
+        raise InputImageError(
+            folder, f"cannot read DICOM series ({_itk_message(exc)})", "a slice may be corrupt or missing"
+        ) from None
+    _check_slice_positions(reader, len(files), folder)
     return split_sitk_channels(image, folder)
+
+
+def _slice_offsets(reader: sitk.ImageSeriesReader, n: int) -> np.ndarray | None:
+    """Position of each slice along the slice normal (mm), or None if the tags are missing."""
+    try:
+        cosines = np.array([float(v) for v in reader.GetMetaData(0, "0020|0037").split("\\")])
+        positions = np.array([[float(v) for v in reader.GetMetaData(i, "0020|0032").split("\\")] for i in range(n)])
+    except (RuntimeError, ValueError):
+        return None
+    if cosines.shape != (6,) or positions.shape != (n, 3):
+        return None
+    return positions @ np.cross(cosines[:3], cosines[3:])
+
+
+def _check_slice_positions(reader: sitk.ImageSeriesReader, n: int, folder: Path) -> None:
+    """Refuse a series with a gap or a repeated position: GDCM skips unreadable slice files and ITK
+    then spreads the remaining slices evenly, giving a wrong spacing with only a console warning."""
+    offsets = _slice_offsets(reader, n) if n > 2 else None
+    if offsets is None:
+        return
+    gaps = np.abs(np.diff(np.sort(offsets)))
+    typical = float(np.median(gaps))
+    if typical > 0 and np.all(np.abs(gaps - typical) <= _GAP_TOLERANCE * typical):
+        return
+    raise InputImageError(
+        folder, f"DICOM slices are not evenly spaced (gaps from {gaps.min():.4g} to {gaps.max():.4g} mm)",
+        "a slice is missing or unreadable, or several series share one UID: check the folder",
+    )
 
 
 def read_dicom_file(path: Path) -> list[Volume]:
@@ -45,7 +98,9 @@ def read_dicom_file(path: Path) -> list[Volume]:
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        raise InputImageError(path, f"cannot read DICOM ({_itk_message(exc)})", "the file may be truncated or not DICOM") from None
+        raise InputImageError(
+            path, f"cannot read DICOM ({_itk_message(exc)})", "the file may be truncated or not DICOM"
+        ) from None
     if image.GetDimension() == 3 and image.GetSize()[2] == 1 and image.GetNumberOfComponentsPerPixel() == 1:
         image = image[:, :, 0]
     return split_sitk_channels(image, path)

@@ -43,10 +43,6 @@ READ_SUFFIXES = (*_SITK, *_TIFF, *_PIL, ".dcm")
 WRITE_SUFFIXES = (*_SITK, *_TIFF, *_PIL)
 _SIDECAR_SUFFIXES = (*_TIFF, *_PIL)
 _DETACHED = (".mhd", ".nhdr")
-_SUPPORTED_DTYPES = (
-    np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.uint64, np.int64,
-    np.float32, np.float64,
-)
 
 
 def image_suffix(path: str | Path) -> str:
@@ -83,13 +79,40 @@ def _reader_for(path: Path) -> Reader:
     )
 
 
+def _canonical_dtype(dtype: np.dtype) -> np.dtype | None:
+    """The native numpy dtype voxseg uses for ``dtype``, or None if unsupported.
+
+    Integers of 8-64 bits and float32/64 are kept (big-endian -> native, ``np.longlong`` ->
+    ``np.int64``: equal in size but a different type), bool -> uint8, float16 -> float32.
+    """
+    if dtype.kind == "b":
+        return np.dtype(np.uint8)
+    if dtype.kind == "f" and dtype.itemsize == 2:
+        return np.dtype(np.float32)
+    if (dtype.kind in "iu" and dtype.itemsize in (1, 2, 4, 8)) or (dtype.kind == "f" and dtype.itemsize in (4, 8)):
+        return np.dtype(f"{dtype.kind}{dtype.itemsize}")
+    return None
+
+
+def _normalized(vol: Volume, path: Path, action: str) -> Volume:
+    """``vol`` with its array in the canonical dtype; refuse unsupported dtypes and empty arrays."""
+    if vol.array.size == 0:
+        raise InputImageError(
+            path, f"image has a zero-size axis (shape {vol.shape})",
+            "the file is empty or its header is wrong" if action == "read" else "check the array you pass",
+        )
+    canonical = _canonical_dtype(vol.dtype)
+    if canonical is None:
+        raise InputImageError(path, f"cannot {action} voxel type {vol.dtype}", "convert to an integer or float32 image")
+    if vol.dtype.type is canonical.type and vol.dtype.isnative:
+        return vol
+    if vol.dtype.isnative and vol.dtype.itemsize == canonical.itemsize and vol.dtype.kind == canonical.kind:
+        return vol.with_array(vol.array.view(canonical))  # same bytes, canonical type
+    return vol.with_array(vol.array.astype(canonical))
+
+
 def _check_volume(vol: Volume, path: Path, nonfinite: NonFinitePolicy) -> Volume:
-    if vol.array.size == 0 or 0 in vol.shape:
-        raise InputImageError(path, f"image has a zero-size axis (shape {vol.shape})", "the file is empty or its header is wrong")
-    if vol.dtype == bool:
-        vol = vol.with_array(vol.array.astype(np.uint8))
-    if vol.dtype.type not in _SUPPORTED_DTYPES:
-        raise InputImageError(path, f"unsupported voxel type {vol.dtype}", "convert to an integer or float32 image")
+    vol = _normalized(vol, path, "read")
     if np.issubdtype(vol.dtype, np.floating) and nonfinite != "allow":
         bad = int(np.count_nonzero(~np.isfinite(vol.array)))
         if bad:
@@ -168,7 +191,9 @@ def _writer_for(path: Path) -> Writer:
         from voxseg.io.png_io import write_pil
 
         return write_pil
-    raise InputImageError(path, f"cannot write {suffix or '(no suffix)'!r} files", f"use one of {', '.join(WRITE_SUFFIXES)}")
+    raise InputImageError(
+        path, f"cannot write {suffix or '(no suffix)'!r} files", f"use one of {', '.join(WRITE_SUFFIXES)}"
+    )
 
 
 def _write_detached(writer: Writer, volume: Volume, path: Path, compress: bool) -> None:
@@ -184,35 +209,48 @@ def _write_detached(writer: Writer, volume: Volume, path: Path, compress: bool) 
         os.replace(tmp, path)
 
 
+def _write_error(path: Path, exc: OSError) -> InputImageError:
+    if isinstance(exc, PermissionError):
+        return InputImageError(path, "permission denied", "choose a folder you can write to")
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        return InputImageError(path, f"cannot create the output folder: {blocker} is a file", "choose another folder")
+    return InputImageError(path, f"cannot write file ({exc.strerror or exc})", "check the folder and free disk space")
+
+
 def write_image(volume: Volume, path: str | Path, *, compress: bool = True) -> Path:
     """Write ``volume`` to ``path`` atomically (temporary file + rename); return the path.
 
     The format follows the suffix. TIFF, PNG and JPEG also get a geometry sidecar
     (``path + ".json"``) so spacing, origin and direction survive the round trip.
     ``bool`` arrays are stored as uint8 and ``float16`` as float32.
+
+    Raises
+    ------
+    InputImageError
+        Unknown suffix, unsupported voxel type, empty array, data the format cannot hold
+        (3D or float PNG, ...), or an output path that cannot be written.
     """
     path = Path(path)
     if path.is_dir():
         raise InputImageError(path, "output path is a folder", "give a file name with an image suffix")
     writer = _writer_for(path)
-    if volume.dtype == bool:
-        volume = volume.with_array(volume.array.astype(np.uint8))
-    elif volume.dtype == np.float16:
-        volume = volume.with_array(volume.array.astype(np.float32))
-    elif volume.dtype.type not in _SUPPORTED_DTYPES:
-        raise InputImageError(path, f"cannot write voxel type {volume.dtype}", "convert to an integer or float32 array")
+    volume = _normalized(volume, path, "write")
+    suffix = image_suffix(path)
     try:
-        if image_suffix(path) in _DETACHED:
+        if suffix in _DETACHED:
             _write_detached(writer, volume, path, compress)
         else:
             with atomic_path(path) as tmp:
                 writer(volume, tmp, compress=compress)
-    except PermissionError:
-        raise InputImageError(path, "permission denied", "choose a folder you can write to") from None
+        if suffix in _SIDECAR_SUFFIXES:
+            write_sidecar(path, volume.geometry)
+    except InputImageError as exc:  # raised about the temporary file: name the target instead
+        raise InputImageError(path, exc.problem, exc.fix) from None
+    except OSError as exc:
+        raise _write_error(path, exc) from None
     except RuntimeError as exc:  # ITK writer errors
         raise InputImageError(path, f"cannot write image ({str(exc).strip().splitlines()[-1]})") from None
-    if image_suffix(path) in (".jpg", ".jpeg"):
+    if suffix in (".jpg", ".jpeg"):
         log.warning("%s: JPEG is lossy; use PNG or NIfTI for labels and exact values", path)
-    if image_suffix(path) in _SIDECAR_SUFFIXES:
-        write_sidecar(path, volume.geometry)
     return path

@@ -56,7 +56,9 @@ def read_pil(path: Path) -> list[Volume]:
 def _to_pil_array(volume: Volume, path: Path, jpeg: bool) -> np.ndarray:
     arr = volume.array
     if arr.ndim != 2:
-        raise InputImageError(path, f"PNG/JPEG hold 2D images, got shape {arr.shape}", "write 3D images as .nii.gz, .nrrd, .mha or .tif")
+        raise InputImageError(
+            path, f"PNG/JPEG hold 2D images, got shape {arr.shape}", "write 3D images as .nii.gz, .nrrd, .mha or .tif"
+        )
     if arr.dtype == bool:
         return arr.astype(np.uint8)
     if arr.dtype == np.uint8 or (arr.dtype == np.uint16 and not jpeg):

@@ -6,18 +6,23 @@ module is the one place that reverses the geometry to voxseg's array order.
 
 from __future__ import annotations
 
-import gzip
-import struct
-import zlib
+import contextlib
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from voxseg.errors import InputImageError
+from voxseg.io.nifti_scan import restore_nonfinite, scan_nifti
 from voxseg.io.volume import Volume
 
 __all__ = ["volume_from_sitk", "volume_to_sitk", "read_sitk", "write_sitk", "split_sitk_channels"]
+
+log = logging.getLogger(__name__)
 
 
 
@@ -53,65 +58,14 @@ def split_sitk_channels(image: sitk.Image, path: Path) -> list[Volume]:
         n = size[3]
         out = []
         for c in range(n):
-            extract = sitk.Extract(image, size[:3] + [0], [0, 0, 0, c])
+            extract = sitk.Extract(image, [*size[:3], 0], [0, 0, 0, c])
             out.append(volume_from_sitk(extract))
         return out
     if ndim in (2, 3):
         return [volume_from_sitk(image)]
-    raise InputImageError(path, f"{ndim}D images are not supported", "voxseg reads 2D and 3D images (and 4D as channels)")
-
-
-def _nifti_data_extent(header: bytes) -> tuple[int, int] | None:
-    """``(data offset, data bytes)`` promised by a NIfTI-1/2 header, or None if it is not NIfTI.
-
-    Read from the header itself (dim, bitpix, vox_offset), not from ITK: ITK reports a float
-    pixel type for integer files with ``scl_slope``/``scl_inter``, which would overstate the size.
-    """
-    for endian in "<>":
-        if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
-            dims = struct.unpack(endian + "8h", header[40:56])
-            bitpix = struct.unpack(endian + "h", header[72:74])[0]
-            offset = max(int(struct.unpack(endian + "f", header[108:112])[0]), 352)
-            break
-        if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
-            bitpix = struct.unpack(endian + "h", header[14:16])[0]
-            dims = struct.unpack(endian + "8q", header[16:80])
-            offset = max(int(struct.unpack(endian + "q", header[168:176])[0]), 544)
-            break
-    else:
-        return None
-    ndim = dims[0]
-    if not 1 <= ndim <= 7 or bitpix <= 0:
-        return None
-    voxels = int(np.prod([max(int(d), 1) for d in dims[1 : ndim + 1]], dtype=np.int64))
-    return offset, voxels * bitpix // 8
-
-
-def _check_nifti_complete(path: Path) -> None:
-    """ITK's NIfTI reader silently zero-fills truncated files; detect truncation ourselves."""
-    if path.name.lower().endswith(".gz"):
-        total, head = 0, b""
-        try:
-            with gzip.open(path, "rb") as fh:
-                while chunk := fh.read(1 << 24):
-                    if len(head) < 548:
-                        head += chunk[: 548 - len(head)]
-                    total += len(chunk)
-        except (EOFError, OSError, zlib.error) as exc:
-            raise InputImageError(
-                path, f"truncated or corrupt gzip stream ({exc})",
-                "the file is incomplete: copy or download it again",
-            ) from None
-    else:
-        with open(path, "rb") as fh:
-            head = fh.read(548)
-        total = path.stat().st_size
-    extent = _nifti_data_extent(head)
-    if extent is not None and total < sum(extent):
-        raise InputImageError(
-            path, f"truncated NIfTI: {total} bytes where the header promises {sum(extent)}",
-            "the file is incomplete: copy or download it again",
-        )
+    raise InputImageError(
+        path, f"{ndim}D images are not supported", "voxseg reads 2D and 3D images (and 4D as channels)"
+    )
 
 
 def _itk_message(exc: Exception) -> str:
@@ -122,15 +76,35 @@ def _itk_message(exc: Exception) -> str:
     return lines[-1] if lines else type(exc).__name__
 
 
+@contextlib.contextmanager
+def _itk_readable(path: Path) -> Iterator[Path]:
+    """A name under which ITK reads ``path`` itself.
+
+    niftilib looks for the voxel data of ``x.nii.gz`` in ``x.nii`` first: when both exist it
+    combines the header of one with the data of the other, silently. Such a file is read through
+    an alias in a private folder.
+    """
+    sibling = path.with_name(path.name[:-3]) if path.name.lower().endswith(".nii.gz") else None
+    if sibling is None or not sibling.exists():
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="voxseg-") as tmp:
+        alias = Path(tmp) / path.name
+        try:
+            alias.symlink_to(path.resolve())
+        except OSError:  # no symlinks (Windows without privilege): copy
+            shutil.copyfile(path, alias)
+        yield alias
+
+
 def read_sitk(path: Path) -> list[Volume]:
     """Read a NIfTI / NRRD / MHA / MHD file into per-channel Volumes (one for scalar images)."""
+    scan = scan_nifti(path) if path.name.lower().endswith((".nii", ".nii.gz")) else None
     reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
     try:
-        reader.ReadImageInformation()
-        if path.name.lower().endswith((".nii", ".nii.gz")):
-            _check_nifti_complete(path)
-        image = reader.Execute()
+        with _itk_readable(path) as readable:
+            reader.SetFileName(str(readable))
+            image = reader.Execute()
     except RuntimeError as exc:
         msg = _itk_message(exc)
         if "Unable to determine ImageIO" in msg:
@@ -138,7 +112,10 @@ def read_sitk(path: Path) -> list[Volume]:
                                   "check that the file is a complete image of the type its suffix says") from None
         raise InputImageError(path, f"cannot read image: {msg}", "the file may be truncated or corrupt") from None
     _refuse_complex(image, path)
-    return split_sitk_channels(image, path)
+    volumes = split_sitk_channels(image, path)
+    if scan is not None and not restore_nonfinite([v.array for v in volumes], scan):
+        log.warning("%s: %d NaN/Inf voxels were read as 0", path, scan.index.size)
+    return volumes
 
 
 def _refuse_complex(image: sitk.Image, path: Path) -> None:
