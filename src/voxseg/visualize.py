@@ -138,11 +138,13 @@ def _compose(
     gap, header = 4, 18 if title else 0
     legend = [(v, n) for v, n in sorted((label_names or {}).items()) if v > 0]
     legend_h = 16 if legend else 0
-    width = max(sum(t.shape[1] for t in r) + gap * (len(r) + 1) for r in rows)
+    font = ImageFont.load_default()
+    text_w = int(font.getlength(title)) + 2 * gap if title else 0
+    legend_w = sum(24 + 7 * len(f"{v} {n}") for v, n in legend) + gap
+    width = max(*(sum(t.shape[1] for t in r) + gap * (len(r) + 1) for r in rows), text_w, legend_w)
     height = header + legend_h + sum(max(t.shape[0] for t in r) + gap for r in rows) + gap
     canvas = Image.new("RGB", (width, height), (20, 20, 20))
     draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default()
     if title:
         draw.text((gap, 3), title, fill=(235, 235, 235), font=font)
     y = header + gap

@@ -95,3 +95,52 @@ def test_convert(tmp_path, capsys):
     assert (tmp_path / "out" / "imagesTr" / "case_000_0000.mha").is_file()
     assert main(["dataset", "convert", str(src), str(tmp_path / "out")]) == 1
     assert "already holds" in capsys.readouterr().err
+
+
+def test_phantom_then_verify_then_show(tmp_path):
+    """The issue's acceptance path, as a user types it."""
+    data = tmp_path / "d"
+    r = run_cli("dataset", "phantom", "mouse-lung-ct", str(data), "--cases", "4", "--size", "48")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((data / "dataset.json").read_text())["numTraining"] == 4
+    r = run_cli("dataset", "verify", str(data))
+    assert r.returncode == 0, r.stderr
+    r = run_cli("dataset", "show", str(data), "-o", str(tmp_path / "lung.png"))
+    assert r.returncode == 0 and (tmp_path / "lung.png").is_file()
+
+
+def test_phantom_list_and_bad_input(tmp_path, capsys):
+    assert main(["dataset", "phantom", "--list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("mouse-lung-ct", "soft-tissue-mri", "pet-mip", "mouse-spinal-cord", "brain-swi-cmb"):
+        assert name in out
+    assert "annotated_slices" in out
+    assert main(["dataset", "phantom", "mouse-lung", str(tmp_path / "x")]) == 1
+    assert "did you mean mouse-lung-ct" in capsys.readouterr().err
+    assert main(["dataset", "phantom", "pet-mip", str(tmp_path / "y"), "-O", "nope=1"]) == 2
+    assert "has no option 'nope'" in capsys.readouterr().err
+    assert main(["dataset", "phantom", "pet-mip", str(tmp_path / "y"), "--size", "a,b"]) == 2
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_sparse_spinal_cord_phantom_verifies(tmp_path, capsys):
+    data = tmp_path / "cord"
+    assert (
+        main(
+            [
+                "dataset",
+                "phantom",
+                "mouse-spinal-cord",
+                str(data),
+                "-n",
+                "2",
+                "--size",
+                "32",
+                "-O",
+                "annotated_slices=3",
+            ]
+        )
+        == 0
+    )
+    assert json.loads((data / "dataset.json").read_text())["labels"]["ignore"] == 3
+    assert main(["dataset", "verify", str(data)]) == 0

@@ -155,9 +155,10 @@ def make_phantom(
         extra={"voxseg_phantom": {"name": name, "seed": int(seed), "shape": list(shape), "options": opts}},
     )
     out = Path(out_dir)
+    first = spec.generate(np.random.default_rng([int(seed), 0]), shape, opts)  # bad options fail before any write
     with DatasetWriter(out, ds_spec) as writer:
         for i in range(n):
-            case = spec.generate(np.random.default_rng([int(seed), i]), shape, opts)
+            case = first if i == 0 else spec.generate(np.random.default_rng([int(seed), i]), shape, opts)
             writer.add_case(f"{name.replace('-', '_')}_{i:03d}", case.images, case.label)
             if progress is not None:
                 progress(i + 1, n)
