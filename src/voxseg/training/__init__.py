@@ -1,0 +1,1 @@
+"""Training: losses with an ignore label, pickle-free checkpoints, (soon) the loop and k-fold runner."""

@@ -1,0 +1,146 @@
+"""Checkpoints without pickles: tensors in safetensors, everything else in JSON.
+
+A checkpoint folder holds ``model.safetensors``, ``optimizer.safetensors`` (the optimizer's
+tensors), ``rng.safetensors`` (torch RNG state) and ``state.json`` (epoch, step, optimizer
+hyper-parameters, numpy/python RNG states, history, and the sha256 of the three tensor files).
+``state.json`` is written last, atomically: a checkpoint without it, or whose hashes do not match,
+is incomplete and is never resumed from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from voxseg.errors import VoxsegError
+from voxseg.io import atomic_path, write_json_atomic
+
+__all__ = ["TrainState", "save_checkpoint", "load_checkpoint", "has_checkpoint"]
+
+SCHEMA_VERSION = 1
+_FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors")
+
+
+@dataclass
+class TrainState:
+    """Progress of a training run (JSON-serializable)."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps completed
+    best_metric: float | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+
+
+def _split_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    plain: dict[str, dict[str, Any]] = {}
+    for idx, entries in sd["state"].items():
+        for name, value in entries.items():
+            if torch.is_tensor(value):
+                tensors[f"{idx}.{name}"] = value
+            else:
+                plain.setdefault(str(idx), {})[name] = value
+    return tensors, {"param_groups": sd["param_groups"], "plain_state": plain}
+
+
+def _join_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    for idx, entries in meta["plain_state"].items():
+        state.setdefault(int(idx), {}).update(entries)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(
+    folder: str | Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: TrainState,
+    *,
+    np_rng: np.random.Generator | None = None,
+    scheduler: Any = None,
+) -> Path:
+    """Write a complete checkpoint of model, optimizer, RNGs and ``state`` into ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "state.json").unlink(missing_ok=True)  # the old checkpoint is invalid from here on
+    _save_tensors(model.state_dict(), folder / "model.safetensors")
+    opt_tensors, opt_meta = _split_optimizer(optimizer)
+    _save_tensors(opt_tensors, folder / "optimizer.safetensors")
+    _save_tensors({"torch": torch.get_rng_state()}, folder / "rng.safetensors")
+    data = {
+        "schema_version": SCHEMA_VERSION,
+        "epoch": state.epoch,
+        "step": state.step,
+        "best_metric": state.best_metric,
+        "history": state.history,
+        "extra": state.extra,
+        "optimizer": opt_meta,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "numpy_rng": np_rng.bit_generator.state if np_rng is not None else None,
+        "sha256": {name: _sha256(folder / name) for name in _FILES},
+    }
+    write_json_atomic(folder / "state.json", data)
+    return folder
+
+
+def has_checkpoint(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a complete checkpoint (``state.json`` written last)."""
+    return (Path(folder) / "state.json").is_file()
+
+
+def load_checkpoint(
+    folder: str | Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    *,
+    np_rng: np.random.Generator | None = None,
+    scheduler: Any = None,
+) -> TrainState:
+    """Restore model (and optimizer, RNGs, scheduler) from ``folder``; return the TrainState.
+
+    Raises
+    ------
+    VoxsegError
+        The checkpoint is incomplete or a file does not match its recorded sha256.
+    """
+    folder = Path(folder)
+    if not has_checkpoint(folder):
+        raise VoxsegError(f"{folder}: no complete checkpoint (state.json missing); start without --resume")
+    data = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+    for name, digest in data["sha256"].items():
+        if _sha256(folder / name) != digest:
+            raise VoxsegError(f"{folder / name}: checksum mismatch, the checkpoint is corrupt (delete it to restart)")
+    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    if optimizer is not None:
+        optimizer.load_state_dict(_join_optimizer(load_file(str(folder / "optimizer.safetensors")), data["optimizer"]))
+    if scheduler is not None and data.get("scheduler") is not None:
+        scheduler.load_state_dict(data["scheduler"])
+    torch.set_rng_state(load_file(str(folder / "rng.safetensors"))["torch"])
+    if np_rng is not None and data.get("numpy_rng") is not None:
+        np_rng.bit_generator.state = data["numpy_rng"]
+    return TrainState(data["epoch"], data["step"], data["best_metric"], data["history"], data["extra"])

@@ -1,0 +1,57 @@
+import pytest
+import torch
+
+from voxseg.errors import ConfigError
+from voxseg.training.losses import LossSpec, build_loss
+
+
+def _grads(loss_fn, logits, target):
+    x = logits.clone().requires_grad_(True)
+    loss = loss_fn(x, target)
+    loss.backward()
+    return loss.detach(), x.grad.detach()
+
+
+@pytest.mark.parametrize("name", ["dice_ce", "dice_focal", "dice", "ce"])
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_ignored_voxels_change_nothing(name, ndim):
+    """Changing the class of ignored voxels (and the logits there) leaves loss and gradients unchanged."""
+    g = torch.Generator().manual_seed(0)
+    shape = (2, 3, *([12] * ndim))
+    logits = torch.randn(shape, generator=g)
+    target = torch.randint(0, 3, (2, 1, *([12] * ndim)), generator=g)
+    ignore = torch.zeros_like(target, dtype=torch.bool)
+    ignore[..., :5] = True  # columns 0-4 are unannotated
+    t1 = torch.where(ignore, torch.full_like(target, 3), target)
+    loss_fn = build_loss(LossSpec(name), ignore_label=3)
+    l1, g1 = _grads(loss_fn, logits, t1)
+    # whatever the network predicts on ignored voxels must not matter
+    t2 = t1.clone()
+    logits2 = logits.clone()
+    logits2[ignore.expand_as(logits)] = torch.randn(int(ignore.expand_as(logits).sum()), generator=g)
+    l2, g2 = _grads(loss_fn, logits2, t2)
+    torch.testing.assert_close(l1, l2)
+    torch.testing.assert_close(g1[~ignore.expand_as(g1)], g2[~ignore.expand_as(g2)])
+    assert torch.all(g1[ignore.expand_as(g1)] == 0)
+    # and the ignored region is really excluded: a loss without ignore on the same data differs
+    plain = build_loss(LossSpec(name))
+    assert not torch.isclose(plain(logits, torch.where(ignore, torch.zeros_like(t1), t1)), l1)
+
+
+def test_perfect_prediction_has_low_loss_and_weights_apply():
+    target = torch.zeros(1, 1, 8, 8, 8, dtype=torch.long)
+    target[..., 2:6, 2:6, 2:6] = 1
+    logits = torch.cat([(target == 0).float(), (target == 1).float()], dim=1) * 20 - 10
+    for name in ("dice_ce", "dice_focal"):
+        assert build_loss(LossSpec(name))(logits, target) < 1e-3
+    bad = -logits
+    l1 = build_loss(LossSpec("dice_focal", 1, 1))(bad, target)
+    l10 = build_loss(LossSpec("dice_focal", 1, 10))(bad, target)
+    assert l10 > l1 * 3
+
+
+def test_bad_spec():
+    with pytest.raises(ConfigError, match="unknown loss"):
+        LossSpec("dice_cee")
+    with pytest.raises(ConfigError, match="invalid loss spec"):
+        build_loss({"name": "dice_ce", "weight": 3})
