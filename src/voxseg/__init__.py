@@ -32,6 +32,9 @@ _LAZY: dict[str, str] = {
     "make_splits": "voxseg.dataset",
     "make_phantom": "voxseg.dataset.phantoms",
     "PHANTOMS": "voxseg.dataset.phantoms",
+    "postprocess": "voxseg.postprocessing",
+    "instances": "voxseg.postprocessing",
+    "object_table": "voxseg.postprocessing",
     "VoxsegError": "voxseg.errors",
     "InputImageError": "voxseg.errors",
     "DatasetFormatError": "voxseg.errors",
@@ -58,3 +61,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from voxseg.dataset.phantoms import PHANTOMS, make_phantom  # noqa: F401
     from voxseg.errors import DatasetFormatError, InputImageError, VoxsegError  # noqa: F401
     from voxseg.io import Geometry, Volume, read_channels, read_image, write_image  # noqa: F401
+    from voxseg.postprocessing import instances, object_table, postprocess  # noqa: F401

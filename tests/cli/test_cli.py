@@ -144,3 +144,24 @@ def test_sparse_spinal_cord_phantom_verifies(tmp_path, capsys):
     )
     assert json.loads((data / "dataset.json").read_text())["labels"]["ignore"] == 3
     assert main(["dataset", "verify", str(data)]) == 0
+
+
+def test_evaluate_folders_cli(tiny_dataset, tmp_path, capsys):
+    import shutil
+
+    from voxseg.io import read_image, write_image
+
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for f in (tiny_dataset / "labelsTr").iterdir():
+        shutil.copy(f, pred / f.name)
+    lab = read_image(pred / "case_000.nii.gz")
+    write_image(lab.with_array(lab.array * 0), pred / "case_000.nii.gz")  # one case missed entirely
+    assert main(["evaluate", str(pred), str(tiny_dataset / "labelsTr"), "-o", str(tmp_path / "rep")]) == 0
+    report = json.loads((tmp_path / "rep" / "evaluation.json").read_text())
+    dice = {c["case"]: c["classes"]["1"]["dice"] for c in report["cases"]}
+    assert dice == {"case_000": 0.0, "case_001": 1.0, "case_002": 1.0, "case_003": 1.0}
+    assert (tmp_path / "rep" / "evaluation_cases.csv").is_file()
+    (pred / "case_003.nii.gz").unlink()
+    assert main(["evaluate", str(pred), str(tiny_dataset / "labelsTr")]) == 1
+    assert "case_003" in capsys.readouterr().err

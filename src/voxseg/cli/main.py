@@ -10,6 +10,7 @@ import typer
 
 from voxseg.cli import dataset as dataset_cli
 from voxseg.cli._common import err_console
+from voxseg.cli.evaluate import evaluate
 from voxseg.cli.info import info
 from voxseg.errors import ConfigError, VoxsegError
 
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 app.add_typer(dataset_cli.app, name="dataset")
 app.command()(info)
+app.command()(evaluate)
 
 
 def _version_callback(value: bool) -> None:

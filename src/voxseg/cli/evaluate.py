@@ -1,0 +1,34 @@
+"""``voxseg evaluate``: score a folder of predictions against references."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from voxseg.cli._common import console
+
+
+def evaluate(
+    pred_dir: Path = typer.Argument(..., help="Folder of predicted label files (CASE.nii.gz, ...)."),
+    gt_dir: Path = typer.Argument(..., help="Folder of reference label files with the same names."),
+    output: Path = typer.Option(None, "--output", "-o", help="Report folder (default: PRED_DIR)."),
+    tolerance: float = typer.Option(None, "--tolerance", help="Also compute surface Dice at this tolerance (mm)."),
+    allow_missing: bool = typer.Option(False, "--allow-missing", help="Score only cases that have a prediction."),
+    workers: int = typer.Option(2, "--workers", "-j", help="Cases scored in parallel."),
+) -> None:
+    """Dice and HD95 (and surface Dice) per class and case; writes evaluation.json and CSVs."""
+    from voxseg.evaluation import evaluate_folders
+
+    out = output if output is not None else pred_dir
+    path = evaluate_folders(
+        pred_dir, gt_dir, out, tolerance_mm=tolerance, allow_missing=allow_missing, num_workers=workers
+    )
+    report = json.loads(path.read_text())
+    for label, metrics in report["summary"]["per_class"].items():
+        parts = [
+            f"{m} {v['mean']:.4f}" for m, v in metrics.items() if isinstance(v, dict) and v.get("mean") is not None
+        ]
+        console.print(f"class {label}: " + ", ".join(parts))
+    console.print(f"wrote {path} ({len(report['cases'])} cases)")
