@@ -1,0 +1,124 @@
+"""Patch sampling from preprocessed cases, with foreground oversampling.
+
+A fraction ``oversample_foreground`` of the patches is centred (with jitter) on a voxel of a
+random foreground class, taken from the class locations stored with each case; the rest are
+uniform over the case. Patches that cross the border are zero-padded (label: background).
+
+For a ``2d`` configuration on 3D data, a slice along axis 0 is drawn first (preferring
+annotated slices when the case uses an ignore label), then a 2D patch in it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from voxseg.errors import ConfigError
+from voxseg.preprocessing.store import read_preprocessed
+
+__all__ = ["CaseData", "PatchSampler", "load_cases"]
+
+
+@dataclass(frozen=True)
+class CaseData:
+    """A preprocessed case as the sampler sees it (arrays usually memory-mapped)."""
+
+    case_id: str
+    data: np.ndarray  # (C, *spatial) float32
+    label: np.ndarray  # (*spatial)
+    locations: dict[int, np.ndarray]  # class -> (N, ndim) voxel indices
+
+
+def load_cases(prefixes: Sequence[str], *, mmap: bool = True) -> list[CaseData]:
+    """Open preprocessed cases (``OUT_DIR/CASE`` prefixes) for sampling."""
+    out = []
+    for prefix in prefixes:
+        case = read_preprocessed(prefix, mmap=mmap)
+        if case.label is None:
+            raise ConfigError(f"{prefix}: preprocessed case has no label; it cannot be used for training")
+        locs = {int(k): np.asarray(v) for k, v in case.class_locations.items() if len(v)}
+        out.append(CaseData(str(prefix).rsplit("/", 1)[-1], case.data, case.label, locs))
+    return out
+
+
+def _crop_padded(array: np.ndarray, start: Sequence[int], size: Sequence[int], fill: float) -> np.ndarray:
+    """``array[..., start:start+size]`` over the trailing axes, padded with ``fill`` outside."""
+    lead = array.ndim - len(size)
+    out = np.full(array.shape[:lead] + tuple(size), fill, dtype=array.dtype)
+    src, dst = [slice(None)] * lead, [slice(None)] * lead
+    for s, n, dim in zip(start, size, array.shape[lead:], strict=True):
+        lo, hi = max(s, 0), min(s + n, dim)
+        if hi <= lo:
+            return out
+        src.append(slice(lo, hi))
+        dst.append(slice(lo - s, hi - s))
+    out[tuple(dst)] = array[tuple(src)]
+    return out
+
+
+class PatchSampler:
+    """Draw training patches from cases.
+
+    Parameters
+    ----------
+    cases
+        Cases from :func:`load_cases`.
+    patch_size
+        Patch shape; ``len(patch_size)`` equal to the cases' spatial dims, or one less (2D
+        patches from slices of 3D cases).
+    oversample_foreground
+        Fraction of patches forced to contain a foreground voxel (nnU-Net uses 1/3).
+    ignore_label
+        Label of unannotated voxels; 2D slice sampling prefers slices with annotation.
+    """
+
+    def __init__(self, cases: Sequence[CaseData], patch_size: Sequence[int], *, oversample_foreground: float = 0.33,
+                 ignore_label: int | None = None):
+        if not cases:
+            raise ConfigError("no training cases to sample from")
+        self.cases = list(cases)
+        self.patch_size = tuple(int(p) for p in patch_size)
+        self.oversample = float(oversample_foreground)
+        self.ignore_label = ignore_label
+        spatial = self.cases[0].label.ndim
+        if len(self.patch_size) not in (spatial, spatial - 1):
+            raise ConfigError(f"patch size {self.patch_size} does not fit {spatial}D cases")
+        self.slice_mode = len(self.patch_size) == spatial - 1
+        self._annotated = [self._annotated_slices(c) for c in self.cases] if self.slice_mode else []
+
+    def _annotated_slices(self, case: CaseData) -> np.ndarray:
+        if self.ignore_label is None:
+            return np.arange(case.label.shape[0])
+        keep = [z for z in range(case.label.shape[0]) if np.any(case.label[z] != self.ignore_label)]
+        return np.asarray(keep if keep else range(case.label.shape[0]))
+
+    def _center(self, case: CaseData, rng: np.random.Generator, force_fg: bool) -> np.ndarray:
+        shape = np.asarray(case.label.shape)
+        if force_fg and case.locations:
+            cls = int(rng.choice(sorted(case.locations)))
+            locs = case.locations[cls]
+            return locs[rng.integers(len(locs))].astype(np.int64)
+        return (rng.random(len(shape)) * shape).astype(np.int64)
+
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """One patch: ``(C, *patch)`` float32 image and ``(1, *patch)`` label."""
+        i = int(rng.integers(len(self.cases)))
+        case = self.cases[i]
+        force_fg = rng.random() < self.oversample
+        center = self._center(case, rng, force_fg)
+        data, label = case.data, case.label
+        if self.slice_mode:
+            z = int(center[0]) if force_fg and case.locations else int(rng.choice(self._annotated[i]))
+            data, label, center = data[:, z], label[z], center[1:]
+        half = np.asarray(self.patch_size) // 2
+        jitter = rng.integers(-(half // 2), half // 2 + 1) if force_fg else 0
+        start = center - half + jitter
+        img = _crop_padded(np.asarray(data), start, self.patch_size, 0.0)
+        seg = _crop_padded(np.asarray(label), start, self.patch_size, 0)
+        return img.astype(np.float32, copy=False), seg[None].astype(np.int16)
+
+    def batch(self, rng: np.random.Generator, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        pairs = [self.sample(rng) for _ in range(batch_size)]
+        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])

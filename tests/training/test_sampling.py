@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from voxseg.errors import ConfigError
+from voxseg.io import Volume
+from voxseg.planning import Normalization
+from voxseg.preprocessing import preprocess_case
+from voxseg.preprocessing.store import write_preprocessed
+from voxseg.training.sampling import PatchSampler, load_cases
+
+
+def _write_case(tmp_path, name, label_arr, ignore=None):
+    rng = np.random.default_rng(0)
+    img = Volume(rng.normal(100, 5, label_arr.shape).astype(np.float32) + 50 * (label_arr == 1), (1, 1, 1))
+    case = preprocess_case([img], Volume(label_arr, (1, 1, 1)), target_spacing=(1, 1, 1),
+                           normalization=[Normalization("zscore")])
+    write_preprocessed(tmp_path / name, case, ignore_label=ignore)
+    return str(tmp_path / name)
+
+
+def _small_object_label(shape=(24, 40, 40)):
+    lab = np.zeros(shape, np.uint8)
+    lab[10:13, 30:33, 5:8] = 1  # 27 voxels: rare foreground
+    return lab
+
+
+def test_foreground_oversampling_and_determinism(tmp_path):
+    prefix = _write_case(tmp_path, "a", _small_object_label())
+    sampler = PatchSampler(load_cases([prefix]), (16, 16, 16), oversample_foreground=0.5)
+    img, seg = sampler.batch(np.random.default_rng(3), 40)
+    assert img.shape == (40, 1, 16, 16, 16) and img.dtype == np.float32
+    assert seg.shape == (40, 1, 16, 16, 16)
+    with_fg = np.mean([np.any(s == 1) for s in seg])
+    assert with_fg >= 0.45  # forced half, plus any uniform hit
+    img2, seg2 = sampler.batch(np.random.default_rng(3), 40)
+    assert np.array_equal(img, img2) and np.array_equal(seg, seg2)
+    none = PatchSampler(load_cases([prefix]), (16, 16, 16), oversample_foreground=0.0)
+    _, seg0 = none.batch(np.random.default_rng(3), 40)
+    assert np.mean([np.any(s == 1) for s in seg0]) < with_fg
+
+
+def test_patch_larger_than_case_is_padded(tmp_path):
+    prefix = _write_case(tmp_path, "b", _small_object_label((8, 12, 12)))
+    img, seg = PatchSampler(load_cases([prefix]), (16, 16, 16)).sample(np.random.default_rng(0))
+    assert img.shape == (1, 16, 16, 16) and np.count_nonzero(img) <= 8 * 12 * 12
+    assert seg.shape == (1, 16, 16, 16) and set(np.unique(seg)) <= {0, 1}
+
+
+def test_slices_from_sparse_annotation(tmp_path):
+    lab = np.full((20, 24, 24), 3, np.uint8)  # 3 = ignore everywhere...
+    for z in (4, 11, 17):  # ...but three annotated slices
+        lab[z] = 0
+        lab[z, 8:16, 8:16] = 1
+    prefix = _write_case(tmp_path, "c", lab, ignore=3)
+    sampler = PatchSampler(load_cases([prefix]), (16, 16), oversample_foreground=0.0, ignore_label=3)
+    _, seg = sampler.batch(np.random.default_rng(1), 30)
+    assert seg.shape == (30, 1, 16, 16)
+    assert all(np.any(s != 3) for s in seg)  # every 2D patch comes from an annotated slice
+
+
+def test_bad_patch_dims(tmp_path):
+    prefix = _write_case(tmp_path, "d", _small_object_label())
+    with pytest.raises(ConfigError, match="does not fit"):
+        PatchSampler(load_cases([prefix]), (16,))
