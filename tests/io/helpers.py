@@ -64,8 +64,14 @@ def assert_one_line_error(exc: InputImageError, path: Path, *fragments: str) -> 
 
 
 def write_dicom_series(
-    folder: Path, array: np.ndarray, *, spacing: tuple[float, float, float], origin: tuple[float, float, float],
-    series_uid: str, prefix: str = "slice", reverse_names: bool = False,
+    folder: Path,
+    array: np.ndarray,
+    *,
+    spacing: tuple[float, float, float],
+    origin: tuple[float, float, float],
+    series_uid: str,
+    prefix: str = "slice",
+    reverse_names: bool = False,
 ) -> list[Path]:
     """Write an int16 ``(z, y, x)`` array as one DICOM file per slice (SimpleITK's "DICOM series
     from array" recipe). ``spacing``/``origin`` are in voxseg's (z, y, x) order; axial orientation."""

@@ -45,8 +45,9 @@ def test_single_mr_file():
 
 @pytest.mark.parametrize("reverse_names", [False, True], ids=["sorted-names", "reversed-names"])
 def test_series_folder_reads_as_3d(tmp_path, reverse_names):
-    write_dicom_series(tmp_path / "ct", ARRAY, spacing=SPACING, origin=ORIGIN, series_uid=UID_A,
-                       reverse_names=reverse_names)
+    write_dicom_series(
+        tmp_path / "ct", ARRAY, spacing=SPACING, origin=ORIGIN, series_uid=UID_A, reverse_names=reverse_names
+    )
     vol = read_image(tmp_path / "ct")
     assert vol.shape == (5, 6, 7)
     assert vol.dtype == np.int16

@@ -22,8 +22,18 @@ def test_import_voxseg_and_io_does_not_import_torch():
 
 def test_public_api():
     assert set(voxseg.io.__all__) == {
-        "Volume", "Geometry", "read_image", "read_channels", "write_image", "image_suffix", "is_image_file",
-        "READ_SUFFIXES", "WRITE_SUFFIXES", "atomic_path", "write_json_atomic", "write_text_atomic",
+        "Volume",
+        "Geometry",
+        "read_image",
+        "read_channels",
+        "write_image",
+        "image_suffix",
+        "is_image_file",
+        "READ_SUFFIXES",
+        "WRITE_SUFFIXES",
+        "atomic_path",
+        "write_json_atomic",
+        "write_text_atomic",
     }
     for name in voxseg.io.__all__:
         assert getattr(voxseg.io, name) is not None

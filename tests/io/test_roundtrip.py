@@ -135,8 +135,10 @@ def test_suffix_variants(tmp_path, suffix):
 @pytest.mark.parametrize(
     ("suffix", "compress", "data_file"),
     [
-        (".mhd", True, "img.zraw"), (".mhd", False, "img.raw"),
-        (".nhdr", True, "img.raw.gz"), (".nhdr", False, "img.raw"),
+        (".mhd", True, "img.zraw"),
+        (".mhd", False, "img.raw"),
+        (".nhdr", True, "img.raw.gz"),
+        (".nhdr", False, "img.raw"),
     ],
 )
 def test_detached_header_formats_write_header_and_data_only(tmp_path, suffix, compress, data_file):

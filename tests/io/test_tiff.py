@@ -21,8 +21,9 @@ def test_imagej_spacing_in_microns_becomes_mm(tmp_path, unit):
     """ImageJ stores x/y as pixels per unit (resolution tags) and z as ``spacing``; the ImageJ
     description is ASCII, so Fiji writes micro as the text ``\\u00B5m``."""
     path = tmp_path / "ij.tif"
-    tifffile.imwrite(path, STACK, imagej=True, resolution=(1 / 0.5, 1 / 0.25),
-                     metadata={"unit": unit, "spacing": 2.0, "axes": "ZYX"})
+    tifffile.imwrite(
+        path, STACK, imagej=True, resolution=(1 / 0.5, 1 / 0.25), metadata={"unit": unit, "spacing": 2.0, "axes": "ZYX"}
+    )
     vol = read_image(path)
     np.testing.assert_array_equal(vol.array, STACK)
     np.testing.assert_allclose(vol.spacing, (0.002, 0.00025, 0.0005), rtol=1e-6)  # (z, y, x) in mm
@@ -51,8 +52,15 @@ def test_dpi_is_not_a_voxel_size(tmp_path, caplog):
 
 def test_ome_physical_size(tmp_path):
     path = tmp_path / "stack.ome.tif"
-    metadata = {"axes": "ZYX", "PhysicalSizeX": 0.3, "PhysicalSizeXUnit": "\u00b5m", "PhysicalSizeY": 0.4,
-                "PhysicalSizeYUnit": "\u00b5m", "PhysicalSizeZ": 1.5, "PhysicalSizeZUnit": "\u00b5m"}
+    metadata = {
+        "axes": "ZYX",
+        "PhysicalSizeX": 0.3,
+        "PhysicalSizeXUnit": "\u00b5m",
+        "PhysicalSizeY": 0.4,
+        "PhysicalSizeYUnit": "\u00b5m",
+        "PhysicalSizeZ": 1.5,
+        "PhysicalSizeZUnit": "\u00b5m",
+    }
     tifffile.imwrite(path, STACK, ome=True, metadata=metadata)
     vol = read_image(path)
     np.testing.assert_array_equal(vol.array, STACK)
@@ -61,9 +69,19 @@ def test_ome_physical_size(tmp_path):
 
 def test_ome_physical_size_in_nm_and_default_unit(tmp_path):
     path = tmp_path / "nm.ome.tif"
-    tifffile.imwrite(path, STACK, ome=True, metadata={
-        "axes": "ZYX", "PhysicalSizeX": 100, "PhysicalSizeXUnit": "nm", "PhysicalSizeY": 100,
-        "PhysicalSizeYUnit": "nm", "PhysicalSizeZ": 0.5})  # Z in the OME default unit, um
+    tifffile.imwrite(
+        path,
+        STACK,
+        ome=True,
+        metadata={
+            "axes": "ZYX",
+            "PhysicalSizeX": 100,
+            "PhysicalSizeXUnit": "nm",
+            "PhysicalSizeY": 100,
+            "PhysicalSizeYUnit": "nm",
+            "PhysicalSizeZ": 0.5,
+        },
+    )  # Z in the OME default unit, um
     np.testing.assert_allclose(read_image(path).spacing, (0.0005, 0.0001, 0.0001), rtol=1e-6)
 
 

@@ -114,9 +114,7 @@ def _convention_volume(image: sitk.Image) -> Volume:
     """The documented convention written out: array order = ITK order reversed."""
     n = image.GetDimension()
     d = np.asarray(image.GetDirection()).reshape(n, n)
-    return Volume(
-        np.zeros(image.GetSize()[::-1]), image.GetSpacing()[::-1], image.GetOrigin()[::-1], d[::-1, ::-1]
-    )
+    return Volume(np.zeros(image.GetSize()[::-1]), image.GetSpacing()[::-1], image.GetOrigin()[::-1], d[::-1, ::-1])
 
 
 @pytest.mark.parametrize("ndim", [2, 3])
@@ -153,8 +151,9 @@ def test_stepping_along_an_array_axis_moves_by_its_spacing_along_its_direction_c
     for axis in range(3):
         step = np.zeros(3)
         step[axis] = 1
-        np.testing.assert_allclose(vol.index_to_world(step) - vol.index_to_world(np.zeros(3)),
-                                   SPACING_3D[axis] * d[:, axis], atol=1e-12)
+        np.testing.assert_allclose(
+            vol.index_to_world(step) - vol.index_to_world(np.zeros(3)), SPACING_3D[axis] * d[:, axis], atol=1e-12
+        )
 
 
 def test_world_to_index_inverts_index_to_world_in_batches():
@@ -186,8 +185,9 @@ def test_nifti_written_by_voxseg_has_itk_geometry_reversed_and_ras_affine(tmp_pa
     np.testing.assert_allclose(image.GetOrigin(), ORIGIN_3D[::-1], atol=1e-5)
     np.testing.assert_allclose(np.reshape(image.GetDirection(), (3, 3)), direction[::-1, ::-1], atol=1e-6)
     index = (4, 1, 5)  # array order (z, y, x)
-    np.testing.assert_allclose(image.TransformIndexToPhysicalPoint(index[::-1]), vol.index_to_itk_point(index),
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        image.TransformIndexToPhysicalPoint(index[::-1]), vol.index_to_itk_point(index), atol=1e-4
+    )
 
     # NIfTI stores RAS = diag(-1, -1, 1) @ LPS; the sform maps the (i, j, k) = (x, y, z) index
     sform = _nifti_sform(path)

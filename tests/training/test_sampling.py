@@ -12,8 +12,9 @@ from voxseg.training.sampling import PatchSampler, load_cases
 def _write_case(tmp_path, name, label_arr, ignore=None):
     rng = np.random.default_rng(0)
     img = Volume(rng.normal(100, 5, label_arr.shape).astype(np.float32) + 50 * (label_arr == 1), (1, 1, 1))
-    case = preprocess_case([img], Volume(label_arr, (1, 1, 1)), target_spacing=(1, 1, 1),
-                           normalization=[Normalization("zscore")])
+    case = preprocess_case(
+        [img], Volume(label_arr, (1, 1, 1)), target_spacing=(1, 1, 1), normalization=[Normalization("zscore")]
+    )
     write_preprocessed(tmp_path / name, case, ignore_label=ignore)
     return str(tmp_path / name)
 

@@ -13,6 +13,16 @@ from voxseg.io.formats import (
 from voxseg.io.volume import Geometry, Volume
 
 __all__ = [
-    "Volume", "Geometry", "read_image", "read_channels", "write_image", "image_suffix", "is_image_file",
-    "READ_SUFFIXES", "WRITE_SUFFIXES", "atomic_path", "write_json_atomic", "write_text_atomic",
+    "Volume",
+    "Geometry",
+    "read_image",
+    "read_channels",
+    "write_image",
+    "image_suffix",
+    "is_image_file",
+    "READ_SUFFIXES",
+    "WRITE_SUFFIXES",
+    "atomic_path",
+    "write_json_atomic",
+    "write_text_atomic",
 ]

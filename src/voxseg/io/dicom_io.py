@@ -44,7 +44,8 @@ def read_dicom_series(folder: Path, series_uid: str | None = None) -> list[Volum
         if len(uids) > 1:
             listed = ", ".join(uids[:4]) + (", ..." if len(uids) > 4 else "")
             raise InputImageError(
-                folder, f"folder holds {len(uids)} DICOM series ({listed})",
+                folder,
+                f"folder holds {len(uids)} DICOM series ({listed})",
                 "pass series_uid=... (CLI: --series UID) or move each series into its own folder",
             )
         series_uid = uids[0]
@@ -88,7 +89,8 @@ def _check_slice_positions(reader: sitk.ImageSeriesReader, n: int, folder: Path)
     if typical > 0 and np.all(np.abs(gaps - typical) <= _GAP_TOLERANCE * typical):
         return
     raise InputImageError(
-        folder, f"DICOM slices are not evenly spaced (gaps from {gaps.min():.4g} to {gaps.max():.4g} mm)",
+        folder,
+        f"DICOM slices are not evenly spaced (gaps from {gaps.min():.4g} to {gaps.max():.4g} mm)",
         "a slice is missing or unreadable, or several series share one UID: check the folder",
     )
 

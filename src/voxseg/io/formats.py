@@ -26,8 +26,14 @@ from voxseg.io.sidecar import write_sidecar
 from voxseg.io.volume import Volume
 
 __all__ = [
-    "read_image", "read_channels", "write_image", "image_suffix", "READ_SUFFIXES", "WRITE_SUFFIXES",
-    "NonFinitePolicy", "is_image_file",
+    "read_image",
+    "read_channels",
+    "write_image",
+    "image_suffix",
+    "READ_SUFFIXES",
+    "WRITE_SUFFIXES",
+    "NonFinitePolicy",
+    "is_image_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -74,7 +80,8 @@ def _reader_for(path: Path) -> Reader:
 
         return read_dicom_file
     raise InputImageError(
-        path, f"unsupported file type {suffix or '(no suffix)'!r}",
+        path,
+        f"unsupported file type {suffix or '(no suffix)'!r}",
         f"voxseg reads {', '.join(READ_SUFFIXES)} and DICOM folders",
     )
 
@@ -98,7 +105,8 @@ def _normalized(vol: Volume, path: Path, action: str) -> Volume:
     """``vol`` with its array in the canonical dtype; refuse unsupported dtypes and empty arrays."""
     if vol.array.size == 0:
         raise InputImageError(
-            path, f"image has a zero-size axis (shape {vol.shape})",
+            path,
+            f"image has a zero-size axis (shape {vol.shape})",
             "the file is empty or its header is wrong" if action == "read" else "check the array you pass",
         )
     canonical = _canonical_dtype(vol.dtype)
@@ -160,9 +168,7 @@ def read_channels(
     return [_check_volume(v, path, nonfinite) for v in channels]
 
 
-def read_image(
-    path: str | Path, *, nonfinite: NonFinitePolicy = "warn", series_uid: str | None = None
-) -> Volume:
+def read_image(path: str | Path, *, nonfinite: NonFinitePolicy = "warn", series_uid: str | None = None) -> Volume:
     """Read a single-channel 2D or 3D image as a :class:`Volume`.
 
     Multi-channel files (4D NIfTI, RGB, vector images) are refused with a hint; use
@@ -171,7 +177,8 @@ def read_image(
     channels = read_channels(path, nonfinite=nonfinite, series_uid=series_uid)
     if len(channels) != 1:
         raise InputImageError(
-            path, f"image has {len(channels)} channels (4D or multi-channel) where one 2D/3D image was expected",
+            path,
+            f"image has {len(channels)} channels (4D or multi-channel) where one 2D/3D image was expected",
             "split it into one file per channel (voxseg dataset convert does this for MSD tasks) or use read_channels",
         )
     return channels[0]

@@ -116,8 +116,9 @@ def scan_nifti(path: Path) -> NiftiScan | None:
         ) from None
     if seen < header.nbytes:
         raise InputImageError(
-            path, f"truncated NIfTI: {header.offset + seen} bytes where the header promises "
-            f"{header.offset + header.nbytes}", "the file is incomplete: copy or download it again",
+            path,
+            f"truncated NIfTI: {header.offset + seen} bytes where the header promises {header.offset + header.nbytes}",
+            "the file is incomplete: copy or download it again",
         )
     index = np.concatenate(found_index) if found_index else np.zeros(0, np.int64)
     value = np.concatenate(found_value) if found_value else np.zeros(0)

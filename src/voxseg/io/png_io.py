@@ -70,7 +70,8 @@ def _to_pil_array(volume: Volume, path: Path, jpeg: bool) -> np.ndarray:
             return arr.astype(np.uint8 if hi <= 255 else np.uint16)
     what = "8-bit" if jpeg else "8/16-bit unsigned"
     raise InputImageError(
-        path, f"{path.suffix} stores only {what} integers, got {arr.dtype}",
+        path,
+        f"{path.suffix} stores only {what} integers, got {arr.dtype}",
         "write .tif, .nii.gz or .mha for other data, or rescale to 0-255 yourself",
     )
 

@@ -42,19 +42,23 @@ def read_sidecar(image_path: Path, ndim: int) -> Geometry | None:
         spacing = [float(v) for v in data["spacing"]]
         origin = [float(v) for v in data.get("origin", [0.0] * ndim)]
         direction = data.get("direction")
-        geo = Geometry.identity(ndim, spacing) if direction is None else Geometry(
-            tuple(spacing), tuple(origin), tuple(tuple(float(v) for v in r) for r in direction)
+        geo = (
+            Geometry.identity(ndim, spacing)
+            if direction is None
+            else Geometry(tuple(spacing), tuple(origin), tuple(tuple(float(v) for v in r) for r in direction))
         )
         if direction is None:
             geo = Geometry(geo.spacing, tuple(origin), geo.direction)
     except (ValueError, KeyError, TypeError) as exc:
         raise InputImageError(
-            path, f"invalid geometry sidecar ({exc})",
+            path,
+            f"invalid geometry sidecar ({exc})",
             'it must be JSON like {"spacing": [..], "origin": [..], "direction": [[..]]}',
         ) from None
     if len(geo.spacing) != ndim or len(geo.origin) != ndim or len(geo.direction) != ndim:
         raise InputImageError(
-            path, f"geometry sidecar describes {len(geo.spacing)} axes but the image has {ndim}",
+            path,
+            f"geometry sidecar describes {len(geo.spacing)} axes but the image has {ndim}",
             "give one spacing/origin value per image axis, in (z, y, x) order",
         )
     return geo

@@ -25,7 +25,6 @@ __all__ = ["volume_from_sitk", "volume_to_sitk", "read_sitk", "write_sitk", "spl
 log = logging.getLogger(__name__)
 
 
-
 def volume_to_sitk(volume: Volume) -> sitk.Image:
     """A SimpleITK image with the Volume's array and geometry (axis order reversed)."""
     image = sitk.GetImageFromArray(volume.array, isVector=False)
@@ -108,8 +107,11 @@ def read_sitk(path: Path) -> list[Volume]:
     except RuntimeError as exc:
         msg = _itk_message(exc)
         if "Unable to determine ImageIO" in msg:
-            raise InputImageError(path, "not a readable image (unknown or corrupt format)",
-                                  "check that the file is a complete image of the type its suffix says") from None
+            raise InputImageError(
+                path,
+                "not a readable image (unknown or corrupt format)",
+                "check that the file is a complete image of the type its suffix says",
+            ) from None
         raise InputImageError(path, f"cannot read image: {msg}", "the file may be truncated or corrupt") from None
     _refuse_complex(image, path)
     volumes = split_sitk_channels(image, path)

@@ -24,9 +24,21 @@ __all__ = ["read_tiff", "write_tiff"]
 log = logging.getLogger(__name__)
 
 _UNIT_TO_MM = {
-    "mm": 1.0, "millimeter": 1.0, "millimetre": 1.0,
-    "um": 1e-3, "\u00b5m": 1e-3, "\u03bcm": 1e-3, "micron": 1e-3, "microns": 1e-3, "micrometer": 1e-3,
-    "nm": 1e-6, "nanometer": 1e-6, "cm": 10.0, "centimeter": 10.0, "m": 1000.0, "meter": 1000.0,
+    "mm": 1.0,
+    "millimeter": 1.0,
+    "millimetre": 1.0,
+    "um": 1e-3,
+    "\u00b5m": 1e-3,
+    "\u03bcm": 1e-3,
+    "micron": 1e-3,
+    "microns": 1e-3,
+    "micrometer": 1e-3,
+    "nm": 1e-6,
+    "nanometer": 1e-6,
+    "cm": 10.0,
+    "centimeter": 10.0,
+    "m": 1000.0,
+    "meter": 1000.0,
 }
 _IMAGEJ_DTYPES = (np.uint8, np.uint16, np.float32)
 
@@ -73,7 +85,7 @@ def _ome_spacing(ome: str, ndim: int) -> tuple[float, ...] | None:
     if pixels is None:
         return None
     out = []
-    for ax in "ZYX"[3 - ndim:]:
+    for ax in "ZYX"[3 - ndim :]:
         value = pixels.get(f"PhysicalSize{ax}")
         scale = _unit_scale(pixels.get(f"PhysicalSize{ax}Unit", "\u00b5m"))
         if value is None or scale is None:
@@ -136,7 +148,8 @@ def _check_complete(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, pat
     """tifffile quietly reads what is left of a truncated stack (often one plane): refuse it."""
     if not _ifd_chain_ends(tif):
         raise InputImageError(
-            path, "truncated or corrupt TIFF: its list of image planes breaks off",
+            path,
+            "truncated or corrupt TIFF: its list of image planes breaks off",
             "the file is incomplete: copy or download it again",
         )
     declared = _declared_planes(tif)
@@ -144,7 +157,8 @@ def _check_complete(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, pat
     found = int(np.prod(series.shape)) // max(per_plane, 1)
     if declared is not None and found < declared:
         raise InputImageError(
-            path, f"truncated TIFF: {found} of the {declared} planes its metadata promise",
+            path,
+            f"truncated TIFF: {found} of the {declared} planes its metadata promise",
             "the file is incomplete: copy or download it again",
         )
 
@@ -188,4 +202,3 @@ def write_tiff(volume: Volume, path: Path, *, compress: bool = True) -> None:
     else:
         kwargs.update(resolution=(10.0 / sp[-1], 10.0 / sp[-2]), resolutionunit="CENTIMETER")
     tifffile.imwrite(path, arr, **kwargs)
-

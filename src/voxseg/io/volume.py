@@ -184,6 +184,5 @@ class Volume:
 
     def __repr__(self) -> str:
         return (
-            f"Volume(shape={self.shape}, dtype={self.dtype}, spacing={_fmt(self.spacing)}, "
-            f"origin={_fmt(self.origin)})"
+            f"Volume(shape={self.shape}, dtype={self.dtype}, spacing={_fmt(self.spacing)}, origin={_fmt(self.origin)})"
         )

@@ -74,8 +74,14 @@ class PatchSampler:
         Label of unannotated voxels; 2D slice sampling prefers slices with annotation.
     """
 
-    def __init__(self, cases: Sequence[CaseData], patch_size: Sequence[int], *, oversample_foreground: float = 0.33,
-                 ignore_label: int | None = None):
+    def __init__(
+        self,
+        cases: Sequence[CaseData],
+        patch_size: Sequence[int],
+        *,
+        oversample_foreground: float = 0.33,
+        ignore_label: int | None = None,
+    ):
         if not cases:
             raise ConfigError("no training cases to sample from")
         self.cases = list(cases)
