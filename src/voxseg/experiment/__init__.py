@@ -1,0 +1,9 @@
+"""Experiments in a work folder: plan (fingerprint + plan + preprocess), train folds, cross-validate.
+
+Thin orchestration over the pure stages (fingerprint, planning, preprocessing, training,
+inference, postprocessing); the CLI calls these functions. See :mod:`voxseg.experiment.layout`.
+"""
+
+from voxseg.experiment.layout import WorkDir
+
+__all__ = ["WorkDir"]
