@@ -7,11 +7,14 @@ Pure functions on arrays in memory (no files, no bundles):
 - :class:`MirrorTTA`, :class:`Ensemble`, :class:`AutocastPredictor` are predictors that wrap
   predictors (mirror test-time augmentation, fold ensembles, bf16 autocast) and compose;
 - :func:`probabilities_to_labels` turns probabilities into labels (threshold or argmax);
+- :class:`Predictor` chains preprocessing, sliding window, TTA, fold ensembles, restoration to the
+  input's geometry and postprocessing (``Predictor.from_work(WORK).predict(volume)``);
 - :mod:`voxseg.inference.runtime` sets threads, precision and the C allocator for fast CPU inference.
 
 See ``docs/inference.md``.
 """
 
+from voxseg.inference.predictor import Prediction, Predictor
 from voxseg.inference.runtime import (
     configure_allocator,
     configure_threads,
@@ -24,6 +27,8 @@ from voxseg.inference.sliding_window import PatchPredictor, importance_map, slid
 from voxseg.inference.wrappers import AutocastPredictor, Ensemble, MirrorTTA, probabilities_to_labels
 
 __all__ = [
+    "Predictor",
+    "Prediction",
     "sliding_window",
     "tile_starts",
     "tile_grid",
