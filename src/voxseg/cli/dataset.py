@@ -1,4 +1,4 @@
-"""``voxseg dataset ...``: make phantoms, verify, convert and show datasets."""
+"""``voxseg dataset ...``: make phantoms, verify, convert, show, extract slices, crop, pseudo-label."""
 
 from __future__ import annotations
 
@@ -109,3 +109,82 @@ def show(
         written = [show_image(path, label, output)]
     for w in written:
         console.print(f"wrote {w}")
+
+
+@app.command("extract-slices")
+def extract_slices(
+    data: Path = typer.Argument(..., help="A sparsely annotated 3D dataset folder (only read)."),
+    out_dir: Path = typer.Argument(..., help="New 2D dataset folder."),
+    axis: int = typer.Option(0, "--axis", help="Array axis to slice along: 0 = z (axial), 1 = y, 2 = x."),
+    all_: bool = typer.Option(False, "--all", help="Every slice, not only the annotated ones."),
+    ignore_label: int = typer.Option(None, "--ignore-label", help="Unannotated label value (default: dataset.json)."),
+    file_ending: str = typer.Option(None, "--file-ending", help="Suffix of the 2D files (default: the source's)."),
+) -> None:
+    """Write the annotated slices of a 3D dataset as a 2D dataset (cases CASE_zNNN, slices.json)."""
+    import json
+
+    from voxseg.dataset.slices import SLICES_JSON
+    from voxseg.dataset.slices import extract_slices as run
+
+    with progress_bar("extracting slices") as update:
+        run(
+            data,
+            out_dir,
+            axis=axis,
+            only_annotated=not all_,
+            ignore_label=ignore_label,
+            file_ending=file_ending,
+            progress=update,
+        )
+    record = json.loads((out_dir / SLICES_JSON).read_text(encoding="utf-8"))
+    console.print(f"wrote {len(record['slices'])} slices of {len(record['cases'])} cases to {out_dir}", soft_wrap=True)
+
+
+@app.command()
+def crop(
+    data: Path = typer.Argument(..., help="Dataset folder (only read)."),
+    out_dir: Path = typer.Argument(..., help="New dataset folder."),
+    box: str = typer.Option(None, "--box", help="Index ranges in array order z,y,x, e.g. 10:50,:,: or 5:-5,:,:."),
+    to_label: bool = typer.Option(False, "--to-label", help="Crop to the label's bounding box (ignore excluded)."),
+    margin: str = typer.Option("0", "--margin", help="Around the label's box: voxels (5) or mm (2mm), or per axis."),
+    skip_empty: bool = typer.Option(False, "--skip-empty", help="With --to-label, leave out cases with no label."),
+) -> None:
+    """Crop images and labels to a box and/or the label's bounding box; geometry stays in place."""
+    from voxseg.dataset.crop import crop_dataset
+
+    with progress_bar("cropping") as update:
+        crop_dataset(
+            data,
+            out_dir,
+            box=box,
+            to_label=to_label,
+            margin=margin,
+            empty="skip" if skip_empty else "error",
+            progress=update,
+        )
+    console.print(f"wrote {out_dir}")
+
+
+@app.command("pseudo-labels")
+def pseudo_labels(
+    data: Path = typer.Argument(..., help="The sparsely annotated dataset folder (only read)."),
+    pred_dir: Path = typer.Argument(..., help="Folder of predicted labels named like the cases (CASE.nii.gz)."),
+    out_dir: Path = typer.Argument(..., help="New, densely labelled dataset folder."),
+    predictions_only: bool = typer.Option(
+        False, "--predictions-only", help="Use the predictions alone (do not keep the annotated voxels)."
+    ),
+) -> None:
+    """Make a dense dataset: predicted labels, with every annotated voxel kept from the annotation."""
+    from rich.table import Table
+
+    from voxseg.dataset.pseudo import merge_pseudo_labels
+
+    with progress_bar("merging pseudo-labels") as update:
+        report = merge_pseudo_labels(data, pred_dir, out_dir, keep_annotated=not predictions_only, progress=update)
+    caption = "voxels per source; agreement: prediction = annotation, on annotated voxels"
+    table = Table("case", "manual", "predicted", "agreement", caption=caption)
+    for case_id, c in report.cases.items():
+        agreement = "-" if c.agreement is None else f"{c.agreement:.3f}"
+        table.add_row(case_id, str(c.manual), str(c.predicted), agreement)
+    console.print(table)
+    console.print(f"wrote {out_dir} ({report.manual} manual, {report.predicted} predicted voxels)", soft_wrap=True)
