@@ -61,6 +61,12 @@ def test_perfect_predictions_agree_and_predictions_only(cord, tmp_path):
     assert np.array_equal(read_image(case.label).array, cord_truth(0)[0].array)
     only = merge_pseudo_labels(cord, tmp_path / "pred", tmp_path / "only", keep_annotated=False)
     assert all(c.manual == 0 for c in only.cases.values())
+    first = sorted((tmp_path / "pred").iterdir())[0]
+    first.rename(first.with_name(first.name.replace(".nii.gz", "_0000.nii.gz")))  # named after channel 0
+    merge_pseudo_labels(cord, tmp_path / "pred", tmp_path / "channel_names")
+    (tmp_path / "pred" / first.name).write_bytes(b"")
+    with pytest.raises(DatasetFormatError, match="two predictions"):
+        merge_pseudo_labels(cord, tmp_path / "pred", tmp_path / "twice")
 
 
 def test_refuses_bad_predictions(cord, tmp_path):

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from voxseg.dataset.layout import Case, Dataset, DatasetSpec, DatasetWriter, read_dataset
+from voxseg.dataset.layout import CHANNEL_RE, Case, Dataset, DatasetSpec, DatasetWriter, read_dataset
 from voxseg.dataset.slices import check_output_folder
 from voxseg.errors import DatasetFormatError, InputImageError
 from voxseg.io import Volume, atomic_path, image_suffix, is_image_file, read_image, write_image, write_json_atomic
@@ -71,6 +71,8 @@ class PseudoLabelReport:
 def find_predictions(folder: str | Path, case_ids: list[str]) -> dict[str, Path]:
     """Map each case id to its prediction file ``folder/CASE<suffix>`` (any image suffix).
 
+    ``CASE_0000<suffix>`` (named after the case's first channel file) is accepted as well.
+
     Raises
     ------
     DatasetFormatError
@@ -85,6 +87,9 @@ def find_predictions(folder: str | Path, case_ids: list[str]) -> dict[str, Path]
         if not is_image_file(f):
             continue
         stem = f.name[: -len(image_suffix(f))]
+        channel = CHANNEL_RE.match(stem)
+        if stem not in wanted and channel is not None and channel["channel"] == "0000":
+            stem = channel["case"]
         if stem in wanted:
             if stem in found:
                 raise DatasetFormatError(f"{folder}: two predictions for case {stem} ({found[stem].name}, {f.name})")
