@@ -181,8 +181,8 @@ def extract_slices(
         description=f"annotated 2D slices along axis {axis} of {ds.spec.name}",
         extra={"extracted_from": {"source": str(src.resolve()), "axis": axis, "only_annotated": only_annotated}},
     )
-    record: dict[str, Any] = {"source": str(src.resolve()), "axis": axis, "ignore_label": ignore, "slices": {}}
-    record["cases"] = {}
+    record: dict[str, Any] = {"source": str(src.resolve()), "axis": axis, "ignore_label": ignore}
+    record.update(slices={}, cases={})
     written = 0
     writer = DatasetWriter(out, spec)
     for i, case in enumerate(ds.training):
