@@ -1,0 +1,137 @@
+"""The model card (``README.md`` of a bundle), generated from the manifest: what the model was
+trained on, its cross-validation figures, intended use and limitations. No torch here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from voxseg.bundle.manifest import BundleManifest
+
+__all__ = ["make_card", "cv_table"]
+
+_DEFAULT_LIMITATIONS = (
+    "Cross-validation figures are measured on the training data's own distribution; expect lower "
+    "accuracy on images from other scanners, protocols or species. Not a medical device: not for "
+    "clinical decisions."
+)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return "–" if value is None else str(value)
+
+
+def _summary(metrics: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The ``{per_class, foreground_mean}`` part of a cross-validation summary, wherever it sits."""
+    if "per_class" in metrics or "foreground_mean" in metrics:
+        return metrics
+    inner = metrics.get("summary")
+    return inner if isinstance(inner, Mapping) else {}
+
+
+def cv_table(manifest: BundleManifest) -> list[str]:
+    """Markdown rows of the cross-validation figures per class (mean ± std), or a sentence."""
+    summary = _summary(manifest.metrics)
+    per_class = summary.get("per_class")
+    if not isinstance(per_class, Mapping) or not per_class:
+        return ["No cross-validation figures were recorded for this model."]
+    names = {str(v): k for k, v in manifest.plan.labels.items()}
+    metric_names = sorted({m for v in per_class.values() if isinstance(v, Mapping) for m in v})
+    rows = ["| class | " + " | ".join(metric_names) + " |", "|---" * (len(metric_names) + 1) + "|"]
+    for label, values in per_class.items():
+        cells = []
+        for m in metric_names:
+            stat = values.get(m) if isinstance(values, Mapping) else None
+            if isinstance(stat, Mapping):
+                mean, std = stat.get("mean"), stat.get("std")
+                cells.append(_fmt(mean) + (f" ± {std:.3f}" if isinstance(std, float) else ""))
+            else:
+                cells.append(_fmt(stat))
+        rows.append(f"| {names.get(str(label), label)} ({label}) | " + " | ".join(cells) + " |")
+    overall = summary.get("foreground_mean")
+    if isinstance(overall, Mapping) and overall:
+        rows.append("")
+        rows.append("Mean over foreground classes: " + ", ".join(f"{k} {_fmt(v)}" for k, v in overall.items()) + ".")
+    return rows
+
+
+def make_card(manifest: BundleManifest, *, notes: str | None = None, dataset: Mapping[str, Any] | None = None) -> str:
+    """The model card text.
+
+    Parameters
+    ----------
+    notes
+        Free text from the author (intended use, known failure modes); printed under its own heading.
+    dataset
+        The work folder's ``dataset.json`` (name, case count, description), when known.
+    """
+    m, plan, cfg = manifest, manifest.plan, manifest.config
+    dataset = dataset or {}
+    channels = ", ".join(
+        f"{plan.channel_names[i]} ({n.scheme})"
+        for i, n in zip(sorted(plan.channel_names), plan.normalization, strict=True)
+    )
+    labels = ", ".join(f"{k} = {v}" for k, v in plan.labels.items())
+    cases = dataset.get("numTraining")
+    lines = [
+        f"# {m.name} {m.version}",
+        "",
+        m.description or "A voxseg segmentation model.",
+        "",
+        "## Model",
+        "",
+        f"- Task: {m.task}" + (f", modality {m.modality}" if m.modality else ""),
+        f"- Input channels: {channels}",
+        f"- Labels: {labels}",
+        f"- Configuration `{m.configuration}`: {cfg.spatial_dims}D network `{cfg.network.name}`, "
+        f"target spacing {list(cfg.target_spacing)}, patch {list(cfg.patch_size)}"
+        + (f", fixed input shape {list(cfg.fixed_shape)}" if cfg.fixed_shape else ""),
+        f"- Folds in the ensemble: {list(m.folds)} (predictions averaged)",
+        f"- Postprocessing: {_postprocessing(m)}",
+        "",
+        "## Training data",
+        "",
+        f"Dataset `{plan.dataset_name}`"
+        + (f", {cases} training cases" if cases is not None else "")
+        + (f": {dataset['description']}" if dataset.get("description") else "."),
+        "",
+        "## Cross-validation",
+        "",
+        *cv_table(m),
+        "",
+        "## Intended use",
+        "",
+        f"Automatic segmentation of images like the training data ({channels}), with `voxseg predict -m "
+        f"{m.name}` or `voxseg.bundle.load_predictor({m.name!r})`.",
+        "",
+    ]
+    if notes:
+        lines += ["## Notes", "", notes.strip(), ""]
+    lines += ["## Limitations", "", _DEFAULT_LIMITATIONS, ""]
+    lines += [
+        "## Provenance",
+        "",
+        f"- License: {m.license or 'not stated'}",
+        f"- Authors: {', '.join(m.authors) or 'not stated'}",
+        f"- Created: {m.created or 'unknown'} with " + ", ".join(f"{k} {v}" for k, v in m.versions.items()),
+        "- Weights: safetensors (no pickles); every file's sha256 is in `bundle.json`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _postprocessing(m: BundleManifest) -> str:
+    spec = m.postprocessing
+    if spec.is_identity:
+        return "none"
+    parts = [f"class {label}: " + ", ".join(_step(s) for s in steps) for label, steps in spec.classes]
+    if spec.final:
+        parts.append(("then " if parts else "") + ", ".join(_step(s) for s in spec.final))
+    return "; ".join(parts)
+
+
+def _step(step) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in step.params if v is not None)
+    return f"{step.op}({params})" if params else step.op

@@ -1,0 +1,220 @@
+"""``export_bundle``: a trained work folder -> a bundle folder or ``.zip``.
+
+Reads only files of the work folder (``plan.json``, the folds' ``checkpoint/model.safetensors``
+and their ``state.json`` hashes, ``crossval/<cfg>/postprocessing.json`` and ``summary.json``,
+``dataset.json``); never imports training code or torch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import stat
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from voxseg.bundle._util import read_head, safetensors_problem, sha256_bytes, sha256_file
+from voxseg.bundle.card import make_card
+from voxseg.bundle.load import CARD_NAME
+from voxseg.bundle.manifest import MANIFEST_NAME, BundleManifest
+from voxseg.errors import BundleError, ConfigError, VoxsegError
+from voxseg.experiment.layout import WorkDir
+from voxseg.io import atomic_path
+from voxseg.planning import Plan
+from voxseg.postprocessing import PostprocessingSpec
+
+__all__ = ["export_bundle", "write_bundle"]
+
+log = logging.getLogger(__name__)
+
+#: Fixed timestamp of zip members, so the same files give the same archive bytes.
+_ZIP_TIME = (2020, 1, 1, 0, 0, 0)
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for pkg in ("voxseg", "torch", "monai", "safetensors"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            continue
+    out["python"] = platform.python_version()
+    return out
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise BundleError(f"{path}: unreadable JSON ({exc})") from None
+
+
+def _fold_weights(work: WorkDir, configuration: str, fold: int) -> Path:
+    ckpt = work.checkpoint_dir(configuration, fold)
+    weights = ckpt / "model.safetensors"
+    if not weights.is_file():
+        raise BundleError(f"{weights}: missing; train fold {fold} of configuration {configuration!r} first")
+    state = _read_json(ckpt / "state.json") or {}
+    recorded = (state.get("sha256") or {}).get("model.safetensors")
+    if recorded is not None and recorded != sha256_file(weights):
+        raise BundleError(f"{weights}: does not match the sha256 in its state.json (corrupt checkpoint)")
+    problem = safetensors_problem(read_head(weights), weights.stat().st_size)
+    if problem:
+        raise BundleError(f"{weights}: {problem}")
+    return weights
+
+
+def _task(plan: Plan, post: PostprocessingSpec) -> str:
+    if plan.interactive:
+        return "interactive"
+    return "instances" if post.makes_instances else "semantic"
+
+
+def export_bundle(
+    work: str | Path,
+    out: str | Path,
+    *,
+    name: str,
+    version: str,
+    configuration: str | None = None,
+    folds: Sequence[int] | None = None,
+    description: str = "",
+    license: str = "",
+    authors: Sequence[str] = (),
+    modality: str = "",
+    card_notes: str | None = None,
+) -> Path:
+    """Package a trained work folder as a bundle.
+
+    Parameters
+    ----------
+    work
+        The work folder (``voxseg plan DATA -o WORK`` + ``voxseg train``).
+    out
+        ``NAME.zip`` for an archive (replaced atomically), or a folder path without suffix
+        (must not exist yet).
+    name, version
+        ``mouse-lung-nodules``, ``v1``.
+    configuration
+        Plan configuration to export (default: the plan's default).
+    folds
+        Folds to include (default: every finished fold).
+    description, license, authors, modality, card_notes
+        Written into ``bundle.json`` and the model card.
+
+    Returns
+    -------
+    Path
+        ``out``.
+    """
+    work_dir = WorkDir(Path(work))
+    try:
+        plan = Plan.load(work_dir.require_plan())
+        cfg = plan.configuration(configuration).name
+    except ConfigError as exc:
+        raise BundleError(str(exc)) from None
+    chosen = list(folds) if folds is not None else work_dir.trained_folds(cfg)
+    if not chosen:
+        raise BundleError(
+            f"{work_dir.root}: no finished fold of configuration {cfg!r} to export; run `voxseg train` first"
+        )
+    weights = {int(f): _fold_weights(work_dir, cfg, int(f)) for f in chosen}
+    post_path = work_dir.postprocessing_path(cfg)
+    try:
+        post = PostprocessingSpec.load(post_path) if post_path.is_file() else PostprocessingSpec()
+    except VoxsegError as exc:
+        raise BundleError(f"{post_path}: {exc}") from None
+    metrics = _read_json(work_dir.crossval_dir(cfg) / "summary.json") or {}
+    dataset = _read_json(work_dir.dataset_path) or {}
+    manifest = BundleManifest(
+        name=name,
+        version=version,
+        task=_task(plan, post),
+        plan=plan,
+        configuration=cfg,
+        folds=tuple(sorted(weights)),
+        files={BundleManifest.weights_file(f): sha256_file(p) for f, p in weights.items()},
+        description=description,
+        license=license,
+        authors=tuple(authors),
+        modality=modality or ", ".join(plan.channel_names[i] for i in sorted(plan.channel_names)),
+        postprocessing=post,
+        metrics=metrics if isinstance(metrics, dict) else {},
+        versions=_versions(),
+        created=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+    )
+    files: dict[str, bytes | Path] = {BundleManifest.weights_file(f): p for f, p in weights.items()}
+    files[CARD_NAME] = make_card(manifest, notes=card_notes, dataset=dataset).encode("utf-8")
+    path = write_bundle(manifest, files, out)
+    log.info("exported %s (%s, folds %s) to %s", manifest.reference, cfg, list(manifest.folds), path)
+    return path
+
+
+def write_bundle(manifest: BundleManifest, files: dict[str, bytes | Path], out: str | Path) -> Path:
+    """Write ``files`` (name -> bytes or source path) and ``bundle.json`` as a zip or folder.
+
+    The manifest's ``files`` hashes are recomputed from ``files``, so callers may pass a manifest
+    built before every file existed (e.g. before the model card was written).
+    """
+    out = Path(out)
+    hashes = {}
+    for rel, src in files.items():
+        hashes[rel] = sha256_file(src) if isinstance(src, Path) else _sha(src)
+    manifest = BundleManifest.from_json({**manifest.to_json(), "files": hashes})
+    text = manifest.dumps().encode("utf-8")
+    if out.suffix.lower() == ".zip":
+        return _write_zip(out, text, files)
+    if out.suffix:
+        raise ConfigError(f"{out}: a bundle is a .zip file or a folder without suffix")
+    return _write_folder(out, text, files)
+
+
+def _sha(data: bytes) -> str:
+    return sha256_bytes(data)
+
+
+def _write_zip(out: Path, manifest: bytes, files: dict[str, bytes | Path]) -> Path:
+    with atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for rel, src in [(MANIFEST_NAME, manifest), *sorted(files.items())]:
+            info = zipfile.ZipInfo(rel, date_time=_ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = (stat.S_IFREG | 0o644) << 16
+            info.create_system = 3
+            if isinstance(src, Path):
+                with open(src, "rb") as fh, zf.open(info, "w", force_zip64=True) as dst:
+                    shutil.copyfileobj(fh, dst, 1 << 20)
+            else:
+                zf.writestr(info, src)
+    return out
+
+
+def _write_folder(out: Path, manifest: bytes, files: dict[str, bytes | Path]) -> Path:
+    if out.exists():
+        raise BundleError(f"{out}: already exists; choose a new folder or delete it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        for rel, src in sorted(files.items()):
+            dest = tmp.joinpath(*rel.split("/"))
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(src, Path):
+                shutil.copyfile(src, dest)
+            else:
+                dest.write_bytes(src)
+        (tmp / MANIFEST_NAME).write_bytes(manifest)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
