@@ -168,6 +168,9 @@ class Plan:
         "geodesic", ...}``), or None for automatic models.
     seed
         The seed used for planning, splits and (by default) training.
+    budget
+        The compute budget the plan was sized for (``"cpu"`` or ``"gpu"``, see
+        :class:`voxseg.planning.PlannerDefaults`); training a ``"gpu"`` plan on a CPU should warn.
     """
 
     dataset_name: str
@@ -182,6 +185,7 @@ class Plan:
     training: Mapping[str, Any] = field(default_factory=dict)
     interactive: Mapping[str, Any] | None = None
     seed: int = 0
+    budget: str = "cpu"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channel_names", {int(k): str(v) for k, v in dict(self.channel_names).items()})
@@ -250,6 +254,7 @@ class Plan:
             "training": json.loads(json.dumps(dict(self.training))),
             "interactive": None if self.interactive is None else json.loads(json.dumps(dict(self.interactive))),
             "seed": self.seed,
+            "budget": self.budget,
         }
 
     @classmethod
