@@ -1,0 +1,53 @@
+"""Interactive segmentation building blocks: prompt simulation, point files, point encodings.
+
+- :mod:`~voxseg.interactive.points`: simulated prompts from ground truth (extreme points,
+  corrective clicks).
+- :mod:`~voxseg.interactive.pointfile`: user prompts (``points.json``, napari CSV), world/voxel
+  coordinates and the checks with one-line errors.
+- :mod:`~voxseg.interactive.encoding`: the prompt channels (exponentialised geodesic map,
+  Gaussian heat map), click channels, and cropping to the points.
+
+numpy/scipy only: importing this package does not import torch.
+"""
+
+from voxseg.interactive.encoding import (
+    ENCODINGS,
+    crop_to_points,
+    encode_clicks,
+    encode_points,
+    gaussian_map,
+    geodesic_map,
+    seed_mask,
+)
+from voxseg.interactive.geodesic import geodesic_distance
+from voxseg.interactive.pointfile import (
+    SPACES,
+    PointPrompt,
+    load_points,
+    points_to_voxel,
+    read_points,
+    validate_points,
+    write_points,
+)
+from voxseg.interactive.points import Click, corrective_click, extreme_points
+
+__all__ = [
+    "ENCODINGS",
+    "SPACES",
+    "Click",
+    "PointPrompt",
+    "corrective_click",
+    "crop_to_points",
+    "encode_clicks",
+    "encode_points",
+    "extreme_points",
+    "gaussian_map",
+    "geodesic_distance",
+    "geodesic_map",
+    "load_points",
+    "points_to_voxel",
+    "read_points",
+    "seed_mask",
+    "validate_points",
+    "write_points",
+]
