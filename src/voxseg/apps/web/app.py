@@ -1,0 +1,221 @@
+"""The voxseg web app (Streamlit page). Start it with ``voxseg web [--model M]``.
+
+A thin layout over :mod:`voxseg.apps.web.logic`: pick a model, upload an image, segment, look at
+the overlay, the per-object table and the summary, download mask, table and report. The model is
+loaded once per process and shared between sessions (``st.cache_resource``); each session runs
+one segmentation at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from voxseg.apps.web import logic, render
+from voxseg.apps.web.uploads import UPLOAD_KINDS, UploadedImage, check_upload, read_upload
+from voxseg.errors import VoxsegError
+
+
+@st.cache_resource(show_spinner="Loading the model...", max_entries=4)
+def _load_model(reference: str) -> logic.LoadedModel:
+    return logic.load_model(reference)
+
+
+def _sidebar_model(config: logic.WebConfig) -> logic.LoadedModel | None:
+    st.sidebar.header("Model")
+    choices = logic.model_choices(config.model)
+    if not choices:
+        st.sidebar.warning(
+            "No model installed. Start the app with `voxseg web --model WORK_FOLDER_OR_BUNDLE`, "
+            "or install one with `voxseg install NAME`."
+        )
+        return None
+    labels = [c.label for c in choices]
+    picked = st.sidebar.selectbox("Segmentation model", labels, key="model_choice")
+    choice = choices[labels.index(picked)]
+    try:
+        model = _load_model(choice.reference)
+    except VoxsegError as exc:
+        st.sidebar.error(f"Cannot load this model: {exc}")
+        return None
+    with st.sidebar.expander("Model card", expanded=False):
+        st.markdown(model.card)
+    return model
+
+
+def _sidebar_display() -> tuple[str, float]:
+    st.sidebar.header("Overlay")
+    mode = st.sidebar.radio("Style", render.OVERLAY_MODES, horizontal=True, key="overlay_mode")
+    opacity = st.sidebar.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="overlay_opacity")
+    return str(mode), float(opacity)
+
+
+def _read(uploaded, config: logic.WebConfig) -> UploadedImage | None:
+    """The upload read once per file (kept in the session), or None with an error shown."""
+    ident = f"{uploaded.file_id}:{uploaded.name}:{uploaded.size}"
+    cached = st.session_state.get("upload")
+    if cached is not None and cached[0] == ident:
+        if isinstance(cached[1], str):
+            st.error(cached[1])
+            return None
+        return cached[1]
+    try:
+        check_upload(uploaded.name, uploaded.size, max_bytes=config.max_upload_bytes)
+        with tempfile.TemporaryDirectory(prefix="voxseg-web-") as tmp:
+            image = read_upload(uploaded.name, uploaded.getvalue(), Path(tmp) / "in", max_bytes=config.max_upload_bytes)
+    except VoxsegError as exc:
+        st.session_state["upload"] = (ident, str(exc))
+        st.session_state.pop("result", None)
+        st.error(str(exc))
+        return None
+    st.session_state["upload"] = (ident, image)
+    st.session_state.pop("result", None)
+    return image
+
+
+def _upload(config: logic.WebConfig) -> UploadedImage | None:
+    kinds = ", ".join(sorted(UPLOAD_KINDS))
+    uploaded = st.file_uploader(
+        f"Image to segment ({kinds}; a .zip of one DICOM series); at most {config.max_upload_mb:g} MB",
+        key="upload_file",
+    )
+    if uploaded is None:
+        st.session_state.pop("upload", None)
+        st.session_state.pop("result", None)
+        st.info("Upload a 2D image or a 3D volume to start.")
+        return None
+    image = _read(uploaded, config)
+    if image is not None:
+        shape = " x ".join(map(str, image.image.shape))
+        spacing = ", ".join(f"{s:g}" for s in image.image.spacing)
+        st.caption(
+            f"{image.name}: {image.ndim}D, {shape} voxels, spacing {spacing} mm, {len(image.channels)} channel(s)"
+        )
+    return image
+
+
+def _job_lock() -> threading.Lock:
+    if "job_lock" not in st.session_state:
+        st.session_state["job_lock"] = threading.Lock()
+    return st.session_state["job_lock"]
+
+
+def _segment(model: logic.LoadedModel, image: UploadedImage) -> None:
+    """Run one segmentation for this session (refused while another one runs)."""
+    lock = _job_lock()
+    if not lock.acquire(blocking=False):
+        st.warning("A segmentation is already running in this session; wait for it to finish.")
+        return
+    try:
+        with st.spinner(f"Segmenting {image.name} with {model.name}..."):
+            result = logic.segment(model, image)
+    except VoxsegError as exc:
+        st.session_state.pop("result", None)
+        st.error(str(exc))
+        return
+    finally:
+        lock.release()
+    st.session_state["result"] = (model.reference, st.session_state["upload"][0], result)
+
+
+def _best_slices(labels: np.ndarray) -> list[int]:
+    """Per axis, the slice with the most labelled voxels (the middle when there are none)."""
+    fg = labels > 0
+    if not fg.any():
+        return [s // 2 for s in labels.shape]
+    return [int(np.argmax(fg.sum(axis=tuple(a for a in range(fg.ndim) if a != ax)))) for ax in range(fg.ndim)]
+
+
+def _show_overlay(image: UploadedImage, result: logic.SegmentationResult, mode: str, opacity: float, tag: str) -> None:
+    labels = result.labels
+    window = render.intensity_window(image.image)
+    if image.ndim == 2:
+        pic = render.render_slice(image.image, labels, mode=mode, opacity=opacity, window=window, size=640)
+        st.image(pic, caption=f"Overlay: {image.name}")
+        return
+    best = _best_slices(np.asarray(labels.array))
+    columns = st.columns(3)
+    for axis, column in enumerate(columns):
+        with column:
+            n = image.image.shape[axis]
+            index = st.slider(render.AXIS_NAMES[axis], 0, n - 1, best[axis], key=f"slice_{axis}_{tag}")
+            pic = render.render_slice(
+                image.image, labels, axis=axis, index=index, mode=mode, opacity=opacity, window=window, size=400
+            )
+            st.image(pic, caption=f"Overlay: {render.AXIS_NAMES[axis]} slice {index}")
+
+
+def _show_results(model: logic.LoadedModel, image: UploadedImage, result: logic.SegmentationResult, display) -> None:
+    mode, opacity = display
+    tag = hashlib.sha1(f"{model.reference}|{st.session_state['upload'][0]}".encode()).hexdigest()[:10]
+    summary = result.summary
+    st.subheader("Result")
+    left, mid, right = st.columns(3)
+    left.metric("Objects", summary.objects)
+    mid.metric(f"Total {'volume' if image.ndim == 3 else 'area'} ({summary.unit})", f"{summary.total:,.1f}")
+    right.metric("Time (s)", f"{result.seconds.get('total', 0.0):.1f}")
+    _show_overlay(image, result, mode, opacity, tag)
+    st.subheader("Objects")
+    if result.rows:
+        st.dataframe(logic.table_records(result.rows), hide_index=True)
+    else:
+        st.write("No object found.")
+    _downloads(model, image, result)
+
+
+def _downloads(model: logic.LoadedModel, image: UploadedImage, result: logic.SegmentationResult) -> None:
+    mask_name = logic.mask_file_name(image)
+    report_name = f"{image.stem}_report.png"
+    cols = st.columns(3)
+    cols[0].download_button(
+        "Download mask",
+        data=lambda: logic.mask_download(result.labels, image)[1],
+        file_name=mask_name,
+        mime="application/octet-stream",
+        on_click="ignore",
+        key="download_mask",
+    )
+    cols[1].download_button(
+        "Download object table (CSV)",
+        data=lambda: logic.table_csv(result.rows, result.labels.ndim),
+        file_name=f"{image.stem}_objects.csv",
+        mime="text/csv",
+        on_click="ignore",
+        key="download_table",
+    )
+    cols[2].download_button(
+        "Download report (PNG)",
+        data=lambda: logic.report_download(image, result, model)[1],
+        file_name=report_name,
+        mime="image/png",
+        on_click="ignore",
+        key="download_report",
+    )
+
+
+def main() -> None:
+    st.set_page_config(page_title="voxseg", layout="wide")
+    st.title("voxseg: segment an image")
+    try:
+        config = logic.WebConfig.from_env()
+    except VoxsegError as exc:
+        st.error(str(exc))
+        return
+    model = _sidebar_model(config)
+    display = _sidebar_display()
+    image = _upload(config)
+    if model is None or image is None:
+        return
+    if st.button("Segment", type="primary", key="segment"):
+        _segment(model, image)
+    stored = st.session_state.get("result")
+    if stored is not None and stored[0] == model.reference and stored[1] == st.session_state["upload"][0]:
+        _show_results(model, image, stored[2], display)
+
+
+main()

@@ -1,0 +1,15 @@
+"""Fixtures of the web app tests: one tiny trained work folder per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.apps.web.helpers import make_work_2d
+
+
+@pytest.fixture(scope="session")
+def work_2d(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A work folder with one finished fold of a small 2D U-Net trained on pet-mip phantoms."""
+    return make_work_2d(tmp_path_factory.mktemp("web") / "work")
