@@ -32,6 +32,7 @@ _LAZY: dict[str, str] = {
     "make_splits": "voxseg.dataset",
     "make_phantom": "voxseg.dataset.phantoms",
     "PHANTOMS": "voxseg.dataset.phantoms",
+    "predict": "voxseg.inference.api",
     "postprocess": "voxseg.postprocessing",
     "instances": "voxseg.postprocessing",
     "object_table": "voxseg.postprocessing",
@@ -60,5 +61,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from voxseg.dataset import Dataset, make_splits, read_dataset, verify_dataset  # noqa: F401
     from voxseg.dataset.phantoms import PHANTOMS, make_phantom  # noqa: F401
     from voxseg.errors import DatasetFormatError, InputImageError, VoxsegError  # noqa: F401
+    from voxseg.inference.api import predict  # noqa: F401
     from voxseg.io import Geometry, Volume, read_channels, read_image, write_image  # noqa: F401
     from voxseg.postprocessing import instances, object_table, postprocess  # noqa: F401

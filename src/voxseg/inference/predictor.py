@@ -131,7 +131,7 @@ class Predictor:
         self.overlap = float(overlap)
         self.threshold = None if threshold is None else float(threshold)
         self.batch_size = int(batch_size)
-        self.device = torch.device(device)
+        self.device = _device(device)
         if num_threads is not None:
             configure_threads(num_threads)
         wanted = precision
@@ -147,6 +147,27 @@ class Predictor:
         self._predictor = Ensemble(wrapped, activation=self.activation)
         self.model_id = "custom"
         self.folds: tuple[int, ...] | None = None
+        self._options = {
+            "configuration": self.configuration,
+            "postprocessing": self.postprocessing,
+            "tta": self.tta,
+            "overlap": self.overlap,
+            "precision": self.precision,
+            "device": str(self.device),
+            "threshold": self.threshold,
+            "batch_size": self.batch_size,
+        }
+
+    def first_folds(self, n: int = 1) -> Predictor:
+        """A predictor with the first ``n`` fold networks only (the same modules, other options kept)."""
+        if not isinstance(n, int) or n < 1:
+            raise ConfigError(f"first_folds needs n >= 1, got {n!r}")
+        if n >= len(self.networks):
+            return self
+        other = Predictor(self.networks[:n], self.plan, **self._options)
+        other.model_id = self.model_id
+        other.folds = None if self.folds is None else self.folds[:n]
+        return other
 
     # ---- construction from files -----------------------------------------------------------
     @classmethod
@@ -392,6 +413,18 @@ class Predictor:
         elif labels.dtype != np.uint8 and int(labels.max(initial=0)) <= 255:
             labels = labels.astype(np.uint8)
         return labels
+
+
+def _device(device: Any) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"unknown device {device!r} (use cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} is not available (torch sees no CUDA GPU); use --device cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device {device!r} is not supported (use cpu, cuda or cuda:N)")
+    return dev
 
 
 def _native_bf16(device: torch.device) -> bool:

@@ -1,0 +1,134 @@
+"""``voxseg predict``: segment an image file, a folder or a list of files with a trained model."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from voxseg.cli._common import console, err_console, progress_bar
+from voxseg.errors import ConfigError, InputImageError
+
+FAST_OVERLAP = 0.25
+
+
+def _parse_folds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        folds = [int(p) for p in text.replace(" ", "").split(",") if p]
+    except ValueError:
+        raise ConfigError(f"--folds {text!r}: expected comma-separated fold numbers like 0,1") from None
+    if not folds or min(folds) < 0:
+        raise ConfigError(f"--folds {text!r}: expected fold numbers >= 0")
+    return folds
+
+
+def predict(
+    input: Path = typer.Option(..., "--input", "-i", help="Image file, folder (CASE_0000 channels) or .txt/.csv list."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output file (for a file input) or folder."),
+    model: str = typer.Option(..., "--model", "-m", help="Training work folder (or model bundle)."),
+    mask: Path = typer.Option(None, "--mask", "-b", help="Mask file (file input) or folder of CASE masks."),
+    folds: str = typer.Option(None, "--folds", help="Folds to ensemble, e.g. 0,1 (default: all trained)."),
+    config: str = typer.Option(None, "--config", "-c", help="Plan configuration (default: the plan's)."),
+    tta: bool = typer.Option(None, "--tta/--no-tta", help="Mirror test-time augmentation (default on)."),
+    overlap: float = typer.Option(None, "--overlap", help="Sliding-window overlap in [0, 1) (default 0.5)."),
+    threshold: float = typer.Option(None, "--threshold", help="Binary models: foreground where P > T (default 0.5)."),
+    probabilities: bool = typer.Option(False, "--probabilities", help="Also write CASE_probabilities.npz (float16)."),
+    instances: bool = typer.Option(False, "--instances", help="Write instance ids and CASE_objects.csv."),
+    min_size: int = typer.Option(None, "--min-size", min=0, help="Drop objects under N voxels."),
+    min_volume: float = typer.Option(None, "--min-volume", min=0.0, help="Drop objects under this volume (mm³)."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 where supported), bf16 or fp32."),
+    fast: bool = typer.Option(False, "--fast", help="No TTA, overlap 0.25, first fold only (see docs/inference.md)."),
+    threads: int = typer.Option(None, "--threads", min=1, help="CPU threads (default: one per physical core)."),
+    batch_size: int = typer.Option(1, "--batch-size", min=1, help="Tiles per network call."),
+    file_ending: str = typer.Option(None, "--file-ending", help="Input files to take from a folder; output suffix."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip cases already predicted (folder input)."),
+) -> None:
+    """Predict label maps; a folder is done case by case with a predictions.json manifest."""
+    if min_size is not None and min_volume is not None:
+        raise ConfigError("give --min-size or --min-volume, not both")
+    from voxseg.inference.runtime import configure_allocator, configure_threads
+
+    configure_allocator()
+    configure_threads(threads)
+    single = input.is_file() and input.suffix.lower() not in (".txt", ".csv")
+    if single:
+        _check_file_output(output)
+    else:
+        from voxseg.inference.batch import check_writable
+
+        if not input.exists():
+            raise InputImageError(input, "input not found", "give an image file, a folder or a .txt/.csv list")
+        check_writable(output)
+    predictor = _load(model, folds, config, tta, overlap, threshold, device, precision, fast, batch_size)
+    options = {"instances": instances, "min_size": min_size, "min_volume": min_volume, "probabilities": probabilities}
+    if single:
+        _predict_file(input, output, mask, predictor, options)
+    else:
+        _predict_many(input, output, mask, predictor, options, file_ending, resume)
+
+
+def _check_file_output(output: Path) -> None:
+    from voxseg.inference.batch import check_writable
+    from voxseg.io import WRITE_SUFFIXES, image_suffix
+
+    if output.is_dir():
+        raise InputImageError(output, "output path is a folder", "give an output file such as out.nii.gz")
+    if image_suffix(output) not in WRITE_SUFFIXES:
+        raise InputImageError(output, "unknown output suffix", f"use one of {', '.join(WRITE_SUFFIXES)}")
+    check_writable(output.parent)
+
+
+def _load(model, folds, config, tta, overlap, threshold, device, precision, fast, batch_size):
+    from voxseg.inference.models import resolve_model
+
+    options = {
+        "tta": (not fast) if tta is None else tta,
+        "overlap": (FAST_OVERLAP if fast else 0.5) if overlap is None else overlap,
+        "threshold": threshold,
+        "device": device,
+        "precision": precision,
+        "batch_size": batch_size,
+    }
+    t0 = time.perf_counter()
+    predictor = resolve_model(model, folds=_parse_folds(folds), configuration=config, **options)
+    if fast and folds is None:
+        predictor = predictor.first_folds(1)
+    err_console.print(
+        f"model {predictor.model_id} ({len(predictor.networks)} fold(s), {predictor.precision}, "
+        f"tta {'on' if predictor.tta else 'off'}, overlap {predictor.overlap}) "
+        f"loaded in {time.perf_counter() - t0:.1f} s",
+        highlight=False,
+    )
+    return predictor
+
+
+def _predict_file(input: Path, output: Path, mask: Path | None, predictor, options: dict) -> None:
+    from voxseg.inference.batch import collect_inputs, predict_case
+
+    (case,) = collect_inputs(input, mask_dir=mask)
+    with progress_bar(f"{case.case_id}: tiles") as tick:
+        entry = predict_case(case, output, predictor, progress=tick, **options)
+    objects = f", {entry['objects']} object(s)" if entry["objects"] is not None else ""
+    console.print(f"wrote {output}{objects} in {entry['seconds']['total']:.1f} s", highlight=False)
+
+
+def _predict_many(input: Path, output: Path, mask: Path | None, predictor, options: dict, file_ending, resume) -> None:
+    from voxseg.inference.batch import predict_folder
+
+    with progress_bar("cases") as tick:
+        report = predict_folder(
+            input, output, predictor, mask_dir=mask, file_ending=file_ending, resume=resume, progress=tick, **options
+        )
+    for case, error in report.failed:
+        err_console.print(f"[red]failed:[/red] {case}: {error}", highlight=False, soft_wrap=True)
+    console.print(
+        f"{len(report.done)} predicted, {len(report.skipped)} up to date, {len(report.failed)} failed "
+        f"({report.seconds:.1f} s); manifest {report.manifest}",
+        highlight=False,
+    )
+    if report.failed:
+        raise typer.Exit(1)

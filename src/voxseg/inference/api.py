@@ -1,0 +1,102 @@
+"""The one-call Python API: ``mask = voxseg.predict(image, model=...)``.
+
+>>> from voxseg import predict, postprocess
+>>> mask = predict(image_array, model="work/", spacing=(0.1, 0.1, 0.1))   # doctest: +SKIP
+>>> instances = postprocess(mask)                                          # doctest: +SKIP
+
+Arrays in, array out (same shape); Volumes in, Volume out (same geometry); a path in, a Volume
+out. For many images, build the model once (:func:`voxseg.inference.models.resolve_model`) and
+pass the Predictor as ``model``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from voxseg.errors import InputImageError
+from voxseg.io import Volume, read_image
+
+if TYPE_CHECKING:
+    from voxseg.inference.predictor import Predictor
+
+__all__ = ["predict"]
+
+ImageLike = np.ndarray | Volume | str | Path
+
+
+def predict(
+    image: ImageLike | Sequence[ImageLike],
+    *,
+    model: str | Path | Predictor,
+    spacing: Sequence[float] | None = None,
+    mask: ImageLike | None = None,
+    **options: Any,
+) -> np.ndarray | Volume:
+    """Segment one image with a trained model.
+
+    Parameters
+    ----------
+    image
+        A 2D/3D numpy array (axes in array order, ``(z, y, x)``), a :class:`~voxseg.io.Volume`, an
+        image path, or a list of those (one per channel of a multi-channel model).
+    model
+        A training work folder, a model bundle or name (when :mod:`voxseg.bundle` is installed),
+        or a ready :class:`~voxseg.inference.predictor.Predictor`.
+    spacing
+        Voxel size (mm, array order) of array input; default 1 mm. Ignored for Volumes and files,
+        which carry their own.
+    mask
+        Region of interest (same kinds as ``image``, on its grid): labels are 0 outside it.
+    **options
+        ``folds``, ``configuration``, ``tta``, ``overlap``, ``precision``, ``device``,
+        ``threshold``, ``batch_size``, ``num_threads`` (see :class:`~voxseg.inference.predictor.Predictor`).
+
+    Returns
+    -------
+    numpy.ndarray or Volume
+        The label map: an array of the input's shape for array input, else a Volume on the
+        input's geometry.
+    """
+    from voxseg.inference.models import resolve_model
+
+    items = list(image) if isinstance(image, (list, tuple)) else [image]
+    if not items:
+        raise InputImageError(None, "no image given", "pass an array, a Volume or a path")
+    volumes = [_as_volume(item, spacing, None) for item in items]
+    mask_volume = None if mask is None else _as_volume(mask, spacing, volumes[0])
+    predictor = resolve_model(
+        model, **{k: options.pop(k) for k in ("folds", "configuration") if k in options}, **options
+    )
+    result = predictor.predict(volumes, mask=mask_volume)
+    return result.labels.array if isinstance(items[0], np.ndarray) else result.labels
+
+
+def _as_volume(item: Any, spacing: Sequence[float] | None, like: Volume | None) -> Volume:
+    if isinstance(item, Volume):
+        return item
+    if isinstance(item, (str, Path)):
+        return read_image(item)
+    if isinstance(item, np.ndarray):
+        if item.ndim not in (2, 3):
+            raise InputImageError(
+                None,
+                f"array of shape {item.shape} is not a 2D or 3D image",
+                "pass one array per channel (no channel or batch axis)",
+            )
+        if like is not None:
+            if item.shape != like.shape:
+                raise InputImageError(
+                    None, f"mask has shape {item.shape}, the image {like.shape}", "draw it on the image grid"
+                )
+            return like.with_array(item)
+        sp = None if spacing is None else tuple(float(s) for s in spacing)
+        if sp is not None and len(sp) != item.ndim:
+            raise InputImageError(
+                None, f"spacing {sp} has {len(sp)} values for a {item.ndim}D array", "give one per axis"
+            )
+        return Volume(item, sp or ())
+    raise InputImageError(None, f"cannot segment a {type(item).__name__}", "pass a numpy array, a Volume or a path")

@@ -1,0 +1,495 @@
+"""Batch prediction over files: one model load, resumable, a ``predictions.json`` manifest.
+
+Inputs are a file, a folder or a list file:
+
+- an image file: one case (a ``CASE_0000`` file of a multi-channel model brings its ``_0001``...
+  siblings along);
+- a folder: nnU-Net naming ``CASE_0000<ending>`` groups channels; other image files are
+  single-channel cases named after the file;
+- a ``.txt`` / ``.csv`` list: one case per line, its channel files separated by commas (relative
+  paths start at the list's folder; ``#`` comments, blank lines and a header line are skipped).
+
+For each case :func:`predict_case` writes ``OUT/CASE<ending>`` (and ``CASE_objects.csv`` with
+``instances``, ``CASE_probabilities.npz`` with ``probabilities``), every file atomically, and
+returns its manifest entry. :func:`predict_folder` is the thin loop around it: resume, the
+manifest, progress, and one bad case reported without stopping the others.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from voxseg.dataset.layout import CHANNEL_RE
+from voxseg.errors import ConfigError, InputImageError, VoxsegError
+from voxseg.io import (
+    Volume,
+    atomic_path,
+    image_suffix,
+    is_image_file,
+    read_channels,
+    read_image,
+    write_image,
+    write_json_atomic,
+)
+from voxseg.postprocessing import instances as make_instances
+from voxseg.postprocessing import object_table, remove_small_objects, write_object_table
+
+if TYPE_CHECKING:
+    from voxseg.inference.predictor import Predictor
+
+__all__ = [
+    "CaseInput",
+    "BatchReport",
+    "collect_inputs",
+    "predict_case",
+    "predict_folder",
+    "output_ending",
+    "MANIFEST_NAME",
+    "file_sha256",
+]
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = "predictions.json"
+MANIFEST_SCHEMA_VERSION = 1
+LIST_SUFFIXES = (".txt", ".csv")
+_LOSSY_OR_READONLY = {".jpg": ".png", ".jpeg": ".png", ".dcm": ".nii.gz"}
+
+
+@dataclass(frozen=True)
+class CaseInput:
+    """One case to predict: its channel files in channel order and an optional mask file."""
+
+    case_id: str
+    images: tuple[Path, ...]
+    mask: Path | None = None
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """What :func:`predict_folder` did.
+
+    ``done``: cases predicted in this run; ``skipped``: up to date from an earlier run;
+    ``failed``: ``(case, one-line error)`` pairs. ``ok`` is False when any case failed.
+    """
+
+    out_dir: Path
+    manifest: Path
+    done: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+    failed: tuple[tuple[str, str], ...] = ()
+    seconds: float = 0.0
+    objects: dict[str, int | None] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+# ---- inputs ------------------------------------------------------------------------------------
+def _case_name(path: Path) -> tuple[str, int | None]:
+    """(case id, channel index or None) of an image file name."""
+    stem = path.name[: len(path.name) - len(image_suffix(path))] if image_suffix(path) else path.stem
+    m = CHANNEL_RE.match(stem)
+    return (m["case"], int(m["channel"])) if m else (stem, None)
+
+
+def _from_folder(folder: Path, file_ending: str | None) -> list[CaseInput]:
+    groups: dict[str, dict[int, Path]] = {}
+    for f in sorted(folder.iterdir()):
+        if not is_image_file(f) or (file_ending and not f.name.endswith(file_ending)):
+            continue
+        case, channel = _case_name(f)
+        if channel is None:
+            case, channel = f"{case}", -1
+        if channel in groups.setdefault(case, {}):
+            raise InputImageError(f, f"case {case!r} has two files for channel {channel}", "rename one of them")
+        groups[case][channel] = f
+    cases = []
+    for case, files in groups.items():
+        if -1 in files and len(files) > 1:
+            raise InputImageError(folder, f"case {case!r} mixes a plain file and _XXXX channel files", "rename one")
+        cases.append(CaseInput(case, tuple(files[k] for k in sorted(files))))
+    return cases
+
+
+def _from_file(path: Path) -> CaseInput:
+    case, channel = _case_name(path)
+    if channel != 0:
+        return CaseInput(case if channel is None else f"{case}_{channel:04d}", (path,))
+    suffix = image_suffix(path)
+    files = [path]
+    k = 1
+    while (path.parent / f"{case}_{k:04d}{suffix}").is_file():
+        files.append(path.parent / f"{case}_{k:04d}{suffix}")
+        k += 1
+    return CaseInput(case, tuple(files))
+
+
+def _from_list(path: Path) -> list[CaseInput]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputImageError(path, f"cannot read the list of inputs ({exc})") from None
+    cases, seen = [], set()
+    for number, row in enumerate(csv.reader(line for line in text.splitlines() if not line.lstrip().startswith("#"))):
+        cells = [c.strip() for c in row if c.strip()]
+        if not cells:
+            continue
+        files = [Path(c).expanduser() if Path(c).expanduser().is_absolute() else path.parent / c for c in cells]
+        if number == 0 and image_suffix(files[0]) not in _known_suffixes():
+            continue  # a header line
+        case, _ = _case_name(files[0])
+        if case in seen:
+            raise InputImageError(path, f"case {case!r} is listed twice", "list each case once")
+        seen.add(case)
+        cases.append(CaseInput(case, tuple(files)))
+    return cases
+
+
+def _known_suffixes() -> tuple[str, ...]:
+    from voxseg.io import READ_SUFFIXES
+
+    return READ_SUFFIXES
+
+
+def _find_mask(mask_dir: Path, case_id: str) -> Path | None:
+    for f in sorted(mask_dir.iterdir()):
+        if is_image_file(f) and _case_name(f)[0] == case_id:
+            return f
+    return None
+
+
+def collect_inputs(
+    inputs: str | Path, *, file_ending: str | None = None, mask_dir: str | Path | None = None
+) -> list[CaseInput]:
+    """The cases named by ``inputs`` (a file, a folder or a list file), see the module docstring.
+
+    ``mask_dir`` is a folder holding ``CASE<suffix>`` masks (a case without one is predicted
+    without a mask), or a mask file when ``inputs`` is one image file.
+    """
+    path = Path(inputs).expanduser()
+    if not path.exists():
+        raise InputImageError(path, "input not found", "give an image file, a folder of images or a .txt/.csv list")
+    if path.is_dir():
+        cases = _from_folder(path, file_ending)
+        if not cases:
+            ending = f" ending in {file_ending}" if file_ending else ""
+            raise InputImageError(path, f"no image files{ending} in this folder", "check the folder and --file-ending")
+    elif path.suffix.lower() in LIST_SUFFIXES:
+        cases = _from_list(path)
+        if not cases:
+            raise InputImageError(path, "the list names no image files", "one case per line: CHANNEL0[,CHANNEL1...]")
+    else:
+        cases = [_from_file(path)]
+    if mask_dir is None:
+        return cases
+    masks = Path(mask_dir).expanduser()
+    if masks.is_file():
+        if len(cases) != 1:
+            raise InputImageError(masks, "a mask file fits a single input image", "give a folder of CASE masks")
+        return [CaseInput(cases[0].case_id, cases[0].images, masks)]
+    if not masks.is_dir():
+        raise InputImageError(masks, "mask file or folder not found", "check the path given with -b/--mask")
+    return [CaseInput(c.case_id, c.images, _find_mask(masks, c.case_id)) for c in cases]
+
+
+def output_ending(case: CaseInput, file_ending: str | None = None) -> str:
+    """``file_ending`` or the first input's suffix (JPEG -> .png, DICOM -> .nii.gz)."""
+    if file_ending:
+        return file_ending
+    suffix = image_suffix(case.images[0]) or ".nii.gz"
+    return _LOSSY_OR_READONLY.get(suffix, suffix)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fingerprint(case: CaseInput) -> list[dict[str, Any]]:
+    files = [*case.images, *([case.mask] if case.mask is not None else [])]
+    out = []
+    for k, f in enumerate(files):
+        role = "mask" if case.mask is not None and k == len(files) - 1 else f"channel {k}"
+        try:
+            digest = file_sha256(f)
+        except FileNotFoundError:
+            raise InputImageError(f, "file not found", "check the path") from None
+        out.append({"role": role, "path": str(f.resolve()), "sha256": digest})
+    return out
+
+
+# ---- one case ----------------------------------------------------------------------------------
+def _read_case(case: CaseInput) -> tuple[list[Volume], Volume | None]:
+    images = read_channels(case.images[0]) if len(case.images) == 1 else [read_image(p) for p in case.images]
+    mask = None if case.mask is None else read_image(case.mask)
+    if mask is not None and (mask.shape != images[0].shape or mask.geometry.differences(images[0].geometry)):
+        diff = mask.geometry.differences(images[0].geometry) if mask.shape == images[0].shape else []
+        what = "; ".join(diff) if diff else f"shape {mask.shape} vs the image's {images[0].shape}"
+        raise InputImageError(case.mask, f"mask geometry differs from the image ({what})", "resample it onto the image")
+    return images, mask
+
+
+def extra_paths(output: Path) -> tuple[Path, Path]:
+    """``(CASE_objects.csv, CASE_probabilities.npz)`` next to ``output``."""
+    base = output.name[: len(output.name) - len(image_suffix(output))] if image_suffix(output) else output.stem
+    return output.parent / f"{base}_objects.csv", output.parent / f"{base}_probabilities.npz"
+
+
+def predict_case(
+    case: CaseInput,
+    output: str | Path,
+    predictor: Predictor,
+    *,
+    instances: bool = False,
+    min_size: int | None = None,
+    min_volume: float | None = None,
+    probabilities: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Predict one case and write its files; return its manifest entry (status ``ok``).
+
+    ``instances`` writes an instance label map (ids by size) and ``CASE_objects.csv`` (per
+    object: class, voxels, volume mm³, centroid voxel/world, bounding box, mean/max intensity of
+    channel 0, sphericity); ``min_size`` (voxels) or ``min_volume`` (mm³) drop smaller objects.
+    Errors (unreadable input, wrong channel count, ...) propagate as :class:`VoxsegError`.
+    """
+    output = Path(output)
+    if output.is_dir():
+        raise InputImageError(output, "output path is a folder", "give a file name such as out.nii.gz")
+    t0 = time.perf_counter()
+    inputs = _fingerprint(case)
+    images, mask = _read_case(case)
+    t_read = time.perf_counter() - t0
+    pred = predictor.predict(images, mask=mask, probabilities=probabilities, progress=progress)
+    t1 = time.perf_counter()
+    labels, n_objects, table = _postprocess(pred.labels, images[0], predictor, instances, min_size, min_volume)
+    csv_path, npz_path = extra_paths(output)
+    written = []
+    if table is not None:
+        written.append(write_object_table(table, csv_path, ndim=labels.ndim))
+    if pred.probabilities is not None:
+        _write_probabilities(npz_path, pred.probabilities, labels, predictor)
+        written.append(npz_path)
+    write_image(labels, output)  # last: a present output means the case is complete
+    seconds = dict(pred.seconds)
+    seconds.update(read=round(t_read, 4), write=round(time.perf_counter() - t1, 4))
+    seconds["total"] = round(time.perf_counter() - t0, 4)
+    return {
+        "case": case.case_id,
+        "status": "ok",
+        "inputs": inputs,
+        "output": str(output.resolve()),
+        "extra_outputs": [str(p.resolve()) for p in written],
+        "objects": n_objects,
+        "seconds": seconds,
+        "error": None,
+    }
+
+
+def _postprocess(labels: Volume, image: Volume, predictor: Predictor, instances: bool, min_size, min_volume):
+    """(label map to write, object count, object table or None)."""
+    if min_size is not None and min_volume is not None:
+        raise ConfigError("give either min_size (voxels) or min_volume (mm³), not both")
+    already = predictor.postprocessing.makes_instances
+    if instances:
+        inst = labels if already and min_size is None and min_volume is None else None
+        if inst is None:
+            inst = make_instances(labels, min_size=min_size or 0, min_volume=min_volume)
+        class_map = None if already else labels
+        table = object_table(inst, image=image, class_map=class_map)
+        return inst, len(table), table
+    if min_size is not None or min_volume is not None:
+        labels = remove_small_objects(labels, min_size=min_size, min_volume=min_volume)
+    count = make_instances(labels).array.max(initial=0) if not already else labels.array.max(initial=0)
+    return labels, int(count), None
+
+
+def _write_probabilities(path: Path, probs: np.ndarray, labels: Volume, predictor: Predictor) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(
+            fh,
+            probabilities=probs.astype(np.float16, copy=False),
+            class_values=np.asarray(predictor.plan.class_values, dtype=np.int32),
+            spacing=np.asarray(labels.spacing),
+            origin=np.asarray(labels.origin),
+            direction=np.asarray(labels.direction),
+        )
+
+
+# ---- the loop ----------------------------------------------------------------------------------
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` if needed and prove it can hold new files (one-line error otherwise)."""
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise InputImageError(folder, f"cannot create the output folder: {blocker} is a file", "choose another folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".voxseg-write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise InputImageError(
+            folder, f"output folder is not writable ({exc.strerror or exc})", "choose a folder you can write to"
+        ) from None
+
+
+def _load_manifest(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and isinstance(data.get("cases"), dict):
+            return data
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        pass
+    log.warning("%s: unreadable manifest; every case will be predicted again", path)
+    return {}
+
+
+def _is_current(entry: dict[str, Any] | None, case: CaseInput, output: Path, model: str, settings: dict) -> bool:
+    if not entry or entry.get("status") != "ok" or not output.is_file():
+        return False
+    if entry.get("model") != model or entry.get("settings") != settings:
+        return False
+    try:
+        return entry.get("inputs") == _fingerprint(case)
+    except VoxsegError:
+        return False
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def predict_folder(
+    inputs: str | Path,
+    out_dir: str | Path,
+    predictor: Predictor,
+    *,
+    instances: bool = False,
+    min_size: int | None = None,
+    min_volume: float | None = None,
+    probabilities: bool = False,
+    mask_dir: str | Path | None = None,
+    file_ending: str | None = None,
+    resume: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> BatchReport:
+    """Predict every case of ``inputs`` into ``out_dir`` with one loaded ``predictor``.
+
+    Parameters
+    ----------
+    inputs
+        An image file, a folder (nnU-Net ``CASE_0000`` naming or plain files) or a .txt/.csv list.
+    out_dir
+        Output folder: ``CASE<ending>`` per case and the ``predictions.json`` manifest.
+    instances, min_size, min_volume, probabilities
+        See :func:`predict_case`.
+    mask_dir
+        Folder of ``CASE<suffix>`` masks (or one mask file for a single input).
+    file_ending
+        Input files to take from a folder, and the outputs' suffix (default: the input's).
+    resume
+        Skip cases whose manifest entry is ok, with unchanged input hashes, model and settings,
+        and whose output exists.
+    progress
+        Called as ``progress(cases_done, cases_total)``.
+
+    Returns
+    -------
+    BatchReport
+        ``report.ok`` is False when a case failed; failures are also in the manifest.
+    """
+    t0 = time.perf_counter()
+    out = Path(out_dir).expanduser()
+    if min_size is not None and min_volume is not None:
+        raise ConfigError("give either min_size (voxels) or min_volume (mm³), not both")
+    cases = collect_inputs(inputs, file_ending=file_ending, mask_dir=mask_dir)
+    check_writable(out)
+    manifest_path = out / MANIFEST_NAME
+    old = _load_manifest(manifest_path).get("cases", {}) if resume else {}
+    settings = {
+        **predictor.settings(),
+        "instances": instances,
+        "min_size": min_size,
+        "min_volume": min_volume,
+        "probabilities": probabilities,
+    }
+    manifest = {
+        "schema_version": MANIFEST_SCHEMA_VERSION,
+        "model": predictor.model_id,
+        "settings": settings,
+        "voxseg": _version(),
+        "cases": dict(old),
+    }
+    done, skipped, failed, objects = [], [], [], {}
+    for k, case in enumerate(cases):
+        output = out / f"{case.case_id}{output_ending(case, file_ending)}"
+        if resume and _is_current(old.get(case.case_id), case, output, predictor.model_id, settings):
+            skipped.append(case.case_id)
+            objects[case.case_id] = old[case.case_id].get("objects")
+        else:
+            entry = _run_case(case, output, predictor, instances, min_size, min_volume, probabilities)
+            entry.update(model=predictor.model_id, settings=settings)
+            manifest["cases"][case.case_id] = entry
+            write_json_atomic(manifest_path, manifest)
+            if entry["status"] == "ok":
+                done.append(case.case_id)
+                objects[case.case_id] = entry["objects"]
+            else:
+                failed.append((case.case_id, entry["error"]))
+        if progress is not None:
+            progress(k + 1, len(cases))
+    write_json_atomic(manifest_path, manifest)
+    return BatchReport(
+        out, manifest_path, tuple(done), tuple(skipped), tuple(failed), round(time.perf_counter() - t0, 3), objects
+    )
+
+
+def _run_case(case, output, predictor, instances, min_size, min_volume, probabilities) -> dict[str, Any]:
+    try:
+        return predict_case(
+            case,
+            output,
+            predictor,
+            instances=instances,
+            min_size=min_size,
+            min_volume=min_volume,
+            probabilities=probabilities,
+        )
+    except (VoxsegError, OSError, ValueError, RuntimeError, MemoryError) as exc:
+        log.error("%s: %s", case.case_id, _one_line(exc))
+        log.debug("%s failed", case.case_id, exc_info=True)
+        return {
+            "case": case.case_id,
+            "status": "failed",
+            "inputs": [{"role": f"channel {k}", "path": str(p)} for k, p in enumerate(case.images)],
+            "output": None,
+            "extra_outputs": [],
+            "objects": None,
+            "seconds": {},
+            "error": _one_line(exc),
+        }
+
+
+def _version() -> str:
+    import voxseg
+
+    return voxseg.__version__

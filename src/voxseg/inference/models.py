@@ -1,0 +1,72 @@
+"""Model resolution: what ``-m MODEL`` / ``model=`` may name, turned into a :class:`Predictor`.
+
+Today a model is a training work folder (``voxseg plan`` + ``voxseg train``); model bundles
+(folders, ``.zip`` files, installed names) are added here by :mod:`voxseg.bundle`. Every kind that
+is tried is listed in the error when nothing matches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from voxseg.errors import VoxsegError
+
+if TYPE_CHECKING:
+    from voxseg.inference.predictor import Predictor
+
+__all__ = ["resolve_model"]
+
+
+def resolve_model(
+    model: str | Path | Predictor,
+    *,
+    folds: list[int] | tuple[int, ...] | None = None,
+    configuration: str | None = None,
+    **options: Any,
+) -> Predictor:
+    """A ready :class:`~voxseg.inference.predictor.Predictor` for ``model``.
+
+    Parameters
+    ----------
+    model
+        A training work folder (holds ``plan.json``; its finished folds are used), or a
+        Predictor (returned unchanged; ``folds``/``configuration``/``options`` must then be empty).
+    folds
+        Folds to ensemble (default: every trained fold).
+    configuration
+        Plan configuration (default: the plan's default).
+    **options
+        Predictor options: ``tta``, ``overlap``, ``precision``, ``device``, ``threshold``,
+        ``batch_size``, ``num_threads``, ``postprocessing``.
+
+    Raises
+    ------
+    VoxsegError
+        Nothing called ``model`` was found; the message lists what was tried.
+    """
+    from voxseg.inference.predictor import Predictor
+
+    if isinstance(model, Predictor):
+        if folds is not None or configuration is not None or options:
+            raise VoxsegError("options cannot change an existing Predictor; build a new one with those options")
+        return model
+    if not isinstance(model, (str, Path)) or not str(model).strip():
+        raise VoxsegError(f"model must be a path or a name, got {model!r}")
+    path = Path(model).expanduser()
+    tried = []
+    if path.is_dir() and (path / "plan.json").is_file():
+        return Predictor.from_work(path, configuration=configuration, folds=folds, **options)
+    tried.append(f"a work folder at {path.resolve()} ({_why_not_work(path)})")
+    raise VoxsegError(
+        f"model {str(model)!r} not found: tried {'; '.join(tried)}; pass a training work folder "
+        "(`voxseg plan` + `voxseg train`) or a model bundle"
+    )
+
+
+def _why_not_work(path: Path) -> str:
+    if not path.exists():
+        return "no such folder"
+    if not path.is_dir():
+        return "it is a file"
+    return "no plan.json"
