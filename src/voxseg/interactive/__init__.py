@@ -6,10 +6,14 @@
   coordinates and the checks with one-line errors.
 - :mod:`~voxseg.interactive.encoding`: the prompt channels (exponentialised geodesic map,
   Gaussian heat map), click channels, and cropping to the points.
+- :mod:`~voxseg.interactive.config`: :class:`PromptConfig`, the ``plan.interactive`` settings.
+- :mod:`~voxseg.interactive.sampling`: :class:`PromptSampler` (training pairs with fresh
+  simulated points) and :func:`prompt_inputs` (crop + encode, shared with inference).
 
 numpy/scipy only: importing this package does not import torch.
 """
 
+from voxseg.interactive.config import PromptConfig
 from voxseg.interactive.encoding import (
     ENCODINGS,
     crop_to_points,
@@ -29,23 +33,29 @@ from voxseg.interactive.pointfile import (
     validate_points,
     write_points,
 )
-from voxseg.interactive.points import Click, corrective_click, extreme_points
+from voxseg.interactive.points import Click, corrective_click, extreme_points, jitter_points
+from voxseg.interactive.sampling import PromptSampler, find_objects, prompt_inputs
 
 __all__ = [
     "ENCODINGS",
     "SPACES",
     "Click",
     "PointPrompt",
+    "PromptConfig",
+    "PromptSampler",
     "corrective_click",
     "crop_to_points",
     "encode_clicks",
     "encode_points",
     "extreme_points",
+    "find_objects",
     "gaussian_map",
     "geodesic_distance",
     "geodesic_map",
+    "jitter_points",
     "load_points",
     "points_to_voxel",
+    "prompt_inputs",
     "read_points",
     "seed_mask",
     "validate_points",

@@ -17,7 +17,7 @@ from scipy import ndimage as ndi
 
 from voxseg.errors import ConfigError
 
-__all__ = ["Click", "extreme_points", "corrective_click", "as_rng"]
+__all__ = ["Click", "extreme_points", "jitter_points", "corrective_click", "as_rng"]
 
 RngLike = np.random.Generator | int | None
 
@@ -144,10 +144,36 @@ def extreme_points(
             points.append(_move_inward(chosen.astype(np.float64), centre, float(steps[axis]), obj))
     out = np.asarray(points, dtype=np.int64)
     if np.any(sigma > 0):
-        sd = sigma / scale if spacing is not None else sigma
-        out = np.rint(out + generator.normal(0.0, 1.0, out.shape) * sd).astype(np.int64)
-        out = np.clip(out, 0, np.asarray(obj.shape) - 1)
+        out = jitter_points(out, obj.shape, rng=generator, jitter=sigma, spacing=spacing)
     return out
+
+
+def jitter_points(
+    points: np.ndarray,
+    shape: Sequence[int],
+    *,
+    rng: RngLike,
+    jitter: float | Sequence[float],
+    spacing: Sequence[float] | None = None,
+) -> np.ndarray:
+    """Points moved by a seeded Gaussian offset, rounded to voxels and clipped to ``shape``.
+
+    ``jitter`` is the standard deviation per axis: voxels, or mm when ``spacing`` is given.
+    Returns ``(N, ndim)`` int64 indices.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    ndim = len(shape)
+    sigma = _per_axis(jitter, ndim, "jitter")
+    generator = as_rng(rng)
+    if generator is None:
+        raise ConfigError("jitter needs a random generator: pass rng=<seed or numpy Generator>")
+    if spacing is not None:
+        sp = _per_axis(spacing, ndim, "spacing")
+        if np.any(sp <= 0):
+            raise ConfigError(f"spacing must be positive, got {sp.tolist()}")
+        sigma = sigma / sp
+    moved = np.rint(pts + generator.normal(0.0, 1.0, pts.shape) * sigma).astype(np.int64)
+    return np.clip(moved, 0, np.asarray(shape, dtype=np.int64) - 1)
 
 
 @dataclass(frozen=True)
