@@ -12,6 +12,7 @@ from voxseg.cli import dataset as dataset_cli
 from voxseg.cli._common import err_console
 from voxseg.cli.evaluate import evaluate
 from voxseg.cli.info import info
+from voxseg.cli.plan import PlanCommand, plan
 from voxseg.errors import ConfigError, VoxsegError
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ app = typer.Typer(
 app.add_typer(dataset_cli.app, name="dataset")
 app.command()(info)
 app.command()(evaluate)
+app.command(cls=PlanCommand)(plan)
 
 
 def _version_callback(value: bool) -> None:

@@ -63,6 +63,7 @@ _PLAN_KEYS = ("normalization", "default_configuration", "anisotropy_threshold", 
 _OPEN_KEYS = ("training", "interactive")
 _FACTS = ("dataset_name", "channel_names", "labels", "ignore_label", "data_ndim", "schema_version")
 _NETWORKS = ("dynunet", "unet", "attention_unet")
+_UNETS = ("unet", "attention_unet")
 
 
 def parse_value(text: Any) -> Any:
@@ -164,7 +165,8 @@ def _repool(conf: dict[str, Any], budget: str) -> None:
     old_filters = kw.get("filters") or kw.get("channels") or [16]
     costs = defaults.budget(budget if budget in ("cpu", "gpu") else "cpu")
     base = int(old_filters[0])
-    cap = max(int(max(old_filters)), costs.max_filters_2d if len(patch) == 2 else costs.max_filters_3d)
+    capped = len(old_filters) > 1 and old_filters[-1] == old_filters[-2]  # keep a cap the filters show
+    cap = int(old_filters[-1]) if capped else (costs.max_filters_2d if len(patch) == 2 else costs.max_filters_3d)
     filters = [min(base * 2**k, cap) for k in range(topo.levels)]
     if net.get("name") == "dynunet":
         kw["strides"] = [list(s) for s in topo.strides]
@@ -194,6 +196,9 @@ def _apply_to_configuration(conf: dict[str, Any], path: list[str], value: Any, k
             conf["network"] = translate_network(conf["network"], str(value))
             return True
         sub = path[1:] if path[1] == "kwargs" else ["kwargs", *path[1:]]
+        if len(sub) > 1:  # filters (DynUNet) and channels (U-Nets) name the same thing
+            alias = {"filters": "channels"} if conf["network"].get("name") in _UNETS else {"channels": "filters"}
+            sub[1] = alias.get(sub[1], sub[1])
         _set_path(conf["network"], sub, value, key)
         return True
     _set_path(conf, path, value, key)
