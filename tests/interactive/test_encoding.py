@@ -101,6 +101,16 @@ def test_intensity_only_distance_is_zero_in_flat_regions():
     np.testing.assert_allclose(gmap[15:], np.exp(-2.0), rtol=1e-6)
 
 
+def test_nan_voxels_are_impassable_not_contagious():
+    image = np.zeros((20, 20), np.float32)
+    image[:, 10] = np.nan  # a wall of missing values
+    image[5, 3] = np.nan
+    gmap = geodesic_map(image, np.array([[10, 2]]), lamb=0.5, scale=5.0)
+    assert np.isfinite(gmap).all()
+    assert np.all(gmap[:, 10:] == 0.0)  # unreachable behind the wall
+    assert gmap[5, 3] == 0.0 and gmap[5, 4] > 0.1  # paths go around the hole
+
+
 def test_gaussian_map_peak_and_width_in_mm():
     gmap = gaussian_map((10, 50, 50), np.array([[5, 25, 25]]), spacing=(3.0, 1.0, 1.0), sigma_mm=4.0)
     assert gmap[5, 25, 25] == 1.0 and gmap.max() == 1.0

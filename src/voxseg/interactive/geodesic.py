@@ -7,7 +7,8 @@ The distance from a set of seed voxels is the shortest path length over the 8-co
 
 as in GeodisTK and FastGeodis: ``lamb = 0`` gives a (chamfer) Euclidean distance in mm,
 ``lamb = 1`` a purely intensity-based distance (InteractiveNet's setting), values in between
-mix both. Intensities enter as given, so pass a normalised image (z-score).
+mix both. Intensities enter as given, so pass a normalised image (z-score). NaN voxels are
+impassable (their edges cost infinity): nothing reaches them, they poison nothing.
 
 Algorithm: the "parallel raster scan" of FastGeodis. A sweep along axis ``a`` visits the planes
 orthogonal to ``a`` in order and relaxes every voxel of a plane at once from the 3 (2D) or 9 (3D)
@@ -51,6 +52,7 @@ def _edge_costs(
     Entries whose neighbour falls outside the padded grid are ``inf`` (never used).
     """
     padded = np.pad(image.astype(np.float32, copy=False), 1, mode="edge")
+    finite = bool(np.isfinite(padded).all())
     shape = padded.shape
     costs = {}
     for off in offsets:
@@ -62,7 +64,10 @@ def _edge_costs(
             if o:
                 cost[(slice(None),) * axis + (-1 if o > 0 else 0,)] = np.inf
         out = cost[here]
-        if lamb > 0:
+        if lamb == 1.0:  # |I[q] - I[p]|: the square root of a square, without both
+            np.subtract(padded[there], padded[here], out=out)
+            np.abs(out, out=out)
+        elif lamb > 0:
             np.subtract(padded[there], padded[here], out=out)
             np.square(out, out=out)
             out *= np.float32(lamb)
@@ -70,6 +75,8 @@ def _edge_costs(
             np.sqrt(out, out=out)
         else:
             out[...] = np.sqrt(step2)
+        if not finite:
+            np.nan_to_num(cost, copy=False, nan=np.inf, posinf=np.inf)
         costs[off] = cost
     return costs
 
