@@ -9,6 +9,8 @@
 - :mod:`~voxseg.interactive.config`: :class:`PromptConfig`, the ``plan.interactive`` settings.
 - :mod:`~voxseg.interactive.sampling`: :class:`PromptSampler` (training pairs with fresh
   simulated points) and :func:`prompt_inputs` (crop + encode, shared with inference).
+- :mod:`~voxseg.interactive.session`: :func:`simulate_user`, the simulated user behind
+  interactive evaluation (Dice after the points and after each corrective click).
 
 numpy/scipy only: importing this package does not import torch.
 """
@@ -35,11 +37,13 @@ from voxseg.interactive.pointfile import (
 )
 from voxseg.interactive.points import Click, corrective_click, extreme_points, jitter_points
 from voxseg.interactive.sampling import PromptSampler, find_objects, prompt_inputs
+from voxseg.interactive.session import InteractionCurve, mean_curve, simulate_user
 
 __all__ = [
     "ENCODINGS",
     "SPACES",
     "Click",
+    "InteractionCurve",
     "PointPrompt",
     "PromptConfig",
     "PromptSampler",
@@ -54,10 +58,12 @@ __all__ = [
     "geodesic_map",
     "jitter_points",
     "load_points",
+    "mean_curve",
     "points_to_voxel",
     "prompt_inputs",
     "read_points",
     "seed_mask",
+    "simulate_user",
     "validate_points",
     "write_points",
 ]
