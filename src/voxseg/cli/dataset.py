@@ -181,8 +181,7 @@ def pseudo_labels(
 
     with progress_bar("merging pseudo-labels") as update:
         report = merge_pseudo_labels(data, pred_dir, out_dir, keep_annotated=not predictions_only, progress=update)
-    caption = "voxels per source; agreement: prediction = annotation, on annotated voxels"
-    table = Table("case", "manual", "predicted", "agreement", caption=caption)
+    table = Table("case", "manual", "predicted", "agreement", caption="agreement: prediction vs annotation")
     for case_id, c in report.cases.items():
         agreement = "-" if c.agreement is None else f"{c.agreement:.3f}"
         table.add_row(case_id, str(c.manual), str(c.predicted), agreement)
