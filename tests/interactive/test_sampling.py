@@ -124,3 +124,24 @@ def test_cases_without_objects_are_refused():
         PromptSampler([Case()], (4, 8, 8), spacing=(1, 1, 1))
     with pytest.raises(ConfigError, match="patch size"):
         PromptSampler([Case()], (8, 8), spacing=(1, 1, 1))
+
+
+def test_config_for_spacing():
+    cfg = PromptConfig.for_spacing((3.0, 0.8, 0.8), encoding="gaussian")
+    assert cfg.inward == (1.0, 4.0, 4.0) and cfg.encoding == "gaussian"
+    assert PromptConfig.for_spacing((0.5, 0.5), inward_mm=0.1).inward == (1.0, 1.0)
+
+
+def test_2d_cases():
+    label = np.zeros((40, 50), np.uint8)
+    label[10:25, 12:40] = 1
+    data = np.random.default_rng(0).normal(size=(2, 40, 50)).astype(np.float32)
+
+    class Case:
+        pass
+
+    case = Case()
+    case.data, case.label = data, label
+    sampler = PromptSampler([case], (32, 32), spacing=(0.5, 0.5), config=PromptConfig.for_spacing((0.5, 0.5)))
+    image, target = sampler.sample(np.random.default_rng(0))
+    assert image.shape == (3, 32, 32) and target.shape == (1, 32, 32) and target.any()

@@ -81,6 +81,19 @@ class PromptConfig:
                 raise ConfigError(f"interactive {name} must be non-negative, got {value}")
             object.__setattr__(self, name, value)
 
+    @classmethod
+    def for_spacing(cls, spacing: Sequence[float], *, inward_mm: float = 3.0, **fields_: Any) -> PromptConfig:
+        """Settings for data at ``spacing`` (the plan's): points move about ``inward_mm`` inside.
+
+        ``inward`` becomes ``max(1, round(inward_mm / spacing))`` voxels per axis, so thick
+        slices move one slice and fine in-plane grids several voxels, as InteractiveNet's
+        ``[1, 5, 5]`` for anisotropic MRI. Other fields are passed through.
+        """
+        if inward_mm < 0:
+            raise ConfigError(f"inward_mm must be non-negative, got {inward_mm}")
+        inward = tuple(float(max(1, round(inward_mm / float(s)))) for s in spacing)
+        return cls(inward=inward, **fields_)
+
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["inward"] = list(self.inward) if isinstance(self.inward, tuple) else self.inward
