@@ -173,8 +173,8 @@ def install(
         return have
     if offline and entry.local_path() is None:
         raise BundleError(f"{name}@{entry.version} is not installed and offline mode forbids downloading it")
-    archive = fetch(entry, cache_dir, progress=progress, retries=retries, offline=offline)
-    return _install_archive(archive, entry.sha256, models_dir, limits, source=entry.urls[0], expect=entry)
+    archive, url = fetch(entry, cache_dir, progress=progress, retries=retries, offline=offline)
+    return _install_archive(archive, entry.sha256, models_dir, limits, source=url, expect=entry)
 
 
 def _install_local(path: Path, models_dir: Path, limits: ArchiveLimits) -> InstalledModel:
@@ -270,8 +270,9 @@ def fetch(
     progress: Progress | None = None,
     retries: int = 1,
     offline: bool = False,
-) -> Path:
-    """The verified archive of ``entry``: a local file, the cached download, or a new download.
+) -> tuple[Path, str]:
+    """The verified archive of ``entry`` and the URL it came from: a local file, the cached
+    download, or a new download.
 
     Mirrors are tried in order; each remote one gets ``retries`` extra attempts after network
     errors. A download whose sha256 differs is deleted (pooch downloads to a temporary file and
@@ -283,14 +284,14 @@ def fetch(
             path = local_path_of(url)
             problem = _check_local(path, entry.sha256)
             if problem is None:
-                return path
+                return path, url
             problems.append(problem)
             continue
         if offline:
             continue
         got = _download(url, entry, cache, progress, retries)
         if isinstance(got, Path):
-            return got
+            return got, url
         problems.append(got)
     raise BundleError(
         f"{entry.name}@{entry.version}: {'; '.join(problems) or 'no usable URL'} "

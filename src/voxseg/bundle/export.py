@@ -93,6 +93,7 @@ def export_bundle(
     authors: Sequence[str] = (),
     modality: str = "",
     card_notes: str | None = None,
+    onnx: bool = False,
 ) -> Path:
     """Package a trained work folder as a bundle.
 
@@ -111,6 +112,9 @@ def export_bundle(
         Folds to include (default: every finished fold).
     description, license, authors, modality, card_notes
         Written into ``bundle.json`` and the model card.
+    onnx
+        Also write ``model_fold_K.onnx`` per fold (needs the ``[onnx]`` extra), for the
+        torch-free onnxruntime backend (:mod:`voxseg.bundle.onnx_backend`).
 
     Returns
     -------
@@ -155,6 +159,11 @@ def export_bundle(
     )
     files: dict[str, bytes | Path] = {BundleManifest.weights_file(f): p for f, p in weights.items()}
     files[CARD_NAME] = make_card(manifest, notes=card_notes, dataset=dataset).encode("utf-8")
+    if onnx:
+        from voxseg.bundle.onnx_export import onnx_bytes
+
+        for fold, path in weights.items():
+            files[BundleManifest.onnx_file(fold)] = onnx_bytes(manifest, path)
     path = write_bundle(manifest, files, out)
     log.info("exported %s (%s, folds %s) to %s", manifest.reference, cfg, list(manifest.folds), path)
     return path

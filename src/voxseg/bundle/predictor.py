@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from voxseg.bundle.cache import IndexArg, Progress, resolve_bundle
+from voxseg.errors import BundleError
 
 if TYPE_CHECKING:
     from voxseg.inference.predictor import Predictor
@@ -16,6 +18,8 @@ __all__ = ["load_predictor"]
 def load_predictor(
     bundle_or_name: str | Path,
     *,
+    folds: Sequence[int] | None = None,
+    configuration: str | None = None,
     index: IndexArg = None,
     cache: str | Path | None = None,
     models: str | Path | None = None,
@@ -26,9 +30,20 @@ def load_predictor(
     """A predictor for a bundle folder, a bundle ``.zip`` or an installed/installable ``NAME[@VERSION]``.
 
     The bundle is verified (every sha256) before its weights are loaded; a name that is not
-    installed yet is installed first (see :func:`voxseg.bundle.install`). The plan, configuration,
-    folds and postprocessing come from ``bundle.json``; ``options`` go to the predictor
-    (``tta``, ``overlap``, ``precision``, ``device``, ...).
+    installed yet is installed first (see :func:`voxseg.bundle.install`). The plan, configuration
+    and postprocessing come from ``bundle.json``.
+
+    Parameters
+    ----------
+    folds
+        A subset of the bundle's folds to ensemble (default: all of them).
+    configuration
+        Must be the bundle's configuration when given (a bundle holds one).
+    index, cache, models, offline, progress
+        As for :func:`voxseg.bundle.install`.
+    **options
+        Predictor options (``tta``, ``overlap``, ``precision``, ``device``, ``threshold``,
+        ``batch_size``, ``num_threads``; ``postprocessing`` replaces the bundle's).
 
     >>> predictor = load_predictor("mouse-lung-nodules")        # doctest: +SKIP
     >>> result = predictor.predict(volume)                        # doctest: +SKIP
@@ -37,6 +52,16 @@ def load_predictor(
 
     bundle = resolve_bundle(bundle_or_name, index=index, cache=cache, models=models, offline=offline, progress=progress)
     m = bundle.manifest
-    return Predictor.from_weights(
-        m.plan, bundle.weight_files(), configuration=m.configuration, postprocessing=m.postprocessing, **options
-    )
+    if configuration not in (None, m.configuration):
+        raise BundleError(f"{m.reference} holds configuration {m.configuration!r}, not {configuration!r}")
+    chosen = m.folds if folds is None else tuple(int(f) for f in folds)
+    missing = [f for f in chosen if f not in m.folds]
+    if missing or not chosen:
+        raise BundleError(f"{m.reference} has folds {list(m.folds)}; fold(s) {missing or 'none'} requested")
+    paths = dict(zip(m.folds, bundle.weight_files(), strict=True))  # resolve_bundle always gives a folder
+    files = [paths[f] for f in chosen]
+    post = options.pop("postprocessing", None) or m.postprocessing
+    predictor = Predictor.from_weights(m.plan, files, configuration=m.configuration, postprocessing=post, **options)
+    predictor.model_id = m.reference
+    predictor.folds = chosen
+    return predictor

@@ -67,7 +67,9 @@ def verify_bundle(path: str | Path, *, forward: bool = True, limits: ArchiveLimi
     Checks, in order: archive safety and every file's sha256 (a failure here stops the check),
     the manifest schema, each fold's weights loading into the network built from the spec with
     strict key and shape matching, and (``forward=True``) a forward pass on a small input giving
-    finite values of the expected shape. Reads zips in memory: nothing is written.
+    finite values of the expected shape, and, for bundles with ONNX models when onnxruntime is
+    installed, the ONNX model giving the same logits on a patch. Reads zips in memory: nothing
+    is written.
     """
     try:
         bundle = open_bundle(path, limits=limits)
@@ -80,6 +82,37 @@ def verify_bundle(path: str | Path, *, forward: bool = True, limits: ArchiveLimi
         except VoxsegError as exc:
             problems.append(str(exc))
             continue
-        if forward and (problem := _forward(net, bundle.manifest, fold)) is not None:
+        if not forward:
+            continue
+        problem = _forward(net, bundle.manifest, fold)
+        if problem is None and bundle.manifest.onnx_file(fold) in bundle.manifest.files:
+            problem = _onnx_agrees(bundle, net, fold)
+        if problem is not None:
             problems.append(f"{path}: {problem}")
     return problems
+
+
+def _onnx_agrees(bundle, net: torch.nn.Module, fold: int) -> str | None:
+    """The fold's ONNX model gives the torch network's logits on the dry-run input (when
+    onnxruntime is installed; without it the ONNX file is only hash-checked)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    import numpy as np
+    import torch
+
+    m = bundle.manifest
+    shape = tuple(m.config.fixed_shape or m.config.patch_size)
+    x = np.random.default_rng(0).normal(0, 1, (1, m.config.network.in_channels, *shape)).astype(np.float32)
+    try:
+        sess = ort.InferenceSession(bundle.read(m.onnx_file(fold)), providers=["CPUExecutionProvider"])
+        got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    except Exception as exc:  # onnxruntime raises its own types
+        return f"fold {fold}: {m.onnx_file(fold)} does not run ({' '.join(str(exc).split())[:200]})"
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x))
+    ref = (ref[0] if isinstance(ref, (list, tuple)) else ref).numpy()
+    if got.shape != ref.shape or not np.allclose(got, ref, atol=1e-3, rtol=1e-3):
+        return f"fold {fold}: {m.onnx_file(fold)} disagrees with the safetensors weights"
+    return None

@@ -8,6 +8,7 @@ import sys
 
 import typer
 
+from voxseg.cli import bundle as bundle_cli
 from voxseg.cli import dataset as dataset_cli
 from voxseg.cli._common import err_console
 from voxseg.cli.evaluate import evaluate
@@ -25,6 +26,10 @@ app = typer.Typer(
 app.add_typer(dataset_cli.app, name="dataset")
 app.command()(info)
 app.command()(evaluate)
+app.command()(bundle_cli.export)
+app.command()(bundle_cli.install)
+app.command()(bundle_cli.models)
+app.add_typer(bundle_cli.app, name="bundle")
 app.command(cls=PlanCommand)(plan)
 
 

@@ -1,0 +1,283 @@
+"""Prediction with a bundle's ONNX models and onnxruntime, without importing torch.
+
+The whole pipeline is data from ``bundle.json``: preprocessing (the plan's spacing and
+normalization, :func:`voxseg.preprocessing.preprocess_case`), a sliding window with Gaussian
+blending, mirror test-time augmentation, the fold ensemble (softmax/sigmoid, averaged), the way
+back to the input's geometry (:func:`voxseg.preprocessing.restore_probabilities`) and the
+postprocessing spec. It follows :class:`voxseg.inference.predictor.Predictor` step by step; the
+tiling rule and importance map are the same as :mod:`voxseg.inference.sliding_window`, written
+again in numpy here because that module imports torch.
+
+Not supported (yet): fixed-shape models and interactive models (prompt channels); the mask
+input of the torch predictor.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voxseg.bundle.load import Bundle, open_bundle
+from voxseg.errors import BundleError, ConfigError, InputImageError
+from voxseg.io.volume import Volume
+from voxseg.planning import Plan
+from voxseg.postprocessing import PostprocessingSpec, apply_postprocessing
+from voxseg.preprocessing import preprocess_case, restore_probabilities
+
+__all__ = ["OnnxPredictor", "OnnxPrediction", "tile_grid", "tile_starts", "gaussian_map", "sliding_window_numpy"]
+
+MIN_WEIGHT = 1e-3  # as voxseg.inference.sliding_window
+
+Run = Callable[[np.ndarray], np.ndarray]
+
+
+def tile_starts(size: int, patch: int, overlap: float) -> list[int]:
+    """Tile starts along one axis (same rule as :func:`voxseg.inference.sliding_window.tile_starts`)."""
+    if size < patch:
+        raise ConfigError(f"tile_starts needs size >= patch, got size {size} < patch {patch} (pad the axis first)")
+    if size == patch:
+        return [0]
+    step = patch * (1.0 - overlap)
+    n = math.ceil((size - patch) / step - 1e-9) + 1
+    gap = (size - patch) / (n - 1)
+    return [int(i * gap + 0.5) for i in range(n)]
+
+
+def tile_grid(shape: Sequence[int], patch_size: Sequence[int], overlap: float) -> tuple[tuple[int, ...], ...]:
+    """Per-axis tile starts; an axis shorter than the patch gets one tile with a negative start."""
+    starts = []
+    for size, patch in zip(shape, patch_size, strict=True):
+        padded = max(size, patch)
+        before = (padded - size) // 2
+        starts.append(tuple(s - before for s in tile_starts(padded, patch, overlap)))
+    return tuple(starts)
+
+
+@lru_cache(maxsize=8)
+def gaussian_map(patch_size: tuple[int, ...], sigma_scale: float = 0.125) -> np.ndarray:
+    """The Gaussian tile weights of :func:`voxseg.inference.sliding_window.importance_map` (float32)."""
+    weights = np.ones((), dtype=np.float32)
+    for patch in patch_size:
+        x = np.arange(patch, dtype=np.float64) - (patch - 1) / 2.0
+        g = np.exp(-0.5 * (x / (sigma_scale * patch)) ** 2).astype(np.float32)
+        weights = weights[..., None] * g
+    out = np.maximum(weights, max(float(weights.min()), MIN_WEIGHT)).astype(np.float32)
+    out.setflags(write=False)
+    return out
+
+
+def _overlap(start: Sequence[int], patch: Sequence[int], shape: Sequence[int]):
+    img, tile = [], []
+    for s, p, n in zip(start, patch, shape, strict=True):
+        lo, hi = max(s, 0), min(s + p, n)
+        img.append(slice(lo, hi))
+        tile.append(slice(lo - s, hi - s))
+    return tuple(img), tuple(tile)
+
+
+def sliding_window_numpy(
+    image: np.ndarray,
+    run: Run,
+    patch_size: Sequence[int],
+    *,
+    overlap: float = 0.5,
+    batch_size: int = 1,
+    out_dtype: Any = np.float32,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """Blend ``run`` over ``image`` ``(C, *spatial)`` tile by tile; returns ``(K, *spatial)``."""
+    patch = tuple(int(p) for p in patch_size)
+    spatial = image.shape[1:]
+    weights = gaussian_map(patch)
+    grid = tile_grid(spatial, patch, overlap)
+    tiles = list(itertools.product(*grid))
+    batch = np.empty((batch_size, image.shape[0], *patch), dtype=np.float32)
+    weight_sum = np.zeros(spatial, dtype=out_dtype)
+    out: np.ndarray | None = None
+    for first in range(0, len(tiles), batch_size):
+        starts = tiles[first : first + batch_size]
+        for k, start in enumerate(starts):
+            img_sl, tile_sl = _overlap(start, patch, spatial)
+            if any(t.start != 0 or t.stop != p for t, p in zip(tile_sl, patch, strict=True)):
+                batch[k].fill(0)
+            batch[k][(slice(None), *tile_sl)] = image[(slice(None), *img_sl)]
+        pred = run(batch[: len(starts)])
+        if out is None:
+            out = np.zeros((pred.shape[1], *spatial), dtype=out_dtype)
+        for k, start in enumerate(starts):
+            img_sl, tile_sl = _overlap(start, patch, spatial)
+            w = weights[tile_sl]
+            out[(slice(None), *img_sl)] += pred[k][(slice(None), *tile_sl)] * w
+            weight_sum[img_sl] += w
+        if progress is not None:
+            progress(first + len(starts), len(tiles))
+    if out is None:  # unreachable: every image has at least one tile
+        raise ConfigError("sliding window produced no tiles")
+    out /= weight_sum
+    return out
+
+
+def _softmax(y: np.ndarray) -> np.ndarray:
+    if y.shape[1] == 1:
+        return 1.0 / (1.0 + np.exp(-y))
+    e = np.exp(y - y.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class OnnxPrediction:
+    """Labels on the input's geometry, optional ``(K, *shape)`` float16 probabilities, timings."""
+
+    labels: Volume
+    probabilities: np.ndarray | None
+    seconds: dict[str, float]
+
+
+class OnnxPredictor:
+    """A bundle's fold ensemble run by onnxruntime (see the module docstring).
+
+    Parameters
+    ----------
+    sessions
+        One ``onnxruntime.InferenceSession`` per fold.
+    plan, configuration, postprocessing
+        From ``bundle.json``.
+    tta, overlap, threshold, batch_size
+        As for :class:`voxseg.inference.predictor.Predictor`.
+    """
+
+    def __init__(
+        self,
+        sessions: Sequence[Any],
+        plan: Plan,
+        *,
+        configuration: str,
+        postprocessing: PostprocessingSpec | None = None,
+        tta: bool = True,
+        overlap: float = 0.5,
+        threshold: float | None = None,
+        batch_size: int = 1,
+    ):
+        self.sessions = list(sessions)
+        self.plan = plan
+        self.config = plan.configuration(configuration)
+        self.postprocessing = postprocessing or PostprocessingSpec()
+        if self.config.fixed_shape is not None or plan.interactive:
+            raise BundleError("the onnxruntime backend does not support fixed-shape or interactive models yet")
+        if not 0 <= overlap < 1:
+            raise ConfigError(f"overlap must be in [0, 1), got {overlap!r}")
+        self.tta, self.overlap, self.threshold, self.batch_size = bool(tta), float(overlap), threshold, int(batch_size)
+        axes = self.config.mirror_axes if self.tta else ()
+        self._flips = [c for r in range(len(axes) + 1) for c in itertools.combinations([a + 2 for a in axes], r)]
+
+    @classmethod
+    def from_bundle(
+        cls,
+        bundle: Bundle | str | Path,
+        *,
+        folds: Sequence[int] | None = None,
+        cache: str | Path | None = None,
+        num_threads: int | None = None,
+        **options: Any,
+    ) -> OnnxPredictor:
+        """Sessions for the bundle's ``model_fold_K.onnx`` files (export with ``onnx=True``)."""
+        import onnxruntime as ort
+
+        if not isinstance(bundle, Bundle):
+            bundle = open_bundle(bundle, cache=cache)
+        m = bundle.manifest
+        chosen = m.folds if folds is None else tuple(int(f) for f in folds)
+        names = {f: m.onnx_file(f) for f in chosen}
+        missing = [n for n in names.values() if n not in m.files]
+        if missing:
+            raise BundleError(f"{bundle.source}: no {missing[0]}; export the bundle with --onnx")
+        opts = ort.SessionOptions()
+        if num_threads:
+            opts.intra_op_num_threads = int(num_threads)
+        sessions = [
+            ort.InferenceSession(bundle.read(n), sess_options=opts, providers=["CPUExecutionProvider"])
+            for n in names.values()
+        ]
+        return cls(sessions, m.plan, configuration=m.configuration, postprocessing=m.postprocessing, **options)
+
+    # ---- network -----------------------------------------------------------------------
+    def _run_tiles(self, x: np.ndarray) -> np.ndarray:
+        total = None
+        for sess in self.sessions:
+            name = sess.get_inputs()[0].name
+            logits = None
+            for dims in self._flips:
+                xin = np.ascontiguousarray(np.flip(x, dims)) if dims else x
+                y = sess.run(None, {name: xin})[0].astype(np.float32, copy=False)
+                y = np.flip(y, dims) if dims else y
+                logits = y.copy() if logits is None else logits + y
+            probs = _softmax(logits / len(self._flips))
+            total = probs if total is None else total + probs
+        return total / len(self.sessions)
+
+    def _predict_array(self, data: np.ndarray, progress) -> np.ndarray:
+        nd = self.config.spatial_dims
+        if data.ndim - 1 == nd:
+            return sliding_window_numpy(
+                data, self._run_tiles, self.config.patch_size, overlap=self.overlap, batch_size=self.batch_size
+            )
+        slices = [
+            sliding_window_numpy(
+                data[:, z], self._run_tiles, self.config.patch_size, overlap=self.overlap, batch_size=self.batch_size
+            )
+            for z in range(data.shape[1])
+        ]
+        return np.stack(slices, axis=1)
+
+    def _labels(self, probs: np.ndarray) -> np.ndarray:
+        k = probs.shape[0]
+        t = 0.5 if self.threshold is None else float(self.threshold)
+        labels = (probs[k - 1] > t).astype(np.uint8) if k <= 2 else probs.argmax(axis=0).astype(np.uint8)
+        values = self.plan.class_values
+        if k > 1 and values != tuple(range(len(values))):
+            labels = np.asarray(values, dtype=np.uint16 if max(values) > 255 else np.uint8)[labels]
+        return labels
+
+    # ---- prediction --------------------------------------------------------------------
+    def predict(
+        self, images: Volume | Sequence[Volume], *, probabilities: bool = False, progress=None
+    ) -> OnnxPrediction:
+        """Predict one case (one Volume per plan channel); labels on the input's geometry."""
+        t_start = time.perf_counter()
+        channels = [images] if isinstance(images, Volume) else list(images)
+        if len(channels) != self.plan.num_channels:
+            raise InputImageError(None, f"the model expects {self.plan.num_channels} channel(s), got {len(channels)}")
+        case = preprocess_case(
+            channels,
+            target_spacing=self.config.target_spacing,
+            normalization=self.plan.normalization,
+            anisotropy_threshold=self.plan.anisotropy_threshold,
+        )
+        props = case.properties
+        seconds = {"preprocess": time.perf_counter() - t_start}
+        t0 = time.perf_counter()
+        probs = self._predict_array(case.data, progress)
+        seconds["network"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        identity = tuple(props.shape_after_resampling) == tuple(props.original_shape) and props.crop_box.is_full(
+            props.original_shape
+        )
+        if not identity:
+            background = 0 if probs.shape[0] > 1 else None
+            probs = restore_probabilities(probs, props, dtype=probs.dtype, background_channel=background)
+        labels = self._labels(probs)
+        result = Volume.like(labels, channels[0].geometry)
+        if not self.postprocessing.is_identity:
+            result = apply_postprocessing(result, self.postprocessing)
+        seconds["postprocess"] = time.perf_counter() - t0
+        seconds["total"] = time.perf_counter() - t_start
+        kept = probs.astype(np.float16) if probabilities else None
+        return OnnxPrediction(result, kept, {k: round(v, 4) for k, v in seconds.items()})

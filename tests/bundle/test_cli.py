@@ -1,0 +1,71 @@
+"""``voxseg export | install | models | bundle verify/show/entry`` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+
+from voxseg.bundle._util import sha256_file
+from voxseg.cli.main import main
+
+from .conftest import write_index
+
+
+def test_export_verify_show_entry(work_folder, tmp_path, capsys):
+    out = tmp_path / "tiny.zip"
+    code = main(["export", str(work_folder), "-o", str(out), "--name", "tiny", "--version", "v3", "--folds", "0"])
+    assert code == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert f"sha256 {sha256_file(out)}" in printed
+    assert main(["bundle", "verify", str(out)]) == 0
+    assert "ok" in capsys.readouterr().out
+    assert main(["bundle", "show", str(out)]) == 0
+    assert "# tiny v3" in capsys.readouterr().out
+    assert main(["bundle", "show", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["folds"] == [0]
+    assert main(["bundle", "entry", str(out), "--url", "https://example.org/tiny.zip"]) == 0
+    entry = json.loads(capsys.readouterr().out)["models"]["tiny"]["versions"]["v3"]
+    assert entry["sha256"] == sha256_file(out) and entry["size"] == out.stat().st_size
+
+
+def test_install_models_and_env_folders(bundle_zip, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("VOXSEG_CACHE", str(tmp_path / "cache"))
+    assert main(["install", str(bundle_zip), "--models-dir", str(tmp_path / "models")]) == 0
+    assert "tiny-nodules@v1 installed in" in capsys.readouterr().out
+    index = write_index(
+        tmp_path / "index.json",
+        {"tiny-nodules": {"versions": {"v2": {"urls": [str(bundle_zip)], "sha256": sha256_file(bundle_zip)}}}},
+    )
+    monkeypatch.setenv("VOXSEG_INDEX", str(index))
+    assert main(["models", "--json", "--models-dir", str(tmp_path / "models")]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["version"], r["installed"], r["available"], r["latest"]) for r in rows] == [
+        ("v1", True, False, False),
+        ("v2", False, True, True),
+    ]
+    monkeypatch.setenv("VOXSEG_MODELS", str(tmp_path / "models"))
+    assert main(["bundle", "show", "tiny-nodules@v1"]) == 0
+    assert "# tiny-nodules v1" in capsys.readouterr().out
+
+
+def test_errors_are_one_line_with_exit_1(bundle_zip, tmp_path):
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(bundle_zip) as src, zipfile.ZipFile(bad, "w") as dst:
+        for name in src.namelist():
+            dst.writestr(name, src.read(name))
+        dst.writestr("../../evil.txt", b"x")
+    env_models = ["--models-dir", str(tmp_path / "m"), "--cache-dir", str(tmp_path / "c")]
+    for args in (["install", str(bad), *env_models], ["bundle", "verify", str(bad)]):
+        r = subprocess.run([sys.executable, "-m", "voxseg", *args], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 1, r.stderr
+        assert "escapes the target folder" in r.stderr and "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+    r = subprocess.run(
+        [sys.executable, "-m", "voxseg", "install", "no-such-model", "--offline", *env_models],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 1 and "'no-such-model' is not in the index" in r.stderr

@@ -1,0 +1,106 @@
+"""The ONNX path: export_bundle(onnx=True), then onnxruntime prediction with torch unimportable,
+matching the torch backend (Dice >= 0.999)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+from voxseg.bundle import export_bundle, open_bundle, verify_bundle
+
+BLOCKED_RUN = textwrap.dedent(
+    """
+    import sys
+
+    class BlockTorch:
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch" or name.startswith("torch."):
+                raise ImportError("torch is blocked in this test")
+            return None
+
+    sys.meta_path.insert(0, BlockTorch())
+    import json
+    import numpy as np
+    from voxseg.bundle.onnx_backend import OnnxPredictor
+    from voxseg.io import Volume
+
+    bundle, image, out = sys.argv[1:4]
+    vol = Volume(np.load(image), (1.5, 1.0, 1.0))
+    result = OnnxPredictor.from_bundle(bundle, tta=True, overlap=0.5).predict(vol, probabilities=True)
+    np.save(out + "_labels.npy", result.labels.array)
+    np.save(out + "_probs.npy", result.probabilities)
+    print(json.dumps({"torch_loaded": any(m.split(".")[0] == "torch" for m in sys.modules)}))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def onnx_bundle(work_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx") / "tiny-onnx"
+    return export_bundle(work_folder, out, name="tiny-onnx", version="v1", onnx=True)
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    inter = np.logical_and(a, b).sum()
+    total = a.sum() + b.sum()
+    return 1.0 if total == 0 else 2.0 * inter / total
+
+
+@pytest.mark.slow
+def test_onnxruntime_without_torch_matches_the_torch_backend(onnx_bundle, tmp_path):
+    from scipy import ndimage
+
+    from voxseg.bundle import load_predictor
+    from voxseg.io import Volume
+
+    bundle = open_bundle(onnx_bundle)
+    assert set(bundle.onnx_files()) == {0, 1}
+    assert verify_bundle(onnx_bundle) == []
+    rng = np.random.default_rng(3)
+    image = ndimage.gaussian_filter(rng.normal(0, 1, (14, 26, 23)), 2).astype(np.float32) * 10
+    np.save(tmp_path / "image.npy", image)
+    run = subprocess.run(
+        [sys.executable, "-c", BLOCKED_RUN, str(onnx_bundle), str(tmp_path / "image.npy"), str(tmp_path / "onnx")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == {"torch_loaded": False}
+    onnx_labels = np.load(tmp_path / "onnx_labels.npy")
+    onnx_probs = np.load(tmp_path / "onnx_probs.npy").astype(np.float32)
+
+    predictor = load_predictor(onnx_bundle, tta=True, overlap=0.5, precision="fp32", cache=tmp_path, models=tmp_path)
+    ref = predictor.predict(Volume(image, (1.5, 1.0, 1.0)), probabilities=True)
+    assert onnx_labels.shape == ref.labels.shape == image.shape
+    assert np.abs(onnx_probs - ref.probabilities.astype(np.float32)).max() < 2e-3
+    assert _dice(onnx_labels > 0, ref.labels.array > 0) >= 0.999
+    assert 0 < (ref.labels.array > 0).mean() < 1  # a non-trivial segmentation was compared
+
+
+def test_grid_and_weights_match_the_torch_sliding_window():
+    import torch
+
+    from voxseg.bundle.onnx_backend import gaussian_map, tile_grid
+    from voxseg.inference.sliding_window import importance_map
+    from voxseg.inference.sliding_window import tile_grid as torch_grid
+
+    for shape, patch, overlap in [((40, 17, 64), (16, 16, 32), 0.5), ((9, 100), (16, 48), 0.25)]:
+        assert tile_grid(shape, patch, overlap) == torch_grid(shape, patch, overlap)
+        np.testing.assert_allclose(gaussian_map(patch), importance_map(patch).numpy(), rtol=1e-6)
+    assert torch.is_tensor(importance_map((4, 4)))
+
+
+def test_bundle_without_onnx_is_explained(bundle_zip):
+    from voxseg.bundle.onnx_backend import OnnxPredictor
+    from voxseg.errors import BundleError
+
+    with pytest.raises(BundleError, match=r"no model_fold_0\.onnx; export the bundle with --onnx"):
+        OnnxPredictor.from_bundle(bundle_zip)
