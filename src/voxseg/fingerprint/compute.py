@@ -51,6 +51,32 @@ def _finite_samples(arrays: Sequence[np.ndarray], index: np.ndarray) -> np.ndarr
     return values[:, keep]
 
 
+def _integer_label(label: np.ndarray, path: Path | None) -> np.ndarray:
+    """The label with an integer dtype (float files holding whole numbers are converted)."""
+    if label.dtype == bool:
+        return label.view(np.uint8)
+    if label.dtype.kind in "iu":
+        return label
+    if not np.array_equal(label, np.round(label)) or (label.size and float(label.min()) < 0):
+        raise InputImageError(path, "label holds negative or non-integer values", "labels hold class values 0, 1, ...")
+    return label.astype(np.int32)
+
+
+def _count_values(label: np.ndarray) -> dict[int, int]:
+    """Voxels per value, counted slab by slab (no full-size int64 copy)."""
+    if label.size and int(label.min()) < 0:
+        raise InputImageError(None, "label holds negative values", "labels hold class values 0, 1, ...")
+    counts = np.zeros(1, np.int64)
+    for slab in label.reshape(label.shape[0], -1) if label.ndim > 1 else label.reshape(1, -1):
+        c = np.bincount(slab)
+        if c.size > counts.size:
+            c[: counts.size] += counts
+            counts = c.astype(np.int64)
+        else:
+            counts[: c.size] += c
+    return {int(v): int(n) for v, n in enumerate(counts) if n}
+
+
 def _measure(case: Case, ignore_label: int | None, per_case: int, seed: int) -> _Measured:
     """Read one case (every file once) and measure it."""
     from voxseg.preprocessing.cropping import crop_to_nonzero  # the exact crop rule preprocessing applies
@@ -64,13 +90,12 @@ def _measure(case: Case, ignore_label: int | None, per_case: int, seed: int) -> 
     label = read_image(case.label).array if case.label is not None else None
     if label is not None and label.shape != first.shape:
         raise InputImageError(case.label, f"label shape {label.shape} differs from the image {first.shape}")
-    lab = None if label is None else np.asarray(label).astype(np.int64, copy=False)
+    lab = None if label is None else _integer_label(np.asarray(label), case.label)
     box, nonzero = crop_to_nonzero(arrays, lab, fill=False)
     rng = np.random.default_rng([seed, *case.case_id.encode()])
     class_voxels: dict[int, int] = {}
     if lab is not None:
-        counts = np.bincount(lab.ravel().clip(min=0))
-        class_voxels = {int(v): int(n) for v, n in enumerate(counts) if n}
+        class_voxels = _count_values(lab)
         fg = lab > 0
         if ignore_label is not None:
             fg &= lab != ignore_label
