@@ -31,6 +31,7 @@ _LAZY: dict[str, str] = {
     "verify_dataset": "voxseg.dataset",
     "make_splits": "voxseg.dataset",
     "make_phantom": "voxseg.dataset.phantoms",
+    "plan_experiment": "voxseg.experiment.plan",
     "PHANTOMS": "voxseg.dataset.phantoms",
     "predict": "voxseg.inference.api",
     "postprocess": "voxseg.postprocessing",
@@ -65,6 +66,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from voxseg.dataset import Dataset, make_splits, read_dataset, verify_dataset  # noqa: F401
     from voxseg.dataset.phantoms import PHANTOMS, make_phantom  # noqa: F401
     from voxseg.errors import DatasetFormatError, InputImageError, VoxsegError  # noqa: F401
+    from voxseg.experiment.plan import plan_experiment  # noqa: F401
     from voxseg.inference.api import predict  # noqa: F401
     from voxseg.io import Geometry, Volume, read_channels, read_image, write_image  # noqa: F401
     from voxseg.postprocessing import instances, object_table, postprocess  # noqa: F401
