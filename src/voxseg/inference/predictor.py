@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 AUTO_PRECISION_BF16 = True
 
 #: Probabilities are accumulated in float16 when ``K * voxels * 4`` bytes would exceed this.
-FLOAT16_ABOVE_BYTES = 1 << 30
+FLOAT16_ABOVE_BYTES = 1 << 28
 
 PRECISION_CHOICES: tuple[str, ...] = ("auto", "bf16", "fp32")
 MASK_CHANNEL_NAME = "mask"
