@@ -30,6 +30,8 @@ def test_extract_slices_crop_pseudo_labels_chain(tmp_path, capsys):
     assert main(["dataset", "pseudo-labels", str(cord), str(pred), str(tmp_path / "dense")]) == 0
     out = capsys.readouterr().out
     assert "mouse_spinal_cord_000" in out and "3072" in out  # 3 annotated 32x32 slices kept
+    assert main(["dataset", "pseudo-labels", str(cord), str(pred), str(tmp_path / "best"), "--min-dice", "0.99"]) == 2
+    assert "nothing written" in capsys.readouterr().err
     assert "ignore" not in read_dataset(tmp_path / "dense").spec.labels
 
     args = ["dataset", "crop", str(tmp_path / "dense"), str(tmp_path / "crop"), "--to-label", "--margin", "0.1mm"]

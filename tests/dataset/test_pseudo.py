@@ -10,7 +10,7 @@ import pytest
 from tests.dataset.sparse_helpers import cord_truth, sparse_cord, tree_digest
 from voxseg.dataset import read_dataset, verify_dataset
 from voxseg.dataset.pseudo import merge_pseudo_labels
-from voxseg.errors import DatasetFormatError, InputImageError
+from voxseg.errors import ConfigError, DatasetFormatError, InputImageError
 from voxseg.io import Volume, read_image, write_image
 
 
@@ -67,6 +67,27 @@ def test_perfect_predictions_agree_and_predictions_only(cord, tmp_path):
     (tmp_path / "pred" / first.name).write_bytes(b"")
     with pytest.raises(DatasetFormatError, match="two predictions"):
         merge_pseudo_labels(cord, tmp_path / "pred", tmp_path / "twice")
+
+
+def test_min_dice_leaves_out_poor_predictions(cord, tmp_path):
+    def make(i, img):
+        truth = cord_truth(i)[0].array
+        return truth if i == 0 else np.where(truth == 2, 1, truth).astype(np.uint8)  # case 1: no grey matter
+
+    _predict(cord, tmp_path / "pred", make)
+    report = merge_pseudo_labels(cord, tmp_path / "pred", tmp_path / "best", min_dice=0.9)
+    assert list(report.cases) == ["mouse_spinal_cord_000"] and list(report.dropped) == ["mouse_spinal_cord_001"]
+    assert report.cases["mouse_spinal_cord_000"].dice == 1.0
+    assert 0.3 < report.dropped["mouse_spinal_cord_001"].dice < 0.9
+    assert read_dataset(tmp_path / "best").case_ids == ["mouse_spinal_cord_000"]
+    saved = json.loads((tmp_path / "best" / "pseudo_labels.json").read_text())
+    assert list(saved["dropped"]) == ["mouse_spinal_cord_001"]
+    _predict(cord, tmp_path / "poor", lambda i, img: np.ones(img.shape, np.uint8))
+    with pytest.raises(ConfigError, match="nothing written"):
+        merge_pseudo_labels(cord, tmp_path / "poor", tmp_path / "none", min_dice=0.9)
+    assert not (tmp_path / "none" / "dataset.json").exists()
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        merge_pseudo_labels(cord, tmp_path / "pred", tmp_path / "bad", min_dice=2)
 
 
 def test_refuses_bad_predictions(cord, tmp_path):

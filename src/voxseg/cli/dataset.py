@@ -173,6 +173,9 @@ def pseudo_labels(
     predictions_only: bool = typer.Option(
         False, "--predictions-only", help="Use the predictions alone (do not keep the annotated voxels)."
     ),
+    min_dice: float = typer.Option(
+        None, "--min-dice", help="Leave out cases whose prediction scores a lower Dice on the annotated voxels."
+    ),
 ) -> None:
     """Make a dense dataset: predicted labels, with every annotated voxel kept from the annotation."""
     from rich.table import Table
@@ -180,10 +183,13 @@ def pseudo_labels(
     from voxseg.dataset.pseudo import merge_pseudo_labels
 
     with progress_bar("merging pseudo-labels") as update:
-        report = merge_pseudo_labels(data, pred_dir, out_dir, keep_annotated=not predictions_only, progress=update)
-    table = Table("case", "manual", "predicted", "agreement", caption="agreement: prediction vs annotation")
-    for case_id, c in report.cases.items():
-        agreement = "-" if c.agreement is None else f"{c.agreement:.3f}"
-        table.add_row(case_id, str(c.manual), str(c.predicted), agreement)
+        report = merge_pseudo_labels(
+            data, pred_dir, out_dir, keep_annotated=not predictions_only, min_dice=min_dice, progress=update
+        )
+    table = Table("case", "manual", "predicted", "agreement", "Dice", caption="prediction vs annotation")
+    for case_id, c in [*report.cases.items(), *report.dropped.items()]:
+        scores = ["-" if v is None else f"{v:.3f}" for v in (c.agreement, c.dice)]
+        name = f"{case_id} (left out)" if case_id in report.dropped else case_id
+        table.add_row(name, str(c.manual), str(c.predicted), *scores)
     console.print(table)
     console.print(f"wrote {out_dir} ({report.manual} manual, {report.predicted} predicted voxels)", soft_wrap=True)

@@ -5,7 +5,9 @@ trained on the annotated slices predicts every volume; these predictions become 
 a new dataset, except where a human annotated (label other than the ignore label), which is
 kept. A 3D model trained on the result sees dense labels that are continuous along z.
 ``pseudo_labels.json`` reports for each case how many voxels came from each source, and how
-often the prediction agreed with the manual annotation where both exist.
+well the prediction agreed with the manual annotation where both exist (voxel agreement and
+mean foreground Dice); ``min_dice`` leaves out cases whose prediction disagrees too much, as the
+spinal-cord team kept only their best pseudo-labelled volumes.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 
 from voxseg.dataset.layout import CHANNEL_RE, Case, Dataset, DatasetSpec, DatasetWriter, read_dataset
 from voxseg.dataset.slices import check_output_folder
-from voxseg.errors import DatasetFormatError, InputImageError
+from voxseg.errors import ConfigError, DatasetFormatError, InputImageError
 from voxseg.io import Volume, atomic_path, image_suffix, is_image_file, read_image, write_image, write_json_atomic
 
 __all__ = ["CaseSources", "PseudoLabelReport", "merge_pseudo_labels", "find_predictions", "PSEUDO_JSON"]
@@ -37,12 +39,14 @@ class CaseSources:
     """Where one case's label voxels came from.
 
     ``manual``: kept from the annotation; ``predicted``: from the prediction; ``agreement``:
-    fraction of annotated voxels where the prediction equals the annotation (None if none).
+    fraction of annotated voxels where the prediction equals the annotation; ``dice``: mean
+    Dice over the foreground classes, on the annotated voxels (both None without annotation).
     """
 
     manual: int
     predicted: int
     agreement: float | None
+    dice: float | None = None
 
 
 @dataclass
@@ -51,6 +55,7 @@ class PseudoLabelReport:
 
     root: Path
     cases: dict[str, CaseSources] = field(default_factory=dict)
+    dropped: dict[str, CaseSources] = field(default_factory=dict)
 
     @property
     def manual(self) -> int:
@@ -65,6 +70,7 @@ class PseudoLabelReport:
             "root": str(self.root),
             "total": {"manual": self.manual, "predicted": self.predicted},
             "cases": {k: asdict(v) for k, v in self.cases.items()},
+            "dropped": {k: asdict(v) for k, v in self.dropped.items()},
         }
 
 
@@ -120,6 +126,17 @@ def _read_prediction(path: Path, reference: Volume, allowed: set[int]) -> np.nda
     return arr
 
 
+def annotated_dice(pred: np.ndarray, label: np.ndarray, classes: set[int]) -> float | None:
+    """Mean Dice over the foreground ``classes`` present in ``pred`` or ``label`` (None if none)."""
+    scores = []
+    for c in sorted(classes - {0}):
+        a, b = pred == c, label == c
+        total = int(np.count_nonzero(a)) + int(np.count_nonzero(b))
+        if total:
+            scores.append(2.0 * np.count_nonzero(a & b) / total)
+    return float(np.mean(scores)) if scores else None
+
+
 def _merge_case(case: Case, pred_path: Path, spec: DatasetSpec, keep_annotated: bool) -> tuple[Volume, CaseSources]:
     ignore = spec.ignore_label
     allowed = {v for v in spec.label_values if v != ignore}
@@ -133,12 +150,14 @@ def _merge_case(case: Case, pred_path: Path, spec: DatasetSpec, keep_annotated: 
         raise DatasetFormatError(f"{case.label}: geometry differs from its image; run 'voxseg dataset verify'")
     annotated = label.array != ignore if ignore is not None else np.ones(label.shape, bool)
     n_annotated = int(np.count_nonzero(annotated))
-    agree = int(np.count_nonzero(pred[annotated] == label.array[annotated]))
+    pred_a, label_a = pred[annotated], label.array[annotated]
+    agree = int(np.count_nonzero(pred_a == label_a)) / n_annotated if n_annotated else None
+    dice = annotated_dice(pred_a, label_a, allowed) if n_annotated else None
     merged = pred.astype(label.dtype)
     if keep_annotated:
-        merged[annotated] = label.array[annotated]
+        merged[annotated] = label_a
     manual = n_annotated if keep_annotated else 0
-    sources = CaseSources(manual, int(merged.size) - manual, agree / n_annotated if n_annotated else None)
+    sources = CaseSources(manual, int(merged.size) - manual, agree, dice)
     return label.with_array(merged), sources
 
 
@@ -160,12 +179,21 @@ def _dense_spec(ds: Dataset, predictions: Path) -> DatasetSpec:
     )
 
 
+def _copy_test_cases(ds: Dataset, writer: DatasetWriter) -> None:
+    for case in ds.test:
+        for k, path in enumerate(case.images):
+            _copy_file(path, writer.image_path(case.case_id, k, test=True))
+        if case.label is not None:
+            _copy_file(case.label, writer.label_path(case.case_id, test=True))
+
+
 def merge_pseudo_labels(
     data: str | Path,
     predictions: str | Path,
     out: str | Path,
     *,
     keep_annotated: bool = True,
+    min_dice: float | None = None,
     progress: Progress | None = None,
 ) -> PseudoLabelReport:
     """Write a dataset whose labels are ``predictions`` with the annotated voxels kept.
@@ -183,13 +211,17 @@ def merge_pseudo_labels(
     keep_annotated
         Keep every annotated voxel (label other than the ignore label) from the manual
         annotation; ``False`` uses the predictions alone.
+    min_dice
+        Leave out cases whose prediction reaches a lower mean foreground Dice on the annotated
+        voxels (cases without annotation are kept); listed under ``dropped`` in the report.
     progress
-        Called as ``progress(done, total)`` after each case.
+        Called as ``progress(done, total)`` after each training case.
 
     Returns
     -------
     PseudoLabelReport
-        Per case, the number of voxels from each source; also written to ``pseudo_labels.json``.
+        Per case, the number of voxels from each source and the agreement with the annotation;
+        also written to ``pseudo_labels.json``.
 
     Raises
     ------
@@ -197,10 +229,14 @@ def merge_pseudo_labels(
         A missing prediction (checked before anything is written), or a dataset problem.
     InputImageError
         A prediction on another grid, or holding values that are not labels.
+    ConfigError
+        ``min_dice`` outside [0, 1], or every case left out by it.
     """
     src, pred_dir, out = Path(data), Path(predictions), Path(out)
     ds = read_dataset(src)
     check_output_folder(src, out, pred_dir)
+    if min_dice is not None and not 0.0 <= min_dice <= 1.0:
+        raise ConfigError(f"min_dice {min_dice}: must lie between 0 and 1")
     if not ds.training:
         raise DatasetFormatError(f"{src / 'imagesTr'}: no training cases")
     found = find_predictions(pred_dir, ds.case_ids)
@@ -208,23 +244,24 @@ def merge_pseudo_labels(
         log.warning("%s: no ignore label: every labelled voxel is kept; predictions fill unlabelled cases only", src)
     writer = DatasetWriter(out, _dense_spec(ds, pred_dir))
     report = PseudoLabelReport(out)
-    total = len(ds.training) + len(ds.test)
     for i, case in enumerate(ds.training):
         label, sources = _merge_case(case, found[case.case_id], ds.spec, keep_annotated)
-        for k, path in enumerate(case.images):
-            _copy_file(path, writer.image_path(case.case_id, k))
-        write_image(label, writer.label_path(case.case_id))
-        writer.num_training += 1
-        report.cases[case.case_id] = sources
+        if min_dice is not None and sources.dice is not None and sources.dice < min_dice:
+            log.warning(
+                "%s: prediction Dice %.3f on the annotation < %g; case left out", case.case_id, sources.dice, min_dice
+            )
+            report.dropped[case.case_id] = sources
+        else:
+            for k, path in enumerate(case.images):
+                _copy_file(path, writer.image_path(case.case_id, k))
+            write_image(label, writer.label_path(case.case_id))
+            writer.num_training += 1
+            report.cases[case.case_id] = sources
         if progress is not None:
-            progress(i + 1, total)
-    for j, case in enumerate(ds.test):
-        for k, path in enumerate(case.images):
-            _copy_file(path, writer.image_path(case.case_id, k, test=True))
-        if case.label is not None:
-            _copy_file(case.label, writer.label_path(case.case_id, test=True))
-        if progress is not None:
-            progress(len(ds.training) + j + 1, total)
+            progress(i + 1, len(ds.training))
+    if not report.cases:
+        raise ConfigError(f"{pred_dir}: every case's prediction Dice is under {min_dice}; nothing written")
+    _copy_test_cases(ds, writer)
     write_json_atomic(out / PSEUDO_JSON, report.to_json())
     writer.close()  # dataset.json last: its presence marks a complete dataset
     return report
