@@ -33,7 +33,7 @@ def pet_case(index: int) -> tuple[Volume, Volume]:
     return case.images[0], case.label
 
 
-def make_work_2d(root: Path, *, cases: int = 4, iterations: int = 30) -> Path:
+def make_work_2d(root: Path, *, cases: int = 3, iterations: int = 24) -> Path:
     """Plan, preprocess and train (one short epoch) a 2D U-Net on pet-mip phantoms in ``root``."""
     network = NetworkSpec(
         "unet",

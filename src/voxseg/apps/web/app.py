@@ -150,21 +150,38 @@ def _show_overlay(image: UploadedImage, result: logic.SegmentationResult, mode: 
             st.image(pic, caption=f"Overlay: {render.AXIS_NAMES[axis]} slice {index}")
 
 
-def _show_results(model: logic.LoadedModel, image: UploadedImage, result: logic.SegmentationResult, display) -> None:
-    mode, opacity = display
-    tag = hashlib.sha1(f"{model.reference}|{st.session_state['upload'][0]}".encode()).hexdigest()[:10]
+def _metrics(image: UploadedImage, result: logic.SegmentationResult) -> None:
     summary = result.summary
-    st.subheader("Result")
     left, mid, right = st.columns(3)
     left.metric("Objects", summary.objects)
     mid.metric(f"Total {'volume' if image.ndim == 3 else 'area'} ({summary.unit})", f"{summary.total:,.1f}")
-    right.metric("Time (s)", f"{result.seconds.get('total', 0.0):.1f}")
-    _show_overlay(image, result, mode, opacity, tag)
+    right.metric("Time (s)", f"{result.seconds.get('total', 0.0):.2f}")
+
+
+def _table(result: logic.SegmentationResult) -> None:
     st.subheader("Objects")
     if result.rows:
-        st.dataframe(logic.table_records(result.rows), hide_index=True)
+        st.dataframe(logic.table_records(result.rows), hide_index=True, height=300)
     else:
         st.write("No object found.")
+
+
+def _show_results(model: logic.LoadedModel, image: UploadedImage, result: logic.SegmentationResult, display) -> None:
+    mode, opacity = display
+    tag = hashlib.sha1(f"{model.reference}|{st.session_state['upload'][0]}".encode()).hexdigest()[:10]
+    st.subheader("Result")
+    if image.ndim == 2:
+        left, right = st.columns([1, 1])
+        with left:
+            _show_overlay(image, result, mode, opacity, tag)
+        with right:
+            _metrics(image, result)
+            _table(result)
+            _downloads(model, image, result)
+        return
+    _metrics(image, result)
+    _show_overlay(image, result, mode, opacity, tag)
+    _table(result)
     _downloads(model, image, result)
 
 

@@ -11,6 +11,7 @@ uploaded file, so the app can show one line and stay usable. No Streamlit and no
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import stat
 import zipfile
@@ -124,7 +125,8 @@ def check_upload(name: str, size: int, *, max_bytes: int) -> tuple[str, str]:
 def _member_problem(info: zipfile.ZipInfo) -> str | None:
     name = info.filename
     mode = info.external_attr >> 16
-    if info.create_system == 3 and (stat.S_ISLNK(mode) or (mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)))):
+    kind = stat.S_IFMT(mode)
+    if info.create_system == 3 and kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
         return "is a link or special file"
     if "\\" in name or name.startswith("/") or (len(name) > 1 and name[1] == ":"):
         return "has an absolute or Windows path"
@@ -204,6 +206,13 @@ def dicom_folder(files: list[Path], *, label: str) -> Path:
     return folders[0]
 
 
+def _scrub(text: str, folder: Path, name: str) -> str:
+    """``text`` with the private temporary paths replaced by the uploaded file's name."""
+    for path in sorted({str(folder.resolve()), str(folder)}, key=len, reverse=True):
+        text = re.sub(re.escape(path) + r"[^\s'\")]*", name, text)
+    return text
+
+
 def read_upload(name: str, data: bytes, folder: str | Path, *, max_bytes: int) -> UploadedImage:
     """Check, store and read an uploaded file.
 
@@ -239,12 +248,11 @@ def read_upload(name: str, data: bytes, folder: str | Path, *, max_bytes: int) -
             source = path
         channels = read_channels(source)
     except InputImageError as exc:
-        if exc.path is not None and exc.path.name == name:
-            raise
-        raise InputImageError(name, exc.problem, exc.fix) from None
+        fix = None if exc.fix is None else _scrub(exc.fix, folder, name)
+        raise InputImageError(name, _scrub(exc.problem, folder, name), fix) from None
     except VoxsegError:
         raise
     except Exception as exc:  # a reader's unexpected failure on a corrupt file: still the file's fault
-        first = " ".join(str(exc).split())[:200] or type(exc).__name__
+        first = _scrub(" ".join(str(exc).split())[:200], folder, name) or type(exc).__name__
         raise InputImageError(name, f"cannot read the file ({first})", "check that the file is complete") from None
     return UploadedImage(name, kind, suffix, tuple(channels))
