@@ -14,6 +14,7 @@ from voxseg.cli._common import err_console
 from voxseg.cli.evaluate import evaluate
 from voxseg.cli.info import info
 from voxseg.cli.plan import PlanCommand, plan
+from voxseg.cli.train import crossval, train
 from voxseg.errors import ConfigError, VoxsegError
 
 app = typer.Typer(
@@ -26,6 +27,8 @@ app = typer.Typer(
 app.add_typer(dataset_cli.app, name="dataset")
 app.command()(info)
 app.command()(evaluate)
+app.command()(train)
+app.command()(crossval)
 app.command()(bundle_cli.export)
 app.command()(bundle_cli.install)
 app.command()(bundle_cli.models)

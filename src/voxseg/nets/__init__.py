@@ -91,7 +91,12 @@ def _dynunet(**kw: Any) -> torch.nn.Module:
     kw.setdefault("upsample_kernel_size", kw["strides"][1:])
     kw.setdefault("norm_name", ("INSTANCE", {"affine": True}))
     kw.setdefault("act_name", ("leakyrelu", {"inplace": True, "negative_slope": 0.01}))
-    return DynUNet(**kw)
+    net = DynUNet(**kw)
+    # DynUNet registers its blocks twice (as input_block/downsamples/... and inside skip_layers), so every
+    # tensor would appear under two names in state_dict and safetensors refuses to save shared tensors.
+    # Keep skip_layers as a plain attribute: forward still uses it, each block stays registered once.
+    net.__dict__["skip_layers"] = net._modules.pop("skip_layers")
+    return net
 
 
 @NETWORKS.register("unet")

@@ -1,0 +1,146 @@
+"""``voxseg train`` and ``voxseg crossval``: thin shells over :mod:`voxseg.experiment`."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from voxseg.cli._common import console, err_console, parse_key_values
+from voxseg.errors import ConfigError
+
+
+def _parse_folds(text: str) -> str | list[int]:
+    if text.strip().lower() == "all":
+        return "all"
+    try:
+        folds = [int(p) for p in text.replace(" ", "").split(",") if p]
+    except ValueError:
+        raise ConfigError(f"--fold {text!r}: expected a fold number, a list like 0,2, or 'all'") from None
+    if not folds or any(f < 0 for f in folds):
+        raise ConfigError(f"--fold {text!r}: expected a fold number, a list like 0,2, or 'all'")
+    return folds
+
+
+@contextlib.contextmanager
+def _train_progress() -> Iterator[Callable[[Any], None]]:
+    """A rich bar per fold: epoch, loss, seconds per iteration, elapsed and ETA."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TextColumn("{task.fields[spi]:.2f} s/it"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=False) as bar:
+        task = bar.add_task("training", total=None, epoch=0, epochs="?", loss=float("nan"), spi=0.0)
+
+        def update(info: Any) -> None:
+            bar.update(
+                task,
+                completed=info.epoch * info.iterations + info.iteration,
+                total=info.epochs * info.iterations,
+                epoch=info.epoch + 1,
+                epochs=info.epochs,
+                loss=info.loss,
+                spi=info.seconds_per_iteration,
+            )
+
+        yield update
+
+
+def _fold_table(summaries: list[dict[str, Any]]) -> Table:
+    table = Table(title="training")
+    for col in ("fold", "status", "epochs", "loss", "s/it", "val Dice"):
+        table.add_column(col, justify="right" if col != "status" else "left")
+    for s in summaries:
+        table.add_row(
+            str(s["fold"]),
+            s["status"],
+            str(s["epochs"]),
+            "-" if s["loss"] is None else f"{s['loss']:.4f}",
+            "-" if s["seconds_per_iteration"] is None else f"{s['seconds_per_iteration']:.2f}",
+            "-" if s["val_dice"] is None else f"{s['val_dice']:.4f}",
+        )
+    return table
+
+
+def train(
+    work: Path = typer.Argument(..., help="Work folder made by `voxseg plan DATA -o WORK`."),
+    fold: str = typer.Option("all", "--fold", "-f", help="Fold number, list (0,2) or 'all'."),
+    config: str = typer.Option(None, "--config", "-c", help="Plan configuration (3d, 2d; default: the plan's)."),
+    epochs: int = typer.Option(None, "--epochs", help="Number of epochs."),
+    minutes: float = typer.Option(None, "--minutes", help="Time budget per fold (epochs sized to fit)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue interrupted runs from their last epoch."),
+    mlflow: str = typer.Option(None, "--mlflow", help="MLflow tracking URI ('local': WORK/mlruns, sqlite:///...)."),
+    settings: list[str] = typer.Option(None, "--set", help="KEY=VALUE training/plan option (repeatable)."),
+    workers: int = typer.Option(None, "--workers", "-j", help="DataLoader worker processes (0: main process)."),
+    device: str = typer.Option(None, "--device", help="cpu or cuda."),
+) -> None:
+    """Train folds of a work folder, then predict and score each fold's validation cases."""
+    from voxseg.experiment.train import train_folds
+
+    overrides: dict[str, Any] = parse_key_values(settings, "--set")
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    if minutes is not None:
+        overrides["minutes"] = minutes
+    if device is not None and device.split(":")[0] not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {device!r}: expected cpu or cuda")
+    with _train_progress() as progress:
+        summaries = train_folds(
+            work,
+            _parse_folds(fold),
+            configuration=config,
+            config_overrides=overrides,
+            resume=resume,
+            mlflow=mlflow,
+            progress=progress,
+            num_workers=workers,
+            device=device,
+        )
+    console.print(_fold_table(summaries))
+
+
+def crossval(
+    work: Path = typer.Argument(..., help="Work folder with trained folds."),
+    config: str = typer.Option(None, "--config", "-c", help="Plan configuration (default: the plan's)."),
+) -> None:
+    """Summarize the folds' validation predictions and choose the postprocessing per class."""
+    from voxseg.experiment.crossval import crossval as run_crossval
+
+    summary = run_crossval(work, configuration=config)
+    steps = summary["postprocessing"].get("classes", {})
+    table = Table(title=f"cross-validation: {summary['cases']} cases, {summary['folds']} folds")
+    for col in ("class", "name", "Dice", "std", "Dice post", "postprocessing"):
+        table.add_column(col, justify="left" if col in ("name", "postprocessing") else "right")
+    for label, row in summary["per_class"].items():
+        chosen = ", ".join(_step_text(s) for s in steps.get(label, [])) or "none"
+        table.add_row(
+            label,
+            row["name"],
+            _fmt(row["dice"]["mean"]),
+            _fmt(row["dice"]["std"]),
+            _fmt(row["dice_postprocessed"]),
+            chosen,
+        )
+    table.add_row("mean", "", _fmt(summary["mean_dice"]), "", _fmt(summary["mean_dice_postprocessed"]), "")
+    console.print(table)
+    console.print(f"wrote {Path(work) / 'crossval' / summary['configuration']}")
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _step_text(step: dict[str, Any]) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in step.items() if k != "op")
+    return f"{step['op']}({params})" if params else step["op"]

@@ -1,0 +1,174 @@
+"""Cross-validation of a work folder (``voxseg crossval WORK``) and the postprocessing chosen from it.
+
+Every case is predicted by the one fold that did not train on it (``runs/<cfg>/fold_<k>/validation/``),
+so the union of the folds' validation predictions is an honest estimate on the whole dataset.
+:func:`crossval` scores them against the raw labels (Dice and HD95 per class and case; mean, std
+and per fold), chooses per-class postprocessing with
+:func:`voxseg.postprocessing.choose_postprocessing` (none / keep largest / fill holes / remove
+objects under N voxels) and scores the postprocessed predictions too. It writes
+``crossval/<cfg>/summary.json``, ``metrics.csv``, ``postprocessing.json`` (the spec, used by
+``Predictor.from_work``) and ``postprocessing_report.json`` (every candidate's mean Dice).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voxseg.dataset import read_dataset
+from voxseg.dataset.splits import read_splits
+from voxseg.errors import ConfigError, VoxsegError
+from voxseg.evaluation import evaluate_case, summarize
+from voxseg.experiment.layout import WorkDir
+from voxseg.experiment.validation import json_safe
+from voxseg.io import atomic_path, read_image, write_json_atomic
+from voxseg.planning import Plan
+from voxseg.postprocessing import apply_postprocessing, choose_postprocessing
+
+__all__ = ["crossval"]
+
+log = logging.getLogger(__name__)
+SCHEMA_VERSION = 1
+
+
+def _collect(wd, cfg: str, folds, ending: str) -> tuple[dict[str, int], list[str]]:
+    """case id -> fold whose validation prediction covers it; and the problems (missing folds/files)."""
+    trained = set(wd.trained_folds(cfg))
+    owner: dict[str, int] = {}
+    problems = []
+    for k, fold in enumerate(folds):
+        if k not in trained:
+            problems.append(f"fold {k} is not trained")
+            continue
+        missing = [c for c in fold.val if not (wd.validation_dir(cfg, k) / f"{c}{ending}").is_file()]
+        if missing:
+            problems.append(f"fold {k} lacks validation predictions of {', '.join(missing[:3])}")
+            continue
+        owner.update({c: k for c in fold.val})
+    return owner, problems
+
+
+def _per_fold(cases: Mapping[str, Mapping[int, Mapping[str, float]]], owner, labels) -> dict[str, Any]:
+    out = {}
+    for k in sorted(set(owner.values())):
+        ids = [c for c, f in owner.items() if f == k]
+        out[str(k)] = {str(lb): float(np.mean([cases[c][lb]["dice"] for c in ids])) for lb in labels}
+    return out
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    columns = ["case", "fold", "class", "dice", "hd95", "dice_postprocessed", "pred_voxels", "ref_voxels"]
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
+
+
+def crossval(
+    work: str | Path,
+    *,
+    configuration: str | None = None,
+    candidates: Sequence[Mapping[str, Any]] | None = None,
+    min_gain: float = 0.0,
+) -> dict[str, Any]:
+    """Summarize the cross-validation of a work folder and choose its postprocessing.
+
+    Parameters
+    ----------
+    work
+        The work folder.
+    configuration
+        Plan configuration (default: the plan's default).
+    candidates
+        Postprocessing steps to try per class (default: keep largest, fill holes, remove small
+        objects at sizes derived from the reference objects).
+    min_gain
+        A step is kept only if it raises the class's mean Dice by more than this.
+
+    Returns
+    -------
+    dict
+        The content of ``summary.json``: ``per_class`` (mean/std Dice and HD95), ``mean_dice``,
+        ``per_fold``, ``postprocessing`` (the spec, and mean Dice per class before and after).
+
+    Raises
+    ------
+    VoxsegError
+        Some fold is not trained or lacks validation predictions (the message lists them).
+    """
+    wd = WorkDir(Path(work))
+    plan = Plan.load(wd.require_plan())
+    cfg = plan.configuration(configuration).name
+    dataset = read_dataset(wd.source_dataset())
+    folds = read_splits(wd.splits_path) if wd.splits_path.is_file() else None
+    if not folds:
+        raise ConfigError(f"{wd.splits_path}: missing; re-run `voxseg plan DATA -o {wd.root}`")
+    ending = dataset.spec.file_ending
+    owner, problems = _collect(wd, cfg, folds, ending)
+    if problems:
+        todo = sorted({int(p.split()[1]) for p in problems})
+        raise VoxsegError(
+            f"{wd.root}: cross-validation needs every fold of {cfg!r}: {'; '.join(problems)}; "
+            f"train them with `voxseg train {wd.root} --config {cfg} --fold {','.join(map(str, todo))}`"
+        )
+    labels = [v for v in plan.class_values if v != 0]
+    ids = sorted(owner)
+    preds = [read_image(wd.validation_dir(cfg, owner[c]) / f"{c}{ending}") for c in ids]
+    refs = [read_image(dataset.case(c).label) for c in ids]
+    cases = {
+        c: evaluate_case(p, r, labels=labels, ignore_label=plan.ignore_label)
+        for c, p, r in zip(ids, preds, refs, strict=True)
+    }
+    spec, report = choose_postprocessing(
+        preds, refs, labels=labels, candidates=candidates, min_gain=min_gain, ignore_label=plan.ignore_label
+    )
+    post = {
+        c: evaluate_case(apply_postprocessing(p, spec), r, labels=labels, ignore_label=plan.ignore_label)
+        for c, p, r in zip(ids, preds, refs, strict=True)
+    }
+    out = wd.crossval_dir(cfg)
+    spec.save(wd.postprocessing_path(cfg))
+    write_json_atomic(out / "postprocessing_report.json", json_safe({"schema_version": 1, "candidates": report}))
+    summary = _summary(plan, cfg, folds, owner, cases, post, labels, spec)
+    write_json_atomic(out / "summary.json", json_safe(summary))
+    rows = [
+        {"case": c, "fold": owner[c], "class": lb, **cases[c][lb], "dice_postprocessed": post[c][lb]["dice"]}
+        for c in ids
+        for lb in labels
+    ]
+    _write_csv(out / "metrics.csv", json_safe(rows))
+    log.info("cross-validation of %d case(s): mean Dice %s", len(ids), summary["mean_dice"])
+    return summary
+
+
+def _summary(plan, cfg, folds, owner, cases, post, labels, spec) -> dict[str, Any]:
+    before = summarize(cases, labels)
+    after = summarize(post, labels)
+    names = plan.label_names
+    per_class = {}
+    for lb in labels:
+        row = {"name": names.get(lb, str(lb)), **before["per_class"][str(lb)]}
+        per_class[str(lb)] = {**row, "dice_postprocessed": _dice(after, lb)}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "configuration": cfg,
+        "folds": len(folds),
+        "cases": len(owner),
+        "labels": labels,
+        "per_class": per_class,
+        "mean_dice": before["foreground_mean"].get("dice"),
+        "mean_dice_postprocessed": after["foreground_mean"].get("dice"),
+        "per_fold": _per_fold(cases, owner, labels),
+        "postprocessing": spec.to_json(),
+        "case_dice": {c: {str(lb): cases[c][lb]["dice"] for lb in labels} for c in sorted(cases)},
+    }
+
+
+def _dice(summary: Mapping[str, Any], label: int) -> float | None:
+    return summary["per_class"][str(label)]["dice"]["mean"]

@@ -1,0 +1,223 @@
+"""Run one fold: build the network, train (sized to a time budget when asked), validate, track.
+
+Internal to :mod:`voxseg.experiment.train`, which resolves and checks the settings first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from voxseg.experiment.overrides import flatten
+from voxseg.experiment.tracking import MlflowTracker
+from voxseg.experiment.validation import PatchValidator, json_safe, validate_cases
+from voxseg.io import write_json_atomic
+from voxseg.nets import build_network, count_parameters
+from voxseg.training.checkpoint import TrainState
+from voxseg.training.config import TrainConfig
+from voxseg.training.loop import train
+
+if TYPE_CHECKING:
+    from voxseg.experiment.train import WorkContext
+
+__all__ = ["run_fold"]
+
+log = logging.getLogger(__name__)
+_BUDGET_MARGIN = 0.95
+
+
+def _tracker(ctx: WorkContext, fold: int, cfg: TrainConfig, meta: Mapping[str, Any], uri: str | None, resume: bool):
+    if not uri:
+        return None
+    tracker = MlflowTracker(
+        uri,
+        ctx.work.root,
+        experiment=f"voxseg {ctx.plan.dataset_name} {ctx.configuration}",
+        run_name=f"{ctx.configuration} fold {fold}",
+        tags={"fold": str(fold), "configuration": ctx.configuration, "resumed": str(bool(resume)).lower()},
+    )
+    conf = ctx.plan.configuration(ctx.configuration).to_json()
+    params = {
+        **flatten(cfg.to_json(), "train."),
+        **flatten(conf, "plan."),
+        "plan.normalization": [n.to_json() for n in ctx.plan.normalization],
+        "plan.labels": dict(ctx.plan.labels),
+        "plan.sha256": meta["plan_sha256"],
+        "fold": fold,
+        "train_cases": len(meta["train_cases"]),
+        "val_cases": len(meta["val_cases"]),
+    }
+    tracker.log_params(params)
+    tracker.log_artifact(ctx.work.plan_path)
+    return tracker
+
+
+def _epoch_end(validator: PatchValidator | None, model: torch.nn.Module, tracker) -> Callable:
+    def epoch_end(epoch: int, state: TrainState) -> dict | None:
+        if tracker is not None:
+            tracker.log_history(state.history)  # the epochs before this one (this one is appended after)
+        if validator is None:
+            return None
+        return {"val_dice": round(validator(model), 5)}
+
+    return epoch_end
+
+
+def _train(run_dir: Path, model, prefixes, conf, cfg: TrainConfig, ctx, meta, resume, progress, epoch_end, size):
+    kwargs = dict(patch_size=conf.patch_size, ignore_label=ctx.plan.ignore_label, meta=meta)
+    kwargs.update(progress=progress, epoch_end=epoch_end)
+    if not size:
+        return cfg, train(run_dir, model, prefixes, config=cfg, resume=resume, **kwargs)
+    # time budget without an epoch count: time the first epoch, then size the run to the budget
+    started = time.monotonic()
+    first = train(run_dir, model, prefixes, config=cfg.with_overrides(epochs=1), resume=False, **kwargs)
+    spent = time.monotonic() - started  # includes start-up and validation: errs on the safe side
+    epochs = max(1, math.floor(cfg.minutes * 60 * _BUDGET_MARGIN / max(spent, 1e-3)))
+    epochs = min(epochs, 10_000)
+    left = max(cfg.minutes - spent / 60, 0.01)
+    log.info("first epoch took %.1f s: %d epoch(s) fit in %.1f min", spent, epochs, cfg.minutes)
+    cfg = cfg.with_overrides(epochs=epochs, minutes=left)
+    if epochs == 1:
+        return cfg, first
+    return cfg, train(run_dir, model, prefixes, config=cfg, resume=True, **kwargs)
+
+
+def _finish_status(run_dir: Path, cfg: TrainConfig, state: TrainState) -> str:
+    """A run that stopped at its time budget is complete: mark it finished (with why)."""
+    data = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    if data.get("status") == "stopped" and cfg.minutes is not None:
+        data.update(status="finished", ended="time budget", epochs_planned=cfg.epochs)
+        write_json_atomic(run_dir / "run.json", data)
+    return data["status"]
+
+
+def run_fold(
+    ctx: WorkContext,
+    fold: int,
+    cfg: TrainConfig,
+    *,
+    meta: dict[str, Any],
+    resume: bool,
+    mlflow: str | None,
+    progress: Callable[[Any], None] | None,
+    size_to_budget: bool,
+    validate: bool,
+    patch_validation: int,
+) -> dict[str, Any]:
+    """Train, validate and summarize one fold (see :func:`voxseg.experiment.train.train_fold`)."""
+    wd, plan, name = ctx.work, ctx.plan, ctx.configuration
+    conf = plan.configuration(name)
+    split = ctx.folds[fold]
+    pre = wd.preprocessed_dir(name)
+    run_dir = wd.run_dir(name, fold)
+    torch.manual_seed(cfg.seed)
+    model = build_network(conf.network)
+    meta = {**meta, "parameters": count_parameters(model)}
+    validator = None
+    if patch_validation > 0 and split.val:
+        validator = PatchValidator(
+            [str(pre / c) for c in split.val],
+            conf.patch_size,
+            plan.class_values,
+            ignore_label=plan.ignore_label,
+            patches=patch_validation,
+            seed=cfg.seed,
+            device=cfg.device,
+        )
+    tracker = _tracker(ctx, fold, cfg, meta, mlflow, resume)
+    status = "FAILED"
+    try:
+        cfg, state = _train(
+            run_dir,
+            model,
+            [str(pre / c) for c in split.train],
+            conf,
+            cfg,
+            ctx,
+            meta,
+            resume,
+            progress,
+            _epoch_end(validator, model, tracker),
+            size_to_budget,
+        )
+        run_status = _finish_status(run_dir, cfg, state)
+        summary = _summary(ctx, fold, cfg, state, run_status)
+        if validate and split.val and run_status == "finished":
+            summary.update(_validate(ctx, fold, model, cfg))
+        if tracker is not None:
+            _track_end(tracker, state, summary, run_dir, wd)
+        status = "FINISHED"
+        return summary
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        if tracker is not None:
+            tracker.finish(status)
+
+
+def _summary(ctx: WorkContext, fold: int, cfg: TrainConfig, state: TrainState, status: str) -> dict[str, Any]:
+    hist = state.history
+    seconds = [e["seconds"] for e in hist if "seconds" in e]
+    return {
+        "fold": fold,
+        "configuration": ctx.configuration,
+        "run_dir": str(ctx.work.run_dir(ctx.configuration, fold)),
+        "status": status,
+        "epochs": state.epoch,
+        "steps": state.step,
+        "loss": hist[-1]["loss"] if hist else None,
+        "seconds_per_iteration": (sum(seconds) / len(seconds) / cfg.iterations_per_epoch) if seconds else None,
+        "val_dice": None,
+        "per_class": {},
+    }
+
+
+def _validate(ctx: WorkContext, fold: int, model: torch.nn.Module, cfg: TrainConfig) -> dict[str, Any]:
+    wd, name = ctx.work, ctx.configuration
+    report = validate_cases(
+        model,
+        ctx.plan,
+        ctx.dataset,
+        ctx.folds[fold].val,
+        wd.validation_dir(name, fold),
+        configuration=name,
+        device=cfg.device,
+    )
+    per_class = {k: v["dice"]["mean"] for k, v in report["summary"]["per_class"].items()}
+    run_dir = wd.run_dir(name, fold)
+    data = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    data.update(
+        json_safe(
+            {
+                "val_dice": report["mean_dice"],
+                "val_dice_per_class": per_class,
+                "validation": {
+                    "metrics": str(wd.validation_dir(name, fold) / "metrics.json"),
+                    "seconds": report["seconds"],
+                },
+            }
+        )
+    )
+    write_json_atomic(run_dir / "run.json", data)
+    return {"val_dice": report["mean_dice"], "per_class": per_class}
+
+
+def _track_end(tracker: MlflowTracker, state: TrainState, summary: Mapping[str, Any], run_dir: Path, wd) -> None:
+    tracker.log_history(state.history)
+    final = {"final_val_dice": summary.get("val_dice")}
+    final.update({f"final_val_dice_class_{k}": v for k, v in (summary.get("per_class") or {}).items()})
+    if summary.get("seconds_per_iteration") is not None:
+        final["seconds_per_iteration"] = summary["seconds_per_iteration"]
+    tracker.log_metrics({k: v for k, v in final.items() if v is not None}, step=state.epoch)
+    for path in (run_dir / "run.json", run_dir / "progress.png", run_dir / "validation" / "metrics.json"):
+        tracker.log_artifact(path)
+    if wd.snapshots_dir.is_dir():
+        tracker.log_artifact(wd.snapshots_dir, folder="snapshots")

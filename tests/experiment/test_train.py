@@ -1,0 +1,159 @@
+"""train_fold / train_folds on real work folders: run.json, validation, resume, overrides, refusals.
+
+The ignore label (voxels marked ignore change neither loss nor gradients) is proven at the loss
+level in tests/training/test_losses.py::test_ignored_voxels_change_nothing; training here uses that loss.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.experiment.work_helpers import FAST, make_work, weights
+from voxseg.dataset import read_dataset
+from voxseg.errors import ConfigError, DatasetFormatError
+from voxseg.experiment import WorkDir
+from voxseg.experiment.overrides import resolve_train_config, split_overrides
+from voxseg.experiment.train import train_fold, train_folds
+from voxseg.io import Volume, read_image, write_image
+from voxseg.planning import Plan
+
+
+@pytest.mark.slow
+def test_train_fold_writes_run_validation_and_metrics(tmp_path):
+    work = make_work(tmp_path)
+    summary = train_fold(work, 0, config_overrides=FAST)
+    wd = WorkDir(work)
+    assert summary["status"] == "finished" and summary["epochs"] == 2 and summary["steps"] == 6
+    assert 0.0 <= summary["val_dice"] <= 1.0 and set(summary["per_class"]) == {"1"}
+    run = json.loads((wd.run_dir("3d", 0) / "run.json").read_text())
+    assert run["fold"] == 0 and run["configuration"] == "3d" and run["dataset"] == "tiny"
+    assert run["plan_sha256"] and run["versions"]["torch"] and run["seed"] == 0
+    assert run["val_dice"] == pytest.approx(summary["val_dice"])
+    assert all("val_dice" in e for e in run["history"])  # patch Dice every epoch
+    assert (wd.run_dir("3d", 0) / "progress.png").is_file()
+    assert wd.trained_folds("3d") == [0]
+    # validation predictions: the fold's validation cases, on the raw files' exact geometry
+    ds = read_dataset(wd.source_dataset())
+    val = run["val_cases"]
+    assert val and set(val).isdisjoint(run["train_cases"])
+    for case_id in val:
+        pred = read_image(wd.validation_dir("3d", 0) / f"{case_id}.nii.gz")
+        ref = read_image(ds.case(case_id).label)
+        assert pred.shape == ref.shape
+        np.testing.assert_allclose(pred.spacing, ref.spacing)
+        np.testing.assert_allclose(pred.origin, ref.origin)
+    metrics = json.loads((wd.validation_dir("3d", 0) / "metrics.json").read_text())
+    assert set(metrics["cases"]) == set(val)
+    assert metrics["mean_dice"] == pytest.approx(summary["val_dice"])
+    assert {"dice", "hd95"} <= set(metrics["cases"][val[0]]["1"])
+    with pytest.raises(ConfigError, match="--resume"):  # a second run never overwrites the first
+        train_fold(work, 0, config_overrides=FAST)
+
+
+@pytest.mark.slow
+def test_resume_after_interrupt_gives_the_same_weights(tmp_path):
+    full = make_work(tmp_path / "a")
+    cut = make_work(tmp_path / "b")
+    train_fold(full, 0, config_overrides=FAST, validate=False)
+
+    def interrupt(info):
+        if info.epoch == 1 and info.iteration == 2:
+            raise KeyboardInterrupt  # killed in the middle of the second epoch
+
+    with pytest.raises(KeyboardInterrupt):
+        train_fold(cut, 0, config_overrides=FAST, progress=interrupt, validate=False)
+    run = json.loads((WorkDir(cut).run_dir("3d", 0) / "run.json").read_text())
+    assert run["status"] == "running" and run["epoch"] == 1  # the finished epoch is kept
+    summary = train_fold(cut, 0, config_overrides=FAST, resume=True, validate=False)
+    assert summary["status"] == "finished" and summary["epochs"] == 2
+    a = weights(WorkDir(full).checkpoint_dir("3d", 0) / "model.safetensors")
+    b = weights(WorkDir(cut).checkpoint_dir("3d", 0) / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_settings_resolution_order():
+    from tests.experiment.work_helpers import tiny_plan
+
+    plan = tiny_plan(training={"lr": 0.002, "loss": {"name": "dice_focal", "lambda_other": 10}})
+    cfg = resolve_train_config(plan, "3d", {"lr": "0.005", "loss.lambda_dice": "2", "epochs": 3})
+    assert cfg.batch_size == 2  # from the plan's configuration
+    assert cfg.lr == 0.005 and cfg.epochs == 3  # the user's overrides win
+    assert cfg.loss.name == "dice_focal" and cfg.loss.lambda_other == 10 and cfg.loss.lambda_dice == 2
+    training, changes = split_overrides(["lr=0.1", "network.name=attention_unet", "loss=dice"])
+    assert set(training) == {"lr", "loss"} and set(changes) == {"network.name"}
+    with pytest.raises(ConfigError, match="loss"):
+        resolve_train_config(plan, "3d", {"loss.bogus": 1})
+
+
+def test_network_override_is_saved_in_the_plan(tmp_path):
+    work = make_work(tmp_path)
+    s = train_fold(work, 1, config_overrides={**FAST, "epochs": 1, "network.name": "attention_unet"}, validate=False)
+    plan = Plan.load(WorkDir(work).plan_path)
+    assert plan.configuration("3d").network.name == "attention_unet"
+    run = json.loads((WorkDir(work).run_dir("3d", 1) / "run.json").read_text())
+    assert run["network"]["name"] == "attention_unet" and run["seed"] == 1  # seed + fold
+    assert s["status"] == "finished"
+    # another fold may not switch the network back: inference builds all folds from plan.json
+    with pytest.raises(ConfigError, match="fold"):
+        train_fold(work, 0, config_overrides={**FAST, "network.name": "unet"})
+    with pytest.raises(ConfigError, match="unknown key"):
+        train_fold(work, 0, config_overrides={"learning_rate": 1})
+    with pytest.raises(ConfigError, match="re-plan"):
+        train_fold(work, 0, config_overrides={**FAST, "3d.target_spacing": "1,1,1"})
+
+
+def test_dataset_failing_verify_is_refused_before_any_work(tmp_path):
+    work = make_work(tmp_path)
+    source = WorkDir(work).source_dataset()
+    bad = read_image(source / "labelsTr" / "case_002.nii.gz")
+    write_image(
+        Volume(np.full(bad.shape, 7, np.uint8), bad.spacing, bad.origin), source / "labelsTr" / "case_002.nii.gz"
+    )
+    with pytest.raises(DatasetFormatError, match="case_002") as err:
+        train_folds(work, "all", config_overrides=FAST)
+    assert "\n" not in str(err.value)
+    assert not (WorkDir(work).root / "runs").exists()
+
+
+def test_changed_raw_files_are_refused(tmp_path):
+    work = make_work(tmp_path)
+    source = WorkDir(work).source_dataset()
+    img = read_image(source / "imagesTr" / "case_001_0000.nii.gz")
+    write_image(Volume(img.array[:, :-2], img.spacing, img.origin), source / "imagesTr" / "case_001_0000.nii.gz")
+    write_image(
+        Volume(np.zeros(img.array[:, :-2].shape, np.uint8), img.spacing, img.origin),
+        source / "labelsTr" / "case_001.nii.gz",
+    )
+    with pytest.raises(ConfigError, match="out of date"):
+        train_fold(work, 0, config_overrides=FAST)
+
+
+def test_gpu_plan_on_cpu_warns_and_bad_fold_is_refused(tmp_path, caplog):
+    work = make_work(tmp_path)
+    wd = WorkDir(work)
+    plan = Plan.load(wd.plan_path)
+    plan.replace(budget="gpu").save(wd.plan_path)
+    with pytest.raises(ConfigError, match="fold 5"):
+        train_fold(work, 5)
+    with caplog.at_level(logging.WARNING, logger="voxseg"):
+        train_fold(work, 0, config_overrides={**FAST, "epochs": 1}, validate=False, patch_validation=0)
+    assert any("gpu" in r.getMessage() and "CPU" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.slow
+def test_time_budget_sizes_the_epochs(tmp_path):
+    work = make_work(tmp_path)
+    s = train_fold(
+        work, 0, config_overrides={"minutes": 0.12, "iterations_per_epoch": 2, "augmentation": "light"}, validate=False
+    )
+    run = json.loads((WorkDir(work).run_dir("3d", 0) / "run.json").read_text())
+    assert s["status"] == "finished" and s["epochs"] >= 1
+    assert run["config"]["epochs"] == s["epochs"] or run.get("ended") == "time budget"
+    shutil.rmtree(work)
