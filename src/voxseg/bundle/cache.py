@@ -239,11 +239,19 @@ def _place(models_dir: Path, bundle: Bundle, digest: str, source: str, copy_from
         if target.exists():
             log.warning("replacing %s@%s installed from another archive", m.name, m.version)
             os.replace(target, staging / "old")
-        os.replace(folder, target)
+        try:
+            os.replace(folder, target)
+        except OSError:
+            other = _record(target)  # another process installed the same model meanwhile
+            if other is None or other.sha256 != digest:
+                raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log.info("installed %s into %s", m.reference, target)
-    return _record(target)  # type: ignore[return-value]
+    done = _record(target)
+    if done is None:  # unreachable unless the folder was removed under our feet
+        raise BundleError(f"{target}: installation vanished; run the install again")
+    return done
 
 
 class _PoochProgress:
@@ -312,6 +320,7 @@ def _download(url: str, entry: IndexEntry, cache: Path, progress: Progress | Non
     import pooch
     import requests
 
+    pooch.get_logger().setLevel(logging.WARNING)  # our progress callback reports downloads, not pooch's logger
     fname = f"{entry.name}-{entry.version}-{entry.sha256[:12]}.zip"
     downloader = pooch.HTTPDownloader(progressbar=_PoochProgress(progress) if progress else False, timeout=60)
     problem = ""
