@@ -9,8 +9,8 @@ import pytest
 
 from tests.conftest import write_tiny_dataset
 from tests.dataset.sparse_helpers import cord_truth, rotation, sparse_cord, tree_digest, write_volume_dataset
-from voxseg.dataset import read_dataset, verify_dataset
-from voxseg.dataset.slices import annotated_slices, extract_slices, slice_volume
+from voxseg.dataset import make_splits, read_dataset, verify_dataset
+from voxseg.dataset.slices import annotated_slices, extract_slices, slice_groups, slice_volume
 from voxseg.errors import ConfigError, DatasetFormatError
 from voxseg.io import Volume, read_image, write_image
 
@@ -36,6 +36,10 @@ def test_one_2d_case_per_annotated_slice(cord, tmp_path):
     assert record["cases"]["mouse_spinal_cord_000"]["shape"] == [24, 32, 32]
     assert not [p for p in verify_dataset(out) if p.severity == "error"]
     assert tree_digest(cord) == before  # the source is only read
+    groups = slice_groups(out)
+    assert groups[expected[0]] == "mouse_spinal_cord_000" and slice_groups(cord) == {}
+    folds = make_splits(ds.case_ids, k=2, groups=groups)  # slices of one volume stay in one fold
+    assert all(len({groups[c] for c in fold.val}) == 1 for fold in folds)
 
 
 def test_slice_content_and_geometry_equal_the_source(cord, tmp_path):

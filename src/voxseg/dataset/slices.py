@@ -11,6 +11,7 @@ to its source case and slice index, with the source geometry, so 2D predictions 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ from voxseg.dataset.layout import Dataset, DatasetSpec, DatasetWriter, read_data
 from voxseg.errors import ConfigError, DatasetFormatError
 from voxseg.io import WRITE_SUFFIXES, Volume, read_image, write_json_atomic
 
-__all__ = ["extract_slices", "slice_volume", "annotated_slices", "check_output_folder", "SLICES_JSON"]
+__all__ = ["extract_slices", "slice_volume", "annotated_slices", "slice_groups", "check_output_folder", "SLICES_JSON"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,22 @@ def annotated_slices(label: np.ndarray, axis: int, ignore_label: int | None) -> 
     other = tuple(a for a in range(label.ndim) if a != axis)
     marked = label != ignore_label if ignore_label is not None else label != 0
     return [int(i) for i in np.flatnonzero(marked.any(axis=other))]
+
+
+def slice_groups(data: str | Path) -> dict[str, str]:
+    """Slice case id -> source case id for a dataset written by :func:`extract_slices`.
+
+    Cross-validation splits made with ``groups=slice_groups(data)`` keep the slices of one volume
+    in one fold (see :func:`voxseg.dataset.make_splits`). Empty for other datasets.
+    """
+    path = Path(data) / SLICES_JSON
+    if not path.is_file():
+        return {}
+    try:
+        slices = json.loads(path.read_text(encoding="utf-8"))["slices"]
+        return {str(k): str(v["case"]) for k, v in slices.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DatasetFormatError(f"{path}: not a valid slices record ({exc})") from None
 
 
 def _resolve_ignore(spec: DatasetSpec, ignore_label: int | None, where: Path) -> dict[str, int]:
