@@ -130,3 +130,12 @@ def test_small_phantoms(tmp_path: Path) -> None:
     pet = make_phantom("pet-mip", tmp_path / "pet", cases=3, size=(64, 32))
     plan = plan_experiment(pet, tmp_path / "w_pet", folds=3, num_workers=1)
     assert tuple(plan.configurations) == ("2d",) and plan.data_ndim == 2
+
+
+def test_gpu_plan_on_a_cpu_machine_warns(tiny_dataset: Path, tmp_path: Path, caplog) -> None:
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    plan = plan_experiment(tiny_dataset, tmp_path / "w", configurations=("2d",), folds=2, budget="gpu", num_workers=1)
+    assert plan.budget == "gpu"
+    assert any("sized for a GPU" in r.getMessage() for r in caplog.records)

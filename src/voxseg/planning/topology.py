@@ -110,7 +110,8 @@ def fit_patch(
        clip each axis to the median image shape.
     2. Pad to the multiple the pooling needs (:func:`pool_topology`).
     3. While the patch holds more than ``max_voxels``: shrink the axis whose patch covers the
-       largest fraction of the median shape by one divisor step, recompute the topology.
+       largest fraction of the median shape (ties: the longer axis, then the last) by one divisor
+       step, recompute the topology.
     4. When the network would have fewer than ``min_levels`` levels (images smaller than a
        useful patch), enlarge the finely spaced axes to ``min_feature_map * 2 ** (min_levels - 1)``
        voxels (training pads such patches).
@@ -125,8 +126,9 @@ def fit_patch(
     while math.prod(topo.patch_size) > max_voxels:
         size = np.asarray(topo.patch_size, dtype=np.float64)
         divisor = topo.divisor
-        order = np.argsort(-(size / median), kind="stable")
-        shrinkable = [int(a) for a in order if size[a] - divisor[a] >= min_feature_map]
+        ratio = size / median  # ties (e.g. a patch equal to the image): the larger axis, then the last
+        order = sorted(range(nd), key=lambda a: (-round(ratio[a], 6), -size[a], -a))
+        shrinkable = [a for a in order if size[a] - divisor[a] >= min_feature_map]
         if not shrinkable:
             break
         axis = shrinkable[0]
