@@ -104,3 +104,21 @@ def test_bundle_without_onnx_is_explained(bundle_zip):
 
     with pytest.raises(BundleError, match=r"no model_fold_0\.onnx; export the bundle with --onnx"):
         OnnxPredictor.from_bundle(bundle_zip)
+
+
+def test_numpy_sliding_window_is_exact_for_voxelwise_functions():
+    from voxseg.bundle.onnx_backend import sliding_window_numpy
+
+    rng = np.random.default_rng(0)
+    for shape, patch in [((2, 21, 30, 9), (8, 16, 16)), ((1, 5, 70), (16, 32))]:
+        image = rng.normal(0, 1, shape).astype(np.float32)
+        calls = []
+
+        def run(x, calls=calls):
+            calls.append(x.shape[0])
+            return np.concatenate([x[:, :1] * 2, -x[:, :1]], axis=1)
+
+        out = sliding_window_numpy(image, run, patch, overlap=0.5, batch_size=3)
+        assert out.shape == (2, *shape[1:]) and max(calls) <= 3
+        np.testing.assert_allclose(out[0], 2 * image[0], atol=1e-5)
+        np.testing.assert_allclose(out[1], -image[0], atol=1e-5)
