@@ -42,17 +42,16 @@ def test_extract_slices_crop_pseudo_labels_chain(tmp_path, capsys):
     assert read_image(read_dataset(tmp_path / "ends").training[0].label).shape == (20, 32, 32)
 
 
-def test_errors_are_one_line(tmp_path):
+def test_errors_are_one_line(tmp_path, capsys):
     cord = sparse_cord(tmp_path / "cord", cases=1)
-
-    def run(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "voxseg", "dataset", *args], capture_output=True, text=True, timeout=120
-        )
-
-    r = run("extract-slices", str(cord), str(cord))
+    r = subprocess.run(
+        [sys.executable, "-m", "voxseg", "dataset", "extract-slices", str(cord), str(cord)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr and "outside the input" in r.stderr
-    r = run("crop", str(cord), str(tmp_path / "c"), "--box", "10:50,:")
-    assert r.returncode == 2 and "3D image" in r.stderr and "Traceback" not in r.stderr
-    r = run("pseudo-labels", str(cord), str(tmp_path / "missing"), str(tmp_path / "p"))
-    assert r.returncode == 1 and "predictions folder not found" in r.stderr and "Traceback" not in r.stderr
+    assert main(["dataset", "crop", str(cord), str(tmp_path / "c"), "--box", "10:50,:"]) == 2
+    assert "3D image" in capsys.readouterr().err
+    assert main(["dataset", "pseudo-labels", str(cord), str(tmp_path / "missing"), str(tmp_path / "p")]) == 1
+    assert "predictions folder not found" in capsys.readouterr().err
