@@ -110,6 +110,8 @@ def test_crop_dataset_box_and_empty_cases(tmp_path):
     data = write_volume_dataset(tmp_path / "d", [[img], [img]], [lab, empty], ignore=True)
     out = crop_dataset(data, tmp_path / "box", box="1:-1,:,:")
     assert [read_image(c.images[0]).shape for c in read_dataset(out).training] == [(8, 14, 16)] * 2
+    source = read_image(read_dataset(data).training[0].images[0])  # oblique direction, through NIfTI files
+    _same_world_values(source, read_image(read_dataset(out).training[0].images[0]), (1, 0, 0))
     with pytest.raises(EmptyCropError, match=r"c001.*skip"):
         crop_dataset(data, tmp_path / "err", to_label=True)
     assert not (tmp_path / "err" / "dataset.json").exists()
