@@ -105,3 +105,18 @@ def test_safetensors_sniffing():
     blob = pickle.dumps({"w": [1.0]})
     assert "pickle" in safetensors_problem(blob, len(blob))
     assert "zip archive" in safetensors_problem(b"PK\x03\x04" + b"\0" * 20, 24)
+
+
+def test_importing_the_bundle_package_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, voxseg.bundle, voxseg.bundle.onnx_backend, voxseg.cli.bundle; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'monai'}))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
+    code = "import sys, voxseg.bundle; print(any(m.startswith('voxseg.training') for m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

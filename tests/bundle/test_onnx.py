@@ -122,3 +122,39 @@ def test_numpy_sliding_window_is_exact_for_voxelwise_functions():
         assert out.shape == (2, *shape[1:]) and max(calls) <= 3
         np.testing.assert_allclose(out[0], 2 * image[0], atol=1e-5)
         np.testing.assert_allclose(out[1], -image[0], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_2d_multiclass_bundle_on_3d_data_matches_torch(tmp_path):
+    """A 2D configuration run slice by slice, label values 0/1/3 (a lookup table), no TTA axes."""
+    import torch
+    from safetensors.torch import save_file
+
+    from voxseg.bundle import BundleManifest, load_predictor
+    from voxseg.bundle.export import write_bundle
+    from voxseg.bundle.onnx_backend import OnnxPredictor
+    from voxseg.bundle.onnx_export import onnx_bytes
+    from voxseg.io import Volume
+    from voxseg.nets import build_network
+    from voxseg.planning import ConfigurationPlan, Normalization, Plan
+
+    kwargs = {"spatial_dims": 2, "in_channels": 2, "out_channels": 3, "channels": [4, 8], "strides": [2]}
+    spec = {"name": "unet", "kwargs": {**kwargs, "num_res_units": 0}}
+    cfg = ConfigurationPlan("2d", (0.5, 0.5), (16, 16), 4, spec, mirror_axes=(1,))
+    norm = (Normalization("zscore"), Normalization("none"))
+    labels = {"background": 0, "a": 1, "b": 3}
+    plan = Plan("two", {0: "T2", 1: "T1"}, labels, norm, {"2d": cfg}, "2d", data_ndim=3)
+    torch.manual_seed(0)
+    weights = tmp_path / "w.safetensors"
+    save_file(build_network(spec).state_dict(), str(weights))
+    manifest = BundleManifest("two", "v1", "semantic", plan, "2d", (0,), {"weights/fold_0.safetensors": "0" * 64})
+    files = {"weights/fold_0.safetensors": weights, "model_fold_0.onnx": onnx_bytes(manifest, weights)}
+    bundle = write_bundle(manifest, files, tmp_path / "two.zip")
+
+    rng = np.random.default_rng(1)
+    images = [Volume(rng.normal(0, 1, (3, 20, 25)).astype(np.float32), (2.0, 0.5, 0.5)) for _ in range(2)]
+    got = OnnxPredictor.from_bundle(bundle, tta=True).predict(images)
+    ref = load_predictor(bundle, tta=True, precision="fp32", cache=tmp_path, models=tmp_path).predict(images)
+    assert got.labels.shape == ref.labels.shape == (3, 20, 25)
+    assert set(np.unique(ref.labels.array)) <= {0, 1, 3} and len(np.unique(ref.labels.array)) > 1
+    assert (got.labels.array == ref.labels.array).mean() >= 0.999
