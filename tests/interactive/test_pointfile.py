@@ -10,13 +10,18 @@ import pytest
 from voxseg.errors import ConfigError, InputImageError
 from voxseg.interactive import (
     PointPrompt,
+    extreme_points,
     load_points,
+    points_from_preprocessed,
+    points_to_preprocessed,
     points_to_voxel,
     read_points,
     validate_points,
     write_points,
 )
 from voxseg.io import Volume
+from voxseg.planning import Normalization
+from voxseg.preprocessing import preprocess_case
 
 # a rotated, anisotropic, shifted grid: axis 1 and 2 swapped with a sign flip
 DIRECTION = ((1.0, 0.0, 0.0), (0.0, 0.0, -1.0), (0.0, 1.0, 0.0))
@@ -188,3 +193,33 @@ def test_any_count_for_clicks():
     assert out.shape == (1, 3)
     with pytest.raises(ConfigError, match="no points"):
         validate_points(np.zeros((0, 3)), VOLUME.shape, expected="any")
+
+
+def test_points_map_onto_the_preprocessed_grid():
+    # an object inside a zero border (cropped away) on a grid resampled 2 mm -> 1 mm in plane
+    image = np.zeros((12, 40, 44), np.float32)
+    image[2:10, 5:35, 6:40] = 1.0 + np.random.default_rng(0).random((8, 30, 34)).astype(np.float32)
+    label = np.zeros(image.shape, np.uint8)
+    grid = np.indices(image.shape)
+    label[((grid[0] - 6) / 3.0) ** 2 + ((grid[1] - 20) / 10) ** 2 + ((grid[2] - 22) / 12) ** 2 <= 1] = 1
+    spacing, origin = (3.0, 2.0, 2.0), (5.0, -20.0, 7.0)
+    case = preprocess_case(
+        [Volume(image, spacing, origin, DIRECTION)],
+        Volume(label, spacing, origin, DIRECTION),
+        target_spacing=(3.0, 1.0, 1.0),
+        normalization=[Normalization("zscore")],
+    )
+    props = case.properties
+    assert props.crop_box.start != (0, 0, 0) and props.shape_after_resampling != props.shape_after_crop
+    points = extreme_points(label, inward=(0, 1, 1))
+    mapped = points_to_preprocessed(points, props)
+    # the same physical positions
+    original = Volume(image, spacing, origin, DIRECTION)
+    pre = Volume.like(np.zeros(props.shape_after_resampling, np.float32), props.preprocessed_geometry())
+    np.testing.assert_allclose(pre.index_to_world(mapped), original.index_to_world(points), atol=1e-9)
+    np.testing.assert_allclose(points_from_preprocessed(mapped, props), points, atol=1e-9)
+    # and, rounded, on the resampled object
+    idx = np.rint(mapped).astype(int)
+    assert case.label[tuple(idx.T)].all()
+    with pytest.raises(ConfigError, match="2D points"):
+        points_to_preprocessed(points[:, :2], props)

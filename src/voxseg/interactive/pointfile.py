@@ -38,6 +38,7 @@ import numpy as np
 from voxseg.errors import ConfigError, InputImageError
 from voxseg.io import Volume, write_json_atomic
 from voxseg.io.volume import Geometry
+from voxseg.preprocessing.pipeline import CaseProperties
 
 __all__ = [
     "SPACES",
@@ -47,6 +48,8 @@ __all__ = [
     "points_to_voxel",
     "validate_points",
     "load_points",
+    "points_to_preprocessed",
+    "points_from_preprocessed",
 ]
 
 SPACES = ("voxel", "world")
@@ -290,3 +293,30 @@ def load_points(
         )
     geometry = volume.geometry if prompt.space == "voxel" else None
     return validate_points(voxels, volume.shape, geometry=geometry, expected=expected, source=source), prompt.labels
+
+
+def _grid_scale(properties: CaseProperties, ndim: int) -> tuple[np.ndarray, np.ndarray]:
+    if ndim != len(properties.shape_after_crop):
+        raise ConfigError(f"{ndim}D points do not fit a {len(properties.shape_after_crop)}D preprocessed case")
+    ratio = np.asarray(properties.shape_after_resampling, float) / np.asarray(properties.shape_after_crop, float)
+    return np.asarray(properties.crop_box.start, float), ratio
+
+
+def points_to_preprocessed(points: np.ndarray | Sequence[Sequence[float]], properties: CaseProperties) -> np.ndarray:
+    """Voxel indices of the original image -> continuous indices of its preprocessed grid.
+
+    The preprocessed grid is the original cropped to ``properties.crop_box`` and resampled to
+    ``shape_after_resampling`` (voxel centres aligned as in
+    :meth:`~voxseg.preprocessing.pipeline.CaseProperties.preprocessed_geometry`); both grids
+    share the direction, so the mapping is per axis. Round (and check) before encoding.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    start, ratio = _grid_scale(properties, pts.shape[-1])
+    return (pts - start + 0.5) * ratio - 0.5
+
+
+def points_from_preprocessed(points: np.ndarray | Sequence[Sequence[float]], properties: CaseProperties) -> np.ndarray:
+    """The inverse of :func:`points_to_preprocessed` (continuous original voxel indices)."""
+    pts = np.asarray(points, dtype=np.float64)
+    start, ratio = _grid_scale(properties, pts.shape[-1])
+    return (pts + 0.5) / ratio - 0.5 + start
