@@ -132,7 +132,7 @@ def test_2d_multiclass_bundle_on_3d_data_matches_torch(tmp_path):
 
     from voxseg.bundle import BundleManifest, load_predictor
     from voxseg.bundle.export import write_bundle
-    from voxseg.bundle.onnx_backend import OnnxPredictor
+    from voxseg.bundle.onnx_backend import load_onnx_predictor
     from voxseg.bundle.onnx_export import onnx_bytes
     from voxseg.io import Volume
     from voxseg.nets import build_network
@@ -153,7 +153,7 @@ def test_2d_multiclass_bundle_on_3d_data_matches_torch(tmp_path):
 
     rng = np.random.default_rng(1)
     images = [Volume(rng.normal(0, 1, (3, 20, 25)).astype(np.float32), (2.0, 0.5, 0.5)) for _ in range(2)]
-    got = OnnxPredictor.from_bundle(bundle, tta=True).predict(images)
+    got = load_onnx_predictor(bundle, tta=True, cache=tmp_path, models=tmp_path).predict(images)
     ref = load_predictor(bundle, tta=True, precision="fp32", cache=tmp_path, models=tmp_path).predict(images)
     assert got.labels.shape == ref.labels.shape == (3, 20, 25)
     assert set(np.unique(ref.labels.array)) <= {0, 1, 3} and len(np.unique(ref.labels.array)) > 1

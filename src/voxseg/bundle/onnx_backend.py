@@ -32,7 +32,15 @@ from voxseg.planning import Plan
 from voxseg.postprocessing import PostprocessingSpec, apply_postprocessing
 from voxseg.preprocessing import preprocess_case, restore_probabilities
 
-__all__ = ["OnnxPredictor", "OnnxPrediction", "tile_grid", "tile_starts", "gaussian_map", "sliding_window_numpy"]
+__all__ = [
+    "OnnxPredictor",
+    "OnnxPrediction",
+    "load_onnx_predictor",
+    "tile_grid",
+    "tile_starts",
+    "gaussian_map",
+    "sliding_window_numpy",
+]
 
 MIN_WEIGHT = 1e-3  # as voxseg.inference.sliding_window
 
@@ -281,3 +289,23 @@ class OnnxPredictor:
         seconds["total"] = time.perf_counter() - t_start
         kept = probs.astype(np.float16) if probabilities else None
         return OnnxPrediction(result, kept, {k: round(v, 4) for k, v in seconds.items()})
+
+
+def load_onnx_predictor(
+    bundle_or_name: str | Path,
+    *,
+    folds: Sequence[int] | None = None,
+    index: Any = None,
+    cache: str | Path | None = None,
+    models: str | Path | None = None,
+    offline: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    **options: Any,
+) -> OnnxPredictor:
+    """:func:`voxseg.bundle.load_predictor` for the onnxruntime backend: a bundle folder, ``.zip``
+    or ``NAME[@VERSION]`` (installed on first use); ``options`` go to :class:`OnnxPredictor`
+    (``tta``, ``overlap``, ``threshold``, ``batch_size``, ``num_threads``)."""
+    from voxseg.bundle.cache import resolve_bundle
+
+    bundle = resolve_bundle(bundle_or_name, index=index, cache=cache, models=models, offline=offline, progress=progress)
+    return OnnxPredictor.from_bundle(bundle, folds=folds, **options)
