@@ -14,6 +14,7 @@ from voxseg.cli._common import err_console
 from voxseg.cli.evaluate import evaluate
 from voxseg.cli.info import info
 from voxseg.cli.plan import PlanCommand, plan
+from voxseg.cli.points import points
 from voxseg.cli.train import crossval, train
 from voxseg.errors import ConfigError, VoxsegError
 
@@ -34,6 +35,7 @@ app.command()(bundle_cli.install)
 app.command()(bundle_cli.models)
 app.add_typer(bundle_cli.app, name="bundle")
 app.command(cls=PlanCommand)(plan)
+app.command()(points)
 
 
 def _version_callback(value: bool) -> None:

@@ -36,7 +36,7 @@ from typing import Any, Literal
 import numpy as np
 
 from voxseg.errors import ConfigError, InputImageError
-from voxseg.io import Volume, write_json_atomic
+from voxseg.io import Volume, write_json_atomic, write_text_atomic
 from voxseg.io.volume import Geometry
 from voxseg.preprocessing.pipeline import CaseProperties
 
@@ -154,9 +154,20 @@ def read_points(path: str | Path, *, space: Literal["voxel", "world"] | None = N
 
 
 def write_points(path: str | Path, prompt: PointPrompt) -> Path:
-    """Write ``prompt`` as ``points.json`` (atomically); return the path."""
+    """Write ``prompt`` atomically as ``points.json``, or as a napari Points CSV for ``.csv``.
+
+    The CSV (``index,axis-0,...,label``) opens in napari as a Points layer; it does not record
+    the space, so write voxel points for an image layer without scale. Returns the path.
+    """
     path = Path(path)
-    write_json_atomic(path, prompt.to_json())
+    if path.suffix.lower() == ".csv":
+        axes = ",".join(f"axis-{k}" for k in range(prompt.points.shape[1]))
+        rows = [f"index,{axes},label"]
+        for i, (point, label) in enumerate(zip(prompt.points, prompt.labels, strict=True)):
+            rows.append(",".join([str(i), *(f"{v:g}" for v in point), str(label)]))
+        write_text_atomic(path, "\n".join(rows) + "\n")
+    else:
+        write_json_atomic(path, prompt.to_json())
     return path
 
 
