@@ -198,7 +198,7 @@ def test_click_tie_breaking_is_seeded():
     ref[2:4, 2:8] = True  # a 2 x 6 band: many equally deep voxels
     first = corrective_click(pred, ref)
     seeded = [corrective_click(pred, ref, rng=s).position for s in range(10)]
-    assert first.position == (2, 2)
+    assert first.position == (2, 4)  # the most central of the equally deep voxels
     assert seeded == [corrective_click(pred, ref, rng=s).position for s in range(10)]
     assert len(set(seeded)) > 1
     assert all(ref[p] for p in seeded)

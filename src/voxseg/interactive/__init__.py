@@ -9,6 +9,8 @@
 - :mod:`~voxseg.interactive.config`: :class:`PromptConfig`, the ``plan.interactive`` settings.
 - :mod:`~voxseg.interactive.sampling`: :class:`PromptSampler` (training pairs with fresh
   simulated points) and :func:`prompt_inputs` (crop + encode, shared with inference).
+- :mod:`~voxseg.interactive.refine`: :class:`RefineSampler` (click-refinement training inputs
+  from perturbed masks), :func:`perturb_mask`, :func:`simulate_clicks`.
 - :mod:`~voxseg.interactive.session`: :func:`simulate_user`, the simulated user behind
   interactive evaluation (Dice after the points and after each corrective click).
 
@@ -38,6 +40,7 @@ from voxseg.interactive.pointfile import (
     write_points,
 )
 from voxseg.interactive.points import Click, corrective_click, extreme_points, jitter_points
+from voxseg.interactive.refine import RefineSampler, perturb_mask, simulate_clicks
 from voxseg.interactive.sampling import PromptSampler, find_objects, prompt_inputs
 from voxseg.interactive.session import InteractionCurve, mean_curve, simulate_user
 
@@ -49,6 +52,7 @@ __all__ = [
     "PointPrompt",
     "PromptConfig",
     "PromptSampler",
+    "RefineSampler",
     "corrective_click",
     "crop_to_points",
     "encode_clicks",
@@ -61,12 +65,14 @@ __all__ = [
     "jitter_points",
     "load_points",
     "mean_curve",
+    "perturb_mask",
     "points_from_preprocessed",
     "points_to_preprocessed",
     "points_to_voxel",
     "prompt_inputs",
     "read_points",
     "seed_mask",
+    "simulate_clicks",
     "simulate_user",
     "validate_points",
     "write_points",

@@ -227,8 +227,8 @@ def corrective_click(
     prediction, reference
         Masks of one shape (nonzero is the object).
     rng
-        Breaks ties between equally deep voxels at random (seeded); ``None`` takes the first
-        in C order.
+        Breaks ties between equally deep voxels at random (seeded); ``None`` takes the one
+        nearest the region's centre of mass (then the first in C order).
     spacing
         Voxel size (mm, array order) for the distance transform.
 
@@ -250,5 +250,10 @@ def corrective_click(
     depth = ndi.distance_transform_edt(padded, sampling=spacing)[tuple(slice(1, -1) for _ in range(region.ndim))]
     best = np.argwhere(depth == depth.max())
     generator = as_rng(rng)
-    chosen = best[0] if generator is None else best[int(generator.integers(len(best)))]
+    if generator is None:  # among equally deep voxels (a band, a slab), the most central one
+        centre = np.argwhere(region).mean(axis=0)
+        scale = np.ones(region.ndim) if spacing is None else np.asarray(spacing, dtype=np.float64)
+        chosen = best[int(np.argmin(np.sum(((best - centre) * scale) ** 2, axis=1)))]
+    else:
+        chosen = best[int(generator.integers(len(best)))]
     return Click(tuple(int(v) for v in chosen), positive)

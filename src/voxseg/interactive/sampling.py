@@ -195,6 +195,16 @@ class PromptSampler:
 
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """One pair: ``(C + 1, *patch)`` float32 input and ``(1, *patch)`` int16 target (0/1, ignore)."""
+        image, target = self._draw(rng)
+        image = self._extra_channels(image, target, rng)
+        if self.config.fit == "resize":
+            image, target = _fit_resize(image, target, self.patch_size)
+        else:
+            image, target = _fit_crop([image, target], self.patch_size, rng)
+        return image, target[None]
+
+    def _draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A case, an object, fresh points: the ``(C + 1, *crop)`` input and the crop's target."""
         i = self._usable[int(rng.integers(len(self._usable)))]
         case, objects = self.cases[i], self.objects[i]
         obj = objects[int(rng.integers(len(objects)))]
@@ -210,11 +220,11 @@ class PromptSampler:
         target = _paste(mask, obj.box, box).astype(np.int16)
         if self.ignore_label is not None:
             target[label[box.slices] == self.ignore_label] = self.ignore_label
-        if cfg.fit == "resize":
-            image, target = _fit_resize(image, target, self.patch_size)
-        else:
-            image, target = _fit_crop([image, target], self.patch_size, rng)
-        return image, target[None]
+        return image, target
+
+    def _extra_channels(self, image: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Channels appended after the prompt encoding (none here; see ``RefineSampler``)."""
+        return image
 
     def batch(self, rng: np.random.Generator, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         """``batch_size`` pairs stacked: ``(B, C + 1, *patch)`` and ``(B, 1, *patch)``."""
