@@ -2,7 +2,8 @@
 
 Everything is real: phantoms from ``voxseg.dataset.phantoms``, ``preprocess_case`` and the case
 store, a MONAI U-Net from the network registry, ``voxseg.training.loop.train`` writing a finished
-run with its safetensors checkpoint into the work folder layout that ``Predictor.from_work`` reads.
+run with its safetensors checkpoint into the work folder layout that ``Predictor.from_work`` reads,
+and a postprocessing spec where ``voxseg crossval`` puts it.
 About 5-10 s on 2 CPU cores.
 """
 
@@ -18,6 +19,7 @@ from voxseg.experiment.layout import WorkDir
 from voxseg.io import Volume
 from voxseg.nets import NetworkSpec, build_network
 from voxseg.planning import ConfigurationPlan, Normalization, Plan
+from voxseg.postprocessing import PostprocessingSpec, Step
 from voxseg.preprocessing import preprocess_case
 from voxseg.preprocessing.store import write_preprocessed
 from voxseg.training.config import TrainConfig
@@ -84,6 +86,8 @@ def make_work_2d(root: Path, *, cases: int = 3, iterations: int = 24) -> Path:
         oversample_foreground=0.66,
     )
     train(wd.run_dir("2d", 0), model, prefixes, patch_size=config.patch_size, config=cfg)
+    # as `voxseg crossval` would choose for a noisy model: drop specks under 12 pixels
+    PostprocessingSpec(classes={1: [Step.of("remove_small", min_size=12)]}).save(wd.postprocessing_path("2d"))
     return root
 
 

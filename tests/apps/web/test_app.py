@@ -71,8 +71,8 @@ def test_upload_segment_show_overlay_table_and_summary(app, tmp_path):
     assert len(app.get("image")) == 1
     assert {b.label for b in app.get("download_button")} == {
         "Download mask",
-        "Download object table (CSV)",
-        "Download report (PNG)",
+        "Download table",
+        "Download report",
     }
     app.radio(key="overlay_mode").set_value("contour")
     app.slider(key="overlay_opacity").set_value(0.8)

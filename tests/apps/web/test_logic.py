@@ -153,3 +153,31 @@ def test_report_download_is_a_png(model, tmp_path):
     name, data = logic.report_download(up, result, model)
     pic = Image.open(io.BytesIO(data))
     assert name == "pet_report.png" and pic.format == "PNG" and pic.height > 200
+
+
+@pytest.fixture(scope="module")
+def bundle_zip(work_2d, tmp_path_factory) -> Path:
+    from voxseg.bundle import export_bundle
+
+    out = tmp_path_factory.mktemp("bundle") / "pet-test.zip"
+    return export_bundle(work_2d, out, name="pet-test", version="v1", description="PET MIP test model")
+
+
+def test_bundle_zip_loads_with_its_card_and_predicts_like_the_work_folder(
+    bundle_zip, work_2d, tmp_path, no_installed_models
+):
+    loaded = logic.load_model(str(bundle_zip))
+    assert loaded.name == "pet-test@v1" and "# pet-test v1" in loaded.card
+    up = _upload(pet_case(5)[0], "pet.nii.gz", tmp_path)
+    expected = Predictor.from_work(work_2d).predict(up.image).labels
+    np.testing.assert_array_equal(logic.segment(loaded, up).labels.array, expected.array)
+
+
+def test_installed_bundles_are_offered_by_name(bundle_zip, work_2d, no_installed_models):
+    from voxseg.bundle import install
+
+    install(str(bundle_zip))
+    choices = logic.model_choices(str(work_2d))
+    assert [c.reference for c in choices] == [str(work_2d), "pet-test@v1"]
+    assert choices[1].label.startswith("pet-test v1")
+    assert logic.load_model("pet-test@v1").name == "pet-test@v1"

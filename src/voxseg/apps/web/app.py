@@ -161,7 +161,7 @@ def _metrics(image: UploadedImage, result: logic.SegmentationResult) -> None:
 def _table(result: logic.SegmentationResult) -> None:
     st.subheader("Objects")
     if result.rows:
-        st.dataframe(logic.table_records(result.rows), hide_index=True, height=300)
+        st.dataframe(logic.table_records(result.rows), hide_index=True)
     else:
         st.write("No object found.")
 
@@ -196,22 +196,25 @@ def _downloads(model: logic.LoadedModel, image: UploadedImage, result: logic.Seg
         mime="application/octet-stream",
         on_click="ignore",
         key="download_mask",
+        help="The label map in the input's format and geometry (NIfTI for a DICOM series)",
     )
     cols[1].download_button(
-        "Download object table (CSV)",
+        "Download table",
         data=lambda: logic.table_csv(result.rows, result.labels.ndim),
         file_name=f"{image.stem}_objects.csv",
         mime="text/csv",
         on_click="ignore",
         key="download_table",
+        help="The per-object table as CSV",
     )
     cols[2].download_button(
-        "Download report (PNG)",
+        "Download report",
         data=lambda: logic.report_download(image, result, model)[1],
         file_name=report_name,
         mime="image/png",
         on_click="ignore",
         key="download_report",
+        help="A PNG with the slices, the summary and the largest objects",
     )
 
 

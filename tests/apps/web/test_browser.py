@@ -1,0 +1,98 @@
+"""End to end: the real server on 127.0.0.1, Debian's chromium driven headless by Playwright.
+
+Uploads a phantom, waits for the overlay, downloads the mask and compares it voxel for voxel with
+``Predictor.predict`` on the same file. The screenshot goes to the test's folder, and to
+``docs/images/web-app.png`` when ``VOXSEG_DOCS_SCREENSHOTS=1`` (how the docs picture is made).
+Skipped with the reason when chromium or Playwright is missing (``tools/install-browser-test-deps.sh``
+installs chromium; never ``playwright install``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.apps.web.helpers import pet_case
+from voxseg.apps.web.logic import WebConfig
+from voxseg.apps.web.server import start_server, url_for, wait_ready
+from voxseg.inference import Predictor
+from voxseg.io import read_image, write_image
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+DOCS_IMAGE = Path(__file__).resolve().parents[3] / "docs" / "images" / "web-app.png"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def browser():
+    pytest.importorskip("streamlit", reason='the web app needs Streamlit: pip install "voxseg[web]"')
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
+    if not (Path(CHROMIUM).is_file() or shutil.which("chromium")):
+        pytest.skip("chromium is not installed (run tools/install-browser-test-deps.sh as root)")
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def server(work_2d, tmp_path_factory):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"VOXSEG_MODELS": str(tmp_path_factory.mktemp("models"))}
+    proc = start_server(WebConfig(model=str(work_2d)), port=port, env=env, quiet=True)
+    url = url_for("127.0.0.1", port)
+    try:
+        wait_ready(proc, url, timeout=90)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_upload_segment_download_equals_the_library(browser, server, work_2d, tmp_path):
+    image, _ = pet_case(5)
+    upload = write_image(image, tmp_path / "pet_case.nii.gz")
+    page = browser.new_page(viewport={"width": 1400, "height": 1120}, accept_downloads=True)
+    page.goto(server)
+    page.get_by_text("Upload a 2D image").wait_for(timeout=60_000)
+    page.locator("input[type=file]").set_input_files(str(upload))
+    page.get_by_text("pet_case.nii.gz: 2D, 128 x 64").wait_for(timeout=60_000)
+    page.get_by_role("button", name="Segment").click()
+    page.get_by_text("Overlay: pet_case.nii.gz").wait_for(timeout=120_000)
+    page.locator("[data-testid=stImage] img").first.wait_for(timeout=30_000)
+    page.locator("[data-testid=stDataFrame]").first.wait_for(timeout=30_000)
+    page.wait_for_timeout(1500)  # let the table and image finish painting
+    shot = tmp_path / "web-app.png"
+    page.screenshot(path=str(shot))
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("VOXSEG_DOCS_SCREENSHOTS") == "1":
+        shutil.copyfile(shot, DOCS_IMAGE)
+    with page.expect_download(timeout=60_000) as info:
+        page.get_by_role("button", name="Download mask").click()
+    download = info.value
+    assert download.suggested_filename == "pet_case_mask.nii.gz"
+    mask_path = tmp_path / download.suggested_filename
+    download.save_as(str(mask_path))
+    page.close()
+    mask = read_image(mask_path)
+    expected = Predictor.from_work(work_2d).predict(read_image(upload)).labels
+    np.testing.assert_array_equal(mask.array, expected.array)
+    assert mask.same_geometry(read_image(upload))
+    assert expected.array.any()
