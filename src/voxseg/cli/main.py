@@ -16,6 +16,7 @@ from voxseg.cli.info import info
 from voxseg.cli.plan import PlanCommand, plan
 from voxseg.cli.points import points
 from voxseg.cli.train import crossval, train
+from voxseg.cli.web import web
 from voxseg.errors import ConfigError, VoxsegError
 
 app = typer.Typer(
@@ -34,6 +35,7 @@ app.command()(bundle_cli.export)
 app.command()(bundle_cli.install)
 app.command()(bundle_cli.models)
 app.add_typer(bundle_cli.app, name="bundle")
+app.command()(web)
 app.command(cls=PlanCommand)(plan)
 app.command()(points)
 
