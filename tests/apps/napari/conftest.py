@@ -21,3 +21,83 @@ def voxseg_plugin():
     if "voxseg" not in pm:
         pm.register(npe2.PluginManifest.from_file(MANIFEST))
     return pm.get_manifest("voxseg")
+
+
+# ---- a real work folder whose model's answer is known ---------------------------------------
+BRIGHT_NET = "vx_test_napari_bright"
+SPACING = (2.0, 0.5, 0.5)
+ORIGIN = (-20.0, 7.5, 3.0)
+SPHERES = (((8, 20, 20), 4.0), ((14, 40, 44), 5.0), ((6, 44, 14), 3.0))  # (centre voxel, radius mm)
+
+
+def _bright_net_class():
+    import torch
+
+    class BrightNet(torch.nn.Module):
+        """Two-class logits ``(0, scale * (x - level))``: voxels brighter than ``level`` are foreground."""
+
+        def __init__(self, spatial_dims: int = 3, in_channels: int = 1, out_channels: int = 2, level: float = 0.5):
+            super().__init__()
+            self.level = torch.nn.Parameter(torch.tensor(float(level)))
+            self.scale = torch.nn.Parameter(torch.tensor(10.0))
+
+        def forward(self, x):
+            fg = self.scale * (x[:, :1] - self.level)
+            return torch.cat([torch.zeros_like(fg), fg], dim=1)
+
+    return BrightNet
+
+
+def spheres_image(shape=(20, 56, 56)):
+    """Bright spheres (1.0) on a dark noisy background, with anisotropic spacing; and its true mask."""
+    import numpy as np
+
+    from voxseg.io import Volume
+
+    grids = np.indices(shape, dtype=np.float64)
+    mask = np.zeros(shape, bool)
+    for centre, radius in SPHERES:
+        d2 = sum(((g - c) * s) ** 2 for g, c, s in zip(grids, centre, SPACING, strict=True))
+        mask |= d2 <= radius**2
+    rng = np.random.default_rng(0)
+    image = (mask * 1.0 + rng.normal(0, 0.05, shape)).astype(np.float32)
+    return Volume(image, SPACING, ORIGIN), Volume(mask.astype(np.uint8), SPACING, ORIGIN)
+
+
+@pytest.fixture(scope="session")
+def bright_work(tmp_path_factory):
+    """A work folder (plan.json + one finished fold) of the BrightNet model, 16³ patches."""
+    return write_bright_work(tmp_path_factory.mktemp("bright") / "bright-model")
+
+
+def write_bright_work(root):
+    """Write the BrightNet work folder at ``root``; return ``root``."""
+    import torch
+
+    from voxseg.experiment.layout import WorkDir
+    from voxseg.io import write_json_atomic
+    from voxseg.nets import NETWORKS, NetworkSpec, build_network
+    from voxseg.planning import ConfigurationPlan, Normalization, Plan
+    from voxseg.training.checkpoint import TrainState, save_checkpoint
+
+    if BRIGHT_NET not in NETWORKS:
+        NETWORKS.register(BRIGHT_NET, _bright_net_class())
+    spec = NetworkSpec(BRIGHT_NET, {"spatial_dims": 3, "in_channels": 1, "out_channels": 2})
+    config = ConfigurationPlan(
+        name="3d", target_spacing=SPACING, patch_size=(16, 16, 16), batch_size=2, network=spec, mirror_axes=(0, 1, 2)
+    )
+    plan = Plan(
+        dataset_name="bright-spheres",
+        channel_names={0: "CT"},
+        labels={"background": 0, "nodule": 1},
+        normalization=(Normalization("none"),),
+        configurations={"3d": config},
+        default_configuration="3d",
+        data_ndim=3,
+    )
+    wd = WorkDir(root)
+    plan.save(wd.plan_path)
+    model = build_network(spec)
+    save_checkpoint(wd.checkpoint_dir("3d", 0), model, torch.optim.SGD(model.parameters(), lr=0.1), TrainState(1, 1))
+    write_json_atomic(wd.run_dir("3d", 0) / "run.json", {"schema_version": 1, "status": "finished"})
+    return root

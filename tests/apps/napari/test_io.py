@@ -86,6 +86,7 @@ def test_multichannel_files_give_one_layer_per_channel(tmp_path):
     assert all(data.ndim in (2, 3) for data, _, _ in layers)
 
 
+@pytest.mark.slow
 def test_every_sample_loads_with_geometry(make_napari_viewer, voxseg_plugin):
     viewer = make_napari_viewer()
     for key in sorted(SAMPLES):

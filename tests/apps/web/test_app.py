@@ -133,3 +133,18 @@ def test_broken_model_is_a_clear_message(tmp_path, monkeypatch):
     at.run()
     assert not at.exception
     assert any("no such model" in e.value for e in at.sidebar.error)
+
+
+def test_one_job_at_a_time_per_session(app, tmp_path):
+    import threading
+
+    _upload(app, "pet.nii.gz", _file(pet_case(5)[0], "pet.nii.gz", tmp_path))
+    busy = threading.Lock()
+    busy.acquire()  # as while a segmentation of this session is still running
+    app.session_state["job_lock"] = busy
+    _segment(app)
+    assert any("already running in this session" in w.value for w in app.warning)
+    assert not app.dataframe
+    busy.release()
+    _segment(app)
+    assert len(app.dataframe) == 1 and not app.warning

@@ -20,14 +20,16 @@ from voxseg.postprocessing import object_table, table_columns
 __all__ = ["object_features", "feature_rows", "write_features_csv", "DISPLAY_COLUMNS"]
 
 
-def object_features(labels: Volume, image: Volume | None = None) -> dict[str, list[Any]]:
+def object_features(
+    labels: Volume, image: Volume | None = None, *, class_map: Volume | None = None
+) -> dict[str, list[Any]]:
     """Per-object statistics of a label image as feature columns (``index`` = object id).
 
     Every label value is one object (run :func:`voxseg.postprocessing.instances` first to split a
-    class map into connected objects). Columns are those of
-    :func:`voxseg.postprocessing.table_columns` plus ``index``.
+    class map into connected objects; pass the class map as ``class_map`` to keep each object's
+    class). Columns are those of :func:`voxseg.postprocessing.table_columns` plus ``index``.
     """
-    rows = object_table(labels, image=image)
+    rows = object_table(labels, image=image, class_map=class_map)
     columns = table_columns(labels.ndim)
     data: dict[str, list[Any]] = {"index": [r.id for r in rows]}
     for column in columns:

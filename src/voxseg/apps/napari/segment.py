@@ -1,0 +1,442 @@
+"""The "Segment" widget: run a voxseg model on an image layer, off the GUI thread.
+
+Thin over the library: the model is loaded with :func:`voxseg.bundle.load_predictor` or
+:func:`voxseg.inference.models.resolve_model`, the image is predicted by
+:meth:`voxseg.inference.Predictor.predict`, objects are split with
+:func:`voxseg.postprocessing.instances` and measured with :func:`voxseg.postprocessing.object_table`.
+The result is a Labels layer with the image's scale and translate, named after the model, whose
+``features`` are the object table (shown by the Objects widget).
+
+Loading and predicting run in a worker thread (napari's ``create_worker``); progress comes back
+through a Qt signal and "Cancel" stops the prediction at the next tile. Errors (no image, a 2D
+image for a 3D model, a model that does not load) become one-line napari notifications.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from napari.layers import Image, Labels
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QObject, Signal
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from voxseg.apps.napari._features import object_features
+from voxseg.apps.napari._layers import METADATA_KEY, layer_volume
+from voxseg.apps.napari._models import ModelChoice, installed_choices, load_model, path_choice
+from voxseg.errors import VoxsegError
+from voxseg.io import Volume
+
+__all__ = ["SegmentWidget", "SegmentOptions", "FAST_OVERLAP"]
+
+log = logging.getLogger(__name__)
+
+_NONE = "(none)"
+#: Sliding-window overlap in fast mode (no mirror TTA either); the normal mode uses 0.5.
+FAST_OVERLAP = 0.25
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    """What the widget's option controls say.
+
+    Attributes
+    ----------
+    fast
+        No mirror test-time augmentation and a sliding-window overlap of :data:`FAST_OVERLAP`.
+    threshold
+        Probability threshold of binary models (0.5 = argmax); ignored by multi-class models.
+    min_size
+        Objects with fewer voxels are dropped (0 keeps all).
+    split_objects
+        Give every connected object its own id (instances; the class is kept in the table).
+    """
+
+    fast: bool = False
+    threshold: float = 0.5
+    min_size: int = 0
+    split_objects: bool = True
+
+
+class _Cancelled(Exception):
+    pass
+
+
+@dataclass
+class _Outcome:
+    labels: Volume | None = None
+    features: dict[str, list[Any]] = field(default_factory=dict)
+    error: str | None = None
+    cancelled: bool = False
+    seconds: float = 0.0
+    finished_at: float = field(default_factory=time.perf_counter)  # perf_counter when the worker was done
+
+
+class _Bridge(QObject):
+    """Carries progress from the worker thread to the GUI thread (queued signals)."""
+
+    progress = Signal(int, int)
+    phase = Signal(str)
+
+
+class SegmentWidget(QWidget):
+    """Segment an image layer with a voxseg model (see the module docstring).
+
+    Parameters
+    ----------
+    napari_viewer
+        The viewer (napari passes it when the widget is opened from the Plugins menu).
+    """
+
+    def __init__(self, napari_viewer: Any, parent: QWidget | None = None):
+        super().__init__(parent)
+        _preload()
+        self.viewer = napari_viewer
+        self._choices: list[ModelChoice] = []
+        self._loaded: dict[str, Any] = {}  # model ref -> base Predictor (weights loaded once)
+        self._cancel = threading.Event()
+        self.worker: Any = None
+        self.last_outcome: _Outcome | None = None
+        self._bridge = _Bridge()
+        self._bridge.progress.connect(self._on_progress)
+        self._bridge.phase.connect(self._on_phase)
+        self._build_controls()
+        self._build_layout()
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            event.connect(self._refresh_layers)
+        self._refresh_layers()
+        self.refresh_models()
+
+    # ---- layout ------------------------------------------------------------------------------
+    def _build_controls(self) -> None:
+        self.image_combo = QComboBox()
+        self.mask_combo = QComboBox()
+        self.model_combo = QComboBox()
+        self.model_combo.currentIndexChanged.connect(self._on_model_choice)
+        self.browse_button = QPushButton("Browse...")
+        self.browse_button.setToolTip("A training work folder or a model bundle folder")
+        self.browse_button.clicked.connect(self._browse)
+        self.description = QLabel("")
+        self.description.setWordWrap(True)
+        self.fast_check = QCheckBox("Fast mode (no mirroring, less tile overlap)")
+        self.threshold_spin = QDoubleSpinBox()
+        self.threshold_spin.setRange(0.01, 0.99)
+        self.threshold_spin.setSingleStep(0.05)
+        self.threshold_spin.setValue(0.5)
+        self.threshold_spin.setToolTip("Binary models: foreground where P(foreground) > threshold")
+        self.min_size_spin = QSpinBox()
+        self.min_size_spin.setRange(0, 10_000_000)
+        self.min_size_spin.setSuffix(" voxels")
+        self.min_size_spin.setToolTip("Objects smaller than this are removed (0 keeps all)")
+        self.split_check = QCheckBox("One id per object (instances)")
+        self.split_check.setChecked(True)
+        self.segment_button = QPushButton("Segment")
+        self.segment_button.clicked.connect(self.segment)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+    def _build_layout(self) -> None:
+        form = QFormLayout()
+        form.addRow("Image", self.image_combo)
+        form.addRow("Mask", self.mask_combo)
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.model_combo, 1)
+        model_row.addWidget(self.browse_button)
+        form.addRow("Model", model_row)
+        form.addRow("", self.description)
+        form.addRow("", self.fast_check)
+        form.addRow("Threshold", self.threshold_spin)
+        form.addRow("Min. object size", self.min_size_spin)
+        form.addRow("", self.split_check)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.segment_button, 1)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+    # ---- layers and models -------------------------------------------------------------------
+    def _refresh_layers(self, event: Any = None) -> None:
+        images = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
+        masks = [_NONE] + [layer.name for layer in self.viewer.layers if isinstance(layer, (Labels, Image))]
+        for combo, names in ((self.image_combo, images), (self.mask_combo, masks)):
+            keep = combo.currentText()
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(names)
+            if keep in names:
+                combo.setCurrentText(keep)
+            combo.blockSignals(False)
+
+    def refresh_models(self) -> None:
+        """List the installed models again (plus the folders added with Browse)."""
+        added = [c for c in self._choices if c.kind in ("work", "bundle")]
+        self._set_choices(installed_choices() + added)
+
+    def _set_choices(self, choices: list[ModelChoice], current: ModelChoice | None = None) -> None:
+        self._choices = choices
+        self.model_combo.blockSignals(True)
+        self.model_combo.clear()
+        self.model_combo.addItems([c.label for c in choices])
+        if current is not None:
+            self.model_combo.setCurrentIndex(choices.index(current))
+        self.model_combo.blockSignals(False)
+        if not choices:
+            self.model_combo.setPlaceholderText("no model installed: Browse...")
+        self._on_model_choice()
+
+    def add_model_path(self, path: str | Path) -> ModelChoice | None:
+        """Add a work folder or bundle to the model list and choose it (None and a notification if unusable)."""
+        try:
+            choice = path_choice(path)
+        except VoxsegError as exc:
+            self._notify_error(str(exc))
+            return None
+        kept = [c for c in self._choices if c.ref != choice.ref]
+        self._set_choices([*kept, choice], current=choice)
+        return choice
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose a work folder or a model bundle folder")
+        if folder:
+            self.add_model_path(folder)
+
+    def _on_model_choice(self, index: int | None = None) -> None:
+        choice = self.current_model
+        self.description.setText(choice.description if choice is not None else "")
+
+    @property
+    def current_model(self) -> ModelChoice | None:
+        index = self.model_combo.currentIndex()
+        return self._choices[index] if 0 <= index < len(self._choices) else None
+
+    def options(self) -> SegmentOptions:
+        """The options the controls show."""
+        return SegmentOptions(
+            fast=self.fast_check.isChecked(),
+            threshold=float(self.threshold_spin.value()),
+            min_size=int(self.min_size_spin.value()),
+            split_objects=self.split_check.isChecked(),
+        )
+
+    # ---- running -----------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def segment(self) -> Any:
+        """Start segmenting the chosen image with the chosen model; return the worker (None on bad input)."""
+        if self.running:
+            return self.worker
+        inputs = self._inputs()
+        if inputs is None:
+            return None
+        layer, image, mask, choice = inputs
+        self._cancel.clear()
+        self.worker = create_worker(self._run, choice, image, mask, self.options(), _start_thread=False)
+        self.worker.returned.connect(lambda outcome: self._on_done(outcome, layer, choice))
+        self.worker.finished.connect(self._on_finished)
+        self.segment_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setRange(0, 0)  # busy until the first tile
+        self.status.setText(f"Loading {choice.label}...")
+        self.worker.start()
+        return self.worker
+
+    def cancel(self) -> None:
+        """Stop the running prediction at its next tile."""
+        if self.running:
+            self._cancel.set()
+            self.status.setText("Cancelling...")
+
+    def _inputs(self) -> tuple[Image, Volume, Volume | None, ModelChoice] | None:
+        name = self.image_combo.currentText()
+        if not name or name not in self.viewer.layers:
+            self._notify_error("no image layer: open an image (File > Open) or load a sample first")
+            return None
+        choice = self.current_model
+        if choice is None:
+            self._notify_error("no model chosen: install one (voxseg install NAME) or Browse to a work folder")
+            return None
+        layer = self.viewer.layers[name]
+        try:
+            image = layer_volume(layer)
+            mask = None
+            mask_name = self.mask_combo.currentText()
+            if mask_name not in ("", _NONE) and mask_name in self.viewer.layers:
+                mask_volume = layer_volume(self.viewer.layers[mask_name])
+                mask = mask_volume.with_array((np.asarray(mask_volume.array) > 0).astype(np.uint8))
+        except VoxsegError as exc:
+            self._notify_error(str(exc))
+            return None
+        return layer, image, mask, choice
+
+    def _predictor(self, choice: ModelChoice, options: SegmentOptions) -> Any:
+        from voxseg.inference import Predictor
+
+        base = self._loaded.get(choice.ref)
+        if base is None:
+            base = load_model(choice, tta=False)
+            self._loaded[choice.ref] = base
+        binary = base.plan.num_classes <= 2
+        predictor = Predictor(
+            base.networks,
+            base.plan,
+            configuration=base.configuration,
+            postprocessing=base.postprocessing,
+            tta=not options.fast,
+            overlap=FAST_OVERLAP if options.fast else 0.5,
+            threshold=options.threshold if binary and abs(options.threshold - 0.5) > 1e-9 else None,
+        )
+        predictor.model_id = base.model_id
+        return predictor
+
+    def _tick(self, done: int, total: int) -> None:
+        if self._cancel.is_set():
+            raise _Cancelled
+        self._bridge.progress.emit(int(done), int(total))
+
+    def _run(self, choice: ModelChoice, image: Volume, mask: Volume | None, options: SegmentOptions) -> _Outcome:
+        """Worker thread: load, predict, split objects, measure. Never raises."""
+        start = time.perf_counter()
+        try:
+            predictor = self._predictor(choice, options)
+            if self._cancel.is_set():
+                raise _Cancelled
+            self._bridge.phase.emit(f"Segmenting with {choice.label}...")
+            prediction = predictor.predict(image, mask=mask, progress=self._tick)
+            self._bridge.phase.emit("Measuring objects...")
+            labels, features = _objects(prediction.labels, image, options)
+            return _Outcome(labels, features, seconds=time.perf_counter() - start)
+        except _Cancelled:
+            return _Outcome(cancelled=True)
+        except VoxsegError as exc:
+            return _Outcome(error=str(exc))
+        except Exception as exc:  # a bug or an environment problem: one line here, the traceback in the log
+            log.exception("segmentation with %s failed", choice.ref)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            return _Outcome(error=f"segmentation with {choice.label} failed: {type(exc).__name__}: {first[:300]}")
+
+    def _on_progress(self, done: int, total: int) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+
+    def _on_phase(self, text: str) -> None:
+        self.status.setText(text)
+
+    def _on_done(self, outcome: _Outcome, layer: Image, choice: ModelChoice) -> None:
+        self.last_outcome = outcome
+        if outcome.cancelled:
+            self.status.setText("Cancelled.")
+            show_info("Segment: cancelled")
+            return
+        if outcome.error is not None:
+            self._notify_error(outcome.error)
+            return
+        try:
+            result = self._show(outcome, layer, choice)
+        except Exception as exc:  # never a traceback dialog: one line here, the traceback in the log
+            log.exception("showing the result of %s failed", choice.ref)
+            self._notify_error(f"cannot show the result: {type(exc).__name__}: {exc}")
+            return
+        n = len(outcome.features.get("index", []))
+        self.status.setText(f"{result.name}: {n} object(s) in {outcome.seconds:.1f} s.")
+
+    def _show(self, outcome: _Outcome, layer: Image, choice: ModelChoice) -> Labels:
+        name = _model_name(choice)
+        existing = self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401 (no .get)
+        meta = {METADATA_KEY: dict((layer.metadata or {}).get(METADATA_KEY) or {}, model=choice.ref)}
+        if isinstance(existing, Labels) and existing.data.shape == outcome.labels.shape:
+            existing.data = outcome.labels.array
+            existing.scale, existing.translate, existing.metadata = layer.scale, layer.translate, meta
+            existing.features = outcome.features
+            self.viewer.layers.selection.active = existing
+            return existing
+        return self.viewer.add_labels(
+            outcome.labels.array,
+            name=name,
+            scale=layer.scale,
+            translate=layer.translate,
+            metadata=meta,
+            features=outcome.features,
+            opacity=0.6,
+        )
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.segment_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0 if self.last_outcome is None or self.last_outcome.error else 1)
+
+    def _notify_error(self, message: str) -> None:
+        self.status.setText(message)
+        show_error(f"Segment: {message}")
+
+
+def _preload() -> None:
+    """Import torch, MONAI, the predictor and pandas (napari's layer features) while the widget opens.
+
+    Imports hold the GIL for long stretches: done in the worker they would freeze the GUI while
+    the first model runs, so they happen here, once, when napari opens the widget.
+    """
+    import monai.networks.nets  # noqa: F401  (every voxseg network is a MONAI one)
+    import pandas  # noqa: F401
+    import safetensors.torch  # noqa: F401
+
+    import voxseg.bundle
+    import voxseg.inference
+    import voxseg.inference.models
+    import voxseg.nets  # noqa: F401
+
+
+def _model_name(choice: ModelChoice) -> str:
+    if choice.kind == "work":
+        return Path(choice.ref).name
+    if choice.kind == "bundle" and choice.ref.lower().endswith(".zip"):
+        return Path(choice.ref).stem
+    return choice.label.split(" (")[0].split("@")[0]
+
+
+def _objects(labels: Volume, image: Volume, options: SegmentOptions) -> tuple[Volume, dict[str, list[Any]]]:
+    """Split into objects (or only drop small ones) and measure them against the image."""
+    from voxseg.postprocessing import instances, remove_small_objects
+
+    classes = labels
+    if options.split_objects:
+        labels = instances(labels, min_size=options.min_size)
+        classes = classes.with_array(np.where(labels.array > 0, classes.array, 0))
+    elif options.min_size > 0:
+        labels = remove_small_objects(labels, min_size=options.min_size)
+        classes = labels
+    features = object_features(labels, image, class_map=classes if options.split_objects else None)
+    return labels, features
