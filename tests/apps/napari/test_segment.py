@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 
 from tests.apps.napari.conftest import ORIGIN, SPACING, spheres_image
 from voxseg.apps.napari._layers import volume_layer_kwargs
