@@ -61,7 +61,7 @@ def _dense_dice(work: Path, dense: Path) -> float:
     return float(np.mean(scores))
 
 
-def run_task(name: str, minutes: float, root: Path, cases: int | None, workers: int) -> dict:
+def run_task(name: str, minutes: float, root: Path, cases: int | None, workers: int, settings: list[str]) -> dict:
     from voxseg.dataset.phantoms import make_phantom
     from voxseg.experiment.plan import plan_experiment
     from voxseg.experiment.train import train_fold
@@ -73,7 +73,8 @@ def run_task(name: str, minutes: float, root: Path, cases: int | None, workers: 
     conf = plan.configuration()
     prep = time.perf_counter() - t0
     t0 = time.perf_counter()
-    summary = train_fold(root / f"{name}_work", 0, config_overrides={"minutes": minutes}, num_workers=workers)
+    overrides = {"minutes": minutes, **dict(s.split("=", 1) for s in settings)}
+    summary = train_fold(root / f"{name}_work", 0, config_overrides=overrides, num_workers=workers)
     total = time.perf_counter() - t0
     dice = summary["val_dice"]
     if name == "spinal":
@@ -110,13 +111,14 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=None, help="phantom cases (default: the phantom's)")
     parser.add_argument("--workers", type=int, default=1, help="DataLoader workers")
     parser.add_argument("--keep", type=Path, default=None, help="keep data and work folders here")
+    parser.add_argument("--set", dest="settings", action="append", default=[], help="training KEY=VALUE (repeatable)")
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; budget {args.minutes} min/task")
     names = list(TASKS) if args.task == "all" else [args.task]
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
-        rows = [run_task(n, args.minutes, root, args.cases, args.workers) for n in names]
+        rows = [run_task(n, args.minutes, root, args.cases, args.workers, args.settings) for n in names]
     print(_table(rows))
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 

@@ -53,6 +53,10 @@ def test_train_fold_writes_run_validation_and_metrics(tmp_path):
     assert {"dice", "hd95"} <= set(metrics["cases"][val[0]]["1"])
     with pytest.raises(ConfigError, match="--resume"):  # a second run never overwrites the first
         train_fold(work, 0, config_overrides=FAST)
+    stamp = (wd.validation_dir("3d", 0) / "metrics.json").stat().st_mtime_ns
+    again = train_fold(work, 0, config_overrides=FAST, resume=True)  # finished and validated: nothing to do
+    assert again["val_dice"] == summary["val_dice"] and again["epochs"] == 2
+    assert (wd.validation_dir("3d", 0) / "metrics.json").stat().st_mtime_ns == stamp
 
 
 @pytest.mark.slow

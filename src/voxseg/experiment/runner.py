@@ -131,6 +131,7 @@ def run_fold(
             seed=cfg.seed,
             device=cfg.device,
         )
+    done_before = _validated_epochs(run_dir) if resume else None
     tracker = _tracker(ctx, fold, cfg, meta, mlflow, resume)
     status = "FAILED"
     try:
@@ -150,7 +151,7 @@ def run_fold(
         run_status = _finish_status(run_dir, cfg, state)
         summary = _summary(ctx, fold, cfg, state, run_status)
         if validate and split.val and run_status == "finished":
-            summary.update(_validate(ctx, fold, model, cfg))
+            summary.update(_previous_validation(run_dir, done_before) or _validate(ctx, fold, model, cfg))
         if tracker is not None:
             _track_end(tracker, state, summary, run_dir, wd)
         status = "FINISHED"
@@ -161,6 +162,28 @@ def run_fold(
     finally:
         if tracker is not None:
             tracker.finish(status)
+
+
+def _validated_epochs(run_dir: Path) -> int | None:
+    """Epochs of a finished and validated run (None: not finished or not validated)."""
+    try:
+        data = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if data.get("status") != "finished" or data.get("val_dice") is None:
+        return None
+    return int(data.get("epoch", -1))
+
+
+def _previous_validation(run_dir: Path, done_before: int | None) -> dict[str, Any] | None:
+    """The validation result of a run that was already finished and validated before ``--resume``."""
+    if done_before is None:
+        return None
+    data = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    if int(data.get("epoch", -2)) != done_before or not (run_dir / "validation" / "metrics.json").is_file():
+        return None
+    log.info("%s: finished and validated already", run_dir)
+    return {"val_dice": data["val_dice"], "per_class": data.get("val_dice_per_class", {})}
 
 
 def _summary(ctx: WorkContext, fold: int, cfg: TrainConfig, state: TrainState, status: str) -> dict[str, Any]:
