@@ -181,3 +181,21 @@ def test_installed_bundles_are_offered_by_name(bundle_zip, work_2d, no_installed
     assert [c.reference for c in choices] == [str(work_2d), "pet-test@v1"]
     assert choices[1].label.startswith("pet-test v1")
     assert logic.load_model("pet-test@v1").name == "pet-test@v1"
+
+
+def test_segmentation_job_runs_in_the_background_and_releases_the_lock(model, tmp_path):
+    import threading
+
+    up = _upload(pet_case(5)[0], "pet.nii.gz", tmp_path)
+    lock = threading.Lock()
+    lock.acquire()
+    job = logic.SegmentationJob(model, up, key=("m", "u"), lock=lock).start()
+    assert job.wait(120) and not job.running
+    assert job.error is None and job.total > 0 and job.done == job.total and job.fraction == 1.0
+    np.testing.assert_array_equal(job.result.labels.array, logic.segment(model, up).labels.array)
+    assert lock.acquire(blocking=False)  # released by the job
+    rgb = UploadedImage("rgb.png", "png", ".png", (as_uint8(pet_case(0)[0]),) * 3)
+    failed = logic.SegmentationJob(model, rgb, lock=lock).start()
+    assert failed.wait(60) and failed.result is None
+    assert failed.error.startswith("rgb.png: the image has 3 channel") and "\n" not in failed.error
+    assert lock.acquire(blocking=False)

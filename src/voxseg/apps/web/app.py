@@ -2,8 +2,9 @@
 
 A thin layout over :mod:`voxseg.apps.web.logic`: pick a model, upload an image, segment, look at
 the overlay, the per-object table and the summary, download mask, table and report. The model is
-loaded once per process and shared between sessions (``st.cache_resource``); each session runs
-one segmentation at a time.
+loaded once per process and shared between sessions (``st.cache_resource``), which take turns on
+it; each session runs one segmentation at a time, in a background thread that a page rerun (a
+moved slider) does not cancel.
 """
 
 from __future__ import annotations
@@ -105,22 +106,32 @@ def _job_lock() -> threading.Lock:
     return st.session_state["job_lock"]
 
 
-def _segment(model: logic.LoadedModel, image: UploadedImage) -> None:
-    """Run one segmentation for this session (refused while another one runs)."""
+def _start_job(model: logic.LoadedModel, image: UploadedImage) -> None:
+    """Start this session's segmentation in the background (refused while one runs)."""
     lock = _job_lock()
     if not lock.acquire(blocking=False):
         st.warning("A segmentation is already running in this session; wait for it to finish.")
         return
-    try:
-        with st.spinner(f"Segmenting {image.name} with {model.name}..."):
-            result = logic.segment(model, image)
-    except VoxsegError as exc:
-        st.session_state.pop("result", None)
-        st.error(str(exc))
+    st.session_state.pop("result", None)
+    key = (model.reference, st.session_state["upload"][0])
+    st.session_state["job"] = logic.SegmentationJob(model, image, key=key, lock=lock).start()
+
+
+def _follow_job() -> None:
+    """Show the running job's progress until it ends, then keep its result (a rerun resumes here)."""
+    job = st.session_state.get("job")
+    if job is None:
         return
-    finally:
-        lock.release()
-    st.session_state["result"] = (model.reference, st.session_state["upload"][0], result)
+    bar = st.progress(0.0, text="Segmenting...")
+    while not job.wait(0.25):
+        text = f"Segmenting... {job.done}/{job.total} tiles" if job.total else "Segmenting: waiting for the model..."
+        bar.progress(job.fraction, text=text)
+    bar.empty()
+    st.session_state.pop("job", None)
+    if job.error is not None:
+        st.error(job.error)
+        return
+    st.session_state["result"] = (*job.key, job.result)
 
 
 def _best_slices(labels: np.ndarray) -> list[int]:
@@ -232,7 +243,8 @@ def main() -> None:
     if model is None or image is None:
         return
     if st.button("Segment", type="primary", key="segment"):
-        _segment(model, image)
+        _start_job(model, image)
+    _follow_job()
     stored = st.session_state.get("result")
     if stored is not None and stored[0] == model.reference and stored[1] == st.session_state["upload"][0]:
         _show_results(model, image, stored[2], display)

@@ -9,8 +9,10 @@ library's :class:`~voxseg.inference.Predictor`; nothing is computed differently 
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +41,7 @@ __all__ = [
     "model_choices",
     "load_model",
     "segment",
+    "SegmentationJob",
     "summarize",
     "mask_file_name",
     "mask_download",
@@ -52,6 +55,7 @@ ENV_MODEL = "VOXSEG_WEB_MODEL"
 ENV_MAX_UPLOAD_MB = "VOXSEG_WEB_MAX_UPLOAD_MB"
 _MASK_SUFFIX = {"nifti": None, "nrrd": ".nrrd", "mha": ".mha", "tiff": ".tif", "png": ".png", "dicom": ".nii.gz"}
 _MIME = {".png": "image/png", ".tif": "image/tiff"}
+_log = logging.getLogger(__name__)
 
 
 # ---- configuration -------------------------------------------------------------------------
@@ -140,6 +144,8 @@ class LoadedModel:
     predictor: Predictor
     card: str
     label_names: dict[int, str] = field(default_factory=dict)
+    #: Held while the model predicts: sessions sharing the model take turns (CPU and memory).
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def spatial_dims(self) -> int:
@@ -275,12 +281,77 @@ def segment(
             "upload an image with the model's channels (see its card)",
         )
     try:
-        prediction = model.predictor.predict(channels, progress=progress)
+        with model.lock:
+            prediction = model.predictor.predict(channels, progress=progress)
     except InputImageError as exc:
         raise InputImageError(upload.name, exc.problem, exc.fix) from None
     labels = prediction.labels
     rows = _objects(labels, upload.image, instances=model.predictor.postprocessing.makes_instances)
     return SegmentationResult(labels, tuple(rows), summarize(rows, labels.ndim), dict(prediction.seconds))
+
+
+class SegmentationJob:
+    """One :func:`segment` call in a background thread, so that a page rerun does not cancel it.
+
+    Parameters
+    ----------
+    model, upload
+        What to segment with what.
+    key
+        Identifies the inputs (the app compares it with the current model and upload).
+    lock
+        An acquired lock, released when the job ends (the session's "one job at a time" guard).
+
+    Attributes
+    ----------
+    done, total
+        Sliding-window tiles predicted so far, and in all (0 until the network starts).
+    result, error
+        The result, or a one-line error message, once the job has ended.
+    """
+
+    def __init__(
+        self, model: LoadedModel, upload: UploadedImage, *, key: Any = None, lock: threading.Lock | None = None
+    ):
+        self.key = key
+        self.done = 0
+        self.total = 0
+        self.result: SegmentationResult | None = None
+        self.error: str | None = None
+        self._lock = lock
+        self._thread = threading.Thread(target=self._run, args=(model, upload), name="voxseg-web-job", daemon=True)
+
+    def start(self) -> SegmentationJob:
+        self._thread.start()
+        return self
+
+    def _progress(self, done: int, total: int) -> None:
+        self.done, self.total = int(done), int(total)
+
+    def _run(self, model: LoadedModel, upload: UploadedImage) -> None:
+        try:
+            self.result = segment(model, upload, progress=self._progress)
+        except VoxsegError as exc:
+            self.error = " ".join(str(exc).split())
+        except Exception as exc:  # a bug: keep the app alive, show one line, log the traceback
+            _log.exception("segmentation of %s failed", upload.name)
+            self.error = f"{upload.name}: segmentation failed ({type(exc).__name__}: {exc})"
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.done / self.total) if self.total else 0.0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the end (at most ``timeout`` seconds); whether it has ended."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
 
 # ---- downloads -----------------------------------------------------------------------------
