@@ -123,8 +123,8 @@ def render_slice(
         lab_plane = slice_of(np.asarray(labels.array), axis, index or 0)
         lab = np.asarray(Image.fromarray(lab_plane.astype(np.int32)).resize(wh, Image.Resampling.NEAREST))
         fg = lab > 0
-        if mode == "contour":
-            fg = fg & ~_eroded(fg)
+        if mode == "contour":  # a 2-pixel outline at display resolution
+            fg = fg & ~_eroded(_eroded(fg))
         colors = _colors(lab)
         rgb[fg] = (1 - opacity) * rgb[fg] + opacity * colors[fg]
     return np.clip(rgb, 0, 255).astype(np.uint8)
