@@ -113,6 +113,21 @@ def _attention_unet(**kw: Any) -> torch.nn.Module:
     return AttentionUnet(**kw)
 
 
+def _nnunet_factory(name: str) -> Callable[..., Any]:
+    """nnU-Net's U-Nets (``voxseg import-nnunet``): built by :mod:`voxseg.nnunet.network`, imported on use."""
+
+    def factory(**kw: Any) -> torch.nn.Module:
+        from voxseg.nnunet.network import build_nnunet_network
+
+        return build_nnunet_network(name, **kw)
+
+    return factory
+
+
+for _name in ("nnunet_plain_unet", "nnunet_resenc_unet"):
+    NETWORKS.register(_name, _nnunet_factory(_name))
+
+
 def build_network(spec: NetworkSpec | Mapping[str, Any]) -> torch.nn.Module:
     """Instantiate the network described by ``spec`` (weights freshly initialised).
 
