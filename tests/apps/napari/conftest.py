@@ -70,8 +70,17 @@ def bright_work(tmp_path_factory):
     return write_bright_work(tmp_path_factory.mktemp("bright") / "bright-model")
 
 
-def write_bright_work(root):
-    """Write the BrightNet work folder at ``root``; return ``root``."""
+def write_bright_work(
+    root,
+    *,
+    ndim: int = 3,
+    level: float = 0.5,
+    spacing=SPACING,
+    dataset_name: str = "bright-spheres",
+    labels: dict[str, int] | None = None,
+    channel: str = "CT",
+):
+    """Write a BrightNet work folder (threshold at ``level``, 16³ or 64² patches) at ``root``; return ``root``."""
     import torch
 
     from voxseg.experiment.layout import WorkDir
@@ -82,22 +91,28 @@ def write_bright_work(root):
 
     if BRIGHT_NET not in NETWORKS:
         NETWORKS.register(BRIGHT_NET, _bright_net_class())
-    spec = NetworkSpec(BRIGHT_NET, {"spatial_dims": 3, "in_channels": 1, "out_channels": 2})
+    spec = NetworkSpec(BRIGHT_NET, {"spatial_dims": ndim, "in_channels": 1, "out_channels": 2, "level": level})
+    cfg = f"{ndim}d"
     config = ConfigurationPlan(
-        name="3d", target_spacing=SPACING, patch_size=(16, 16, 16), batch_size=2, network=spec, mirror_axes=(0, 1, 2)
+        name=cfg,
+        target_spacing=tuple(spacing),
+        patch_size=(16, 16, 16) if ndim == 3 else (64, 64),
+        batch_size=2,
+        network=spec,
+        mirror_axes=tuple(range(ndim)),
     )
     plan = Plan(
-        dataset_name="bright-spheres",
-        channel_names={0: "CT"},
-        labels={"background": 0, "nodule": 1},
+        dataset_name=dataset_name,
+        channel_names={0: channel},
+        labels=labels or {"background": 0, "nodule": 1},
         normalization=(Normalization("none"),),
-        configurations={"3d": config},
-        default_configuration="3d",
-        data_ndim=3,
+        configurations={cfg: config},
+        default_configuration=cfg,
+        data_ndim=ndim,
     )
     wd = WorkDir(root)
     plan.save(wd.plan_path)
     model = build_network(spec)
-    save_checkpoint(wd.checkpoint_dir("3d", 0), model, torch.optim.SGD(model.parameters(), lr=0.1), TrainState(1, 1))
-    write_json_atomic(wd.run_dir("3d", 0) / "run.json", {"schema_version": 1, "status": "finished"})
+    save_checkpoint(wd.checkpoint_dir(cfg, 0), model, torch.optim.SGD(model.parameters(), lr=0.1), TrainState(1, 1))
+    write_json_atomic(wd.run_dir(cfg, 0) / "run.json", {"schema_version": 1, "status": "finished"})
     return root

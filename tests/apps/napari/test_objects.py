@@ -49,6 +49,10 @@ def test_measure_fills_the_table_and_the_layer_features(make_napari_viewer, nodu
     assert list(labels.features["voxels"]) == list(voxels)
     assert np.allclose(labels.features["volume_mm3"], voxels * 0.2 * 0.1 * 0.1)
     assert np.isfinite(labels.features["mean_intensity"]).all()  # intensities from the "ct" layer
+    # sorting by a bounding-box range is numeric: 9-12 before 10-20
+    widget.table.sortItems(6)
+    starts = [int(widget.table.item(r, 6).text().split("-")[0]) for r in range(widget.row_count)]
+    assert starts == sorted(starts)
     # replacing the features (as the Segment widget does) updates the table
     labels.features = {k: v[:1] for k, v in labels.features.to_dict(orient="list").items()}
     assert widget.row_count == 1

@@ -148,3 +148,24 @@ def test_one_job_at_a_time_per_session(app, tmp_path):
     busy.release()
     _segment(app)
     assert len(app.dataframe) == 1 and not app.warning
+
+
+def test_zipped_dicom_series_is_segmented_in_3d(app, tmp_path):
+    import io
+    import zipfile
+
+    from tests.io.helpers import write_dicom_series
+
+    stack = np.stack([pet_case(i)[0].array for i in range(2)])
+    scaled = np.round(stack / stack.max() * 1000).astype(np.int16)
+    files = write_dicom_series(
+        tmp_path / "dcm", scaled, spacing=(5.0, 4.0, 4.0), origin=(0.0, 0.0, 0.0), series_uid="1.2.826.0.1.99"
+    )
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for f in files:
+            zf.write(f, f"PET/{f.name}")
+    _upload(app, "pet series.zip", buf.getvalue())
+    assert any("pet series.zip: 3D, 2 x 128 x 64" in c.value for c in app.caption)
+    _segment(app)
+    assert not _errors(app) and len(app.get("image")) == 3 and len(app.dataframe) == 1

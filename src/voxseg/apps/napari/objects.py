@@ -90,6 +90,7 @@ class ObjectsWidget(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
+        self.table.setMinimumHeight(200)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
@@ -262,16 +263,28 @@ def _int(value: Any) -> int:
         return 0
 
 
+class _RangeItem(QTableWidgetItem):
+    """A "lo-hi" cell that sorts by (lo, hi) numerically, not as text."""
+
+    def __init__(self, lo: int, hi: int):
+        super().__init__(f"{lo}-{hi}")
+        self.key = (lo, hi)
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:
+        if isinstance(other, _RangeItem):
+            return self.key < other.key
+        return super().__lt__(other)
+
+
 def _item(row: dict[str, Any], keys: tuple[str, ...]) -> QTableWidgetItem:
-    item = QTableWidgetItem()
     if len(keys) == 2:  # a range: shown "lo-hi", sorted by lo
-        lo, hi = _int(row.get(keys[0])), _int(row.get(keys[1]))
-        item.setData(Qt.ItemDataRole.DisplayRole, f"{lo}-{hi}")
-        return item
+        return _RangeItem(_int(row.get(keys[0])), _int(row.get(keys[1])))
+    item = QTableWidgetItem()
     value = row.get(keys[0])
     if isinstance(value, (float, np.floating)):
         value = float(value)
-        item.setData(Qt.ItemDataRole.DisplayRole, round(value, 3) if math.isfinite(value) else "")
+        digits = 1 if keys[0].startswith("centroid") else 2
+        item.setData(Qt.ItemDataRole.DisplayRole, round(value, digits) if math.isfinite(value) else "")
     elif isinstance(value, (int, np.integer)):
         item.setData(Qt.ItemDataRole.DisplayRole, int(value))
     else:
