@@ -24,10 +24,13 @@ from pathlib import Path
 
 VARIANTS: dict[str, dict] = {
     "default plan": {},
-    "default plan, bf16": {"precision": "bf16"},
-    "filters 8-128": {"overrides": ["network.filters=8,16,32,64,128"]},
-    "filters 8-128, bf16": {"overrides": ["network.filters=8,16,32,64,128"], "precision": "bf16"},
-    "patch 48^3": {"overrides": ["3d.patch_size=48,48,48"]},
+    "default plan + fp32": {"precision": "fp32"},
+    "default plan + bf16": {"precision": "bf16"},
+    "filters 16-128": {"overrides": ["network.filters=16,32,64,128"]},
+    "patch 64^3 16-128 fp32": {
+        "overrides": ["3d.patch_size=64,64,64", "network.filters=16,32,64,128,128"],
+        "precision": "fp32",
+    },
 }
 
 
@@ -102,25 +105,25 @@ def main() -> None:
         for k, name in enumerate(n.strip() for n in args.variants.split(",")):
             spec = VARIANTS[name]
             variant = apply_overrides(plan, spec.get("overrides", []))
-            result = _time_steps(
-                tmp / "work", variant, args.iterations, args.warmup, spec.get("precision", "fp32"), tmp / f"run{k}"
-            )
+            precision = spec.get("precision", variant.training.get("precision", "fp32"))
+            result = _time_steps(tmp / "work", variant, args.iterations, args.warmup, precision, tmp / f"run{k}")
+            result["precision"] = precision
             rows.append((name, result))
-            print(f"... {name}: {result['wall']:.2f} s/it", flush=True)
+            print(f"... {name}: {result['wall']:.2f} s/it, {result['cpu']:.2f} cpu-s/it", flush=True)
     base = rows[0][1]["wall"]
     print(
         f"\nmouse-lung-ct, {args.cases} cases: plan_experiment (verify, fingerprint, plan, preprocess) "
         f"{planning_seconds:.1f} s; torch threads {threads}; median of {args.iterations - args.warmup} steps"
     )
     header = (
-        f"{'variant':<22} {'patch':>9} {'batch':>5} {'filters':>16} {'params':>8} {'s/it':>6} "
+        f"{'variant':<24} {'prec':>4} {'patch':>9} {'batch':>5} {'filters':>16} {'params':>8} {'s/it':>6} "
         f"{'cpu-s/it':>8} {'vs default':>10} {'load':>5}"
     )
     print(header)
     print("-" * len(header))
     for name, r in rows:
         print(
-            f"{name:<22} {r['patch']:>9} {r['batch']:>5} {r['filters']:>16} {r['params']:>7.2f}M "
+            f"{name:<24} {r['precision']:>4} {r['patch']:>9} {r['batch']:>5} {r['filters']:>16} {r['params']:>7.2f}M "
             f"{r['wall']:>6.2f} {r['cpu']:>8.2f} {r['wall'] / base:>9.2f}x {r['load']:>5.1f}"
         )
 

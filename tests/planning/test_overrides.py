@@ -61,7 +61,7 @@ def test_unqualified_keys_apply_where_dimensions_fit(plan) -> None:
 def test_patch_size_change_repools_the_network(plan) -> None:
     new = apply_overrides(plan, ["3d.patch_size=32,32,32"]).configuration("3d")
     assert len(new.network.kwargs["strides"]) == 4  # 32 -> 4: three pools
-    assert len(new.network.kwargs["filters"]) == 4 and new.network.kwargs["filters"][0] == 16
+    assert len(new.network.kwargs["filters"]) == 4 and new.network.kwargs["filters"][0] == 8
     padded = apply_overrides(plan, ["3d.patch_size=30,32,32"]).configuration("3d")
     assert padded.patch_size == (32, 32, 32)  # padded to the pooling multiple
 

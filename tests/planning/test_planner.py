@@ -34,16 +34,24 @@ def test_isotropic_3d_cpu_plan() -> None:
     c3 = plan.configuration("3d")
     assert c3.target_spacing == pytest.approx((0.1, 0.1, 0.1))
     assert math.prod(c3.patch_size) <= PlannerDefaults().cpu.max_patch_voxels_3d
-    assert c3.patch_size == (64, 64, 64)
+    assert c3.patch_size == (48, 48, 48)
     assert c3.batch_size == 2 and c3.mirror_axes == (0, 1, 2)
     kw = c3.network.kwargs
     assert c3.network.name == "dynunet" and kw["deep_supervision"] is False
-    assert kw["filters"] == [16, 32, 64, 128, 128]  # doubling from 16, capped at 128
+    assert kw["filters"] == [8, 16, 32, 64]  # doubling from 8: 48 -> 6 is three pools, four levels
+    assert plan.training == {}  # fp32 unless the machine computes bf16 natively
     assert kw["strides"][0] == [1, 1, 1] and len(kw["kernel_size"]) == len(kw["strides"])
     _check_divisible(c3)
     c2 = plan.configuration("2d")
     assert c2.target_spacing == pytest.approx((0.1, 0.1)) and c2.patch_size == (112, 112)
     assert c2.spatial_dims == 2 and c2.median_shape == (112, 112)
+
+
+def test_native_bf16_sets_cpu_training_precision() -> None:
+    fp = uniform((1.0, 1.0, 1.0), (64, 64, 64))
+    assert make_plan(fp, native_bf16=True).training == {"precision": "bf16"}
+    no_bf16 = replace(PlannerDefaults(), cpu=replace(PlannerDefaults().cpu, bf16_when_native=False))
+    assert make_plan(fp, native_bf16=True, defaults=no_bf16).training == {}
 
 
 def test_gpu_budget_scales_up() -> None:
@@ -103,7 +111,7 @@ def test_tiny_images_get_a_padded_patch_with_three_levels() -> None:
 
 
 def test_huge_images_fit_the_budget() -> None:
-    for budget, edge in (("cpu", 64), ("gpu", 128)):
+    for budget, edge in (("cpu", 48), ("gpu", 128)):
         plan = make_plan(uniform((0.5, 0.5, 0.5), (1000, 1000, 1000), n=3), budget=budget)
         conf = plan.configuration("3d")
         assert conf.patch_size == (edge, edge, edge)
@@ -114,7 +122,7 @@ def test_huge_images_fit_the_budget() -> None:
 def test_patch_follows_the_data_shape() -> None:
     conf = make_plan(uniform((1.0, 1.0, 1.0), (40, 400, 400))).configuration("3d")
     assert conf.patch_size[0] <= 40 < conf.patch_size[1]
-    assert math.prod(conf.patch_size) <= 64**3
+    assert math.prod(conf.patch_size) <= PlannerDefaults().cpu.max_patch_voxels_3d
 
 
 def test_batch_size_rules() -> None:
@@ -164,8 +172,8 @@ def test_plan_json_round_trip_and_determinism() -> None:
     a, b = make_plan(fp, seed=7), make_plan(fp, seed=7)
     assert a == b and a.seed == 7
     assert Plan.from_json(json.loads(json.dumps(a.to_json()))) == a
-    custom = make_plan(fp, defaults=replace(PlannerDefaults(), cpu=replace(PlannerDefaults().cpu, base_filters=8)))
-    assert custom.configuration("3d").network.kwargs["filters"][0] == 8
+    custom = make_plan(fp, defaults=replace(PlannerDefaults(), cpu=replace(PlannerDefaults().cpu, base_filters_3d=4)))
+    assert custom.configuration("3d").network.kwargs["filters"][0] == 4
 
 
 def test_pool_topology_rule() -> None:

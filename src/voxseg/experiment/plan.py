@@ -128,6 +128,13 @@ def configuration_parameters(plan: Plan) -> dict[str, int]:
     return out
 
 
+def _cpu_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 bf16 / AMX / Arm bf16)."""
+    from voxseg.inference.runtime import cpu_supports_bf16
+
+    return cpu_supports_bf16()
+
+
 def _warn_budget(budget: str) -> None:
     if budget != "gpu":
         return
@@ -278,7 +285,9 @@ def _make_or_load_plan(
             dataset, num_workers=workers, seed=seed, progress=_stage(progress, "fingerprint")
         )
         fingerprint.save(wd.fingerprint_path)
-    plan = apply_overrides(make_plan(fingerprint, budget=budget, configurations=names, seed=seed), overrides)
+    native_bf16 = budget == "cpu" and _cpu_bf16()
+    plan = make_plan(fingerprint, budget=budget, configurations=names, seed=seed, native_bf16=native_bf16)
+    plan = apply_overrides(plan, overrides)
     configuration_parameters(plan)
     plan.save(wd.plan_path)
     return plan
