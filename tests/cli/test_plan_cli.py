@@ -21,7 +21,7 @@ def test_plan_command(tiny_dataset: Path, tmp_path: Path, capsys) -> None:
     code = main([*argv, "--snapshots", "--set", "network.name=unet", "--set", "loss=dice_focal", "--config", "3d"])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "3d *" in out and "unet" in out and "8-16-32" in out and "channel 0 (CT): ct" in out
+    assert "3d *" in out and "unet" in out and "8-32 x3" in out and "channel 0 (CT): ct" in out
     plan = Plan.load(WorkDir(work).plan_path)
     assert tuple(plan.configurations) == ("3d",) and plan.training["loss"] == {"name": "dice_focal"}
     assert len(list((WorkDir(work).snapshots_dir / "3d").glob("*.png"))) == 3  # bare --snapshots: 3 cases

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 import typer
+from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from typer.core import TyperCommand
@@ -55,14 +56,22 @@ def _stage_bars() -> Iterator[Callable[[str, int, int], None]]:
 
 
 def _fmt(values) -> str:
-    return " x ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in values)
+    return "x".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in values)
 
 
 def summary_table(plan, parameters: dict[str, int]) -> Table:
     """Per configuration: spacing, patch, batch, network and its size."""
-    table = Table(title=f"plan for {plan.dataset_name} ({plan.budget} budget)", title_justify="left")
-    for column in ("config", "spacing (mm)", "patch", "batch", "network", "filters", "parameters"):
-        table.add_column(column, justify="right" if column in ("batch", "parameters") else "left")
+    table = Table(
+        title=f"plan for {plan.dataset_name} ({plan.budget} budget)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        caption="* default configuration; filters: first-last x levels",
+        caption_justify="left",
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for column in ("config", "spacing mm", "patch", "batch", "network", "filters", "params"):
+        table.add_column(column, justify="right" if column in ("batch", "params") else "left", no_wrap=True)
     for name, conf in plan.configurations.items():
         kw = conf.network.kwargs
         filters = kw.get("filters") or kw.get("channels") or []
@@ -73,7 +82,7 @@ def summary_table(plan, parameters: dict[str, int]) -> Table:
             _fmt(conf.patch_size),
             str(conf.batch_size),
             conf.network.name,
-            "-".join(str(f) for f in filters),
+            f"{filters[0]}-{filters[-1]} x{len(filters)}" if filters else "",
             f"{parameters.get(name, 0) / 1e6:.2f} M",
         )
     return table
