@@ -112,6 +112,7 @@ def test_overrides_and_unbuildable_networks(tiny_dataset: Path, tmp_path: Path) 
         plan_experiment(tiny_dataset, tmp_path / "c", budget="tpu")
     with pytest.raises(ConfigError, match="cannot make 5 folds"):
         plan_experiment(tiny_dataset, tmp_path / "d", configurations=("2d",))
+    assert not (tmp_path / "d").exists()
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from voxseg.dataset import Dataset, errors_only, load_or_create_splits, read_dataset, verify_dataset
+from voxseg.dataset import Dataset, errors_only, load_or_create_splits, make_splits, read_dataset, verify_dataset
 from voxseg.dataset.verify import Problem
 from voxseg.errors import ConfigError, VoxsegError
 from voxseg.experiment.layout import WorkDir
@@ -206,7 +206,8 @@ def plan_experiment(
     seed
         Seeds sampling in the fingerprint, the splits and (by default) training.
     budget
-        ``"cpu"`` or ``"gpu"`` (see :class:`~voxseg.planning.PlannerDefaults`).
+        ``"cpu"`` or ``"gpu"`` (see :class:`~voxseg.planning.PlannerDefaults`). A ``"cpu"`` plan
+        made on a CPU that computes bf16 natively trains in bf16 (``--set precision=fp32`` undoes it).
     overrides
         ``KEY=VALUE`` changes to the plan (:func:`~voxseg.planning.apply_overrides`).
     snapshots
@@ -241,6 +242,7 @@ def plan_experiment(
     dataset = read_dataset(data)
     names = tuple(configurations) if configurations else None
     settings = _settings(dataset, names, seed, budget, overrides, folds)
+    make_splits(dataset.case_ids, k=folds, seed=seed)  # too few cases for the folds: refuse before any work
     resumed = wd.dataset_path.is_file() and wd.plan_path.is_file()
     if not resumed:
         _verify(data, workers, progress)
