@@ -92,6 +92,16 @@ def test_segment_adds_a_labels_layer_with_the_image_geometry(make_napari_viewer,
     assert len(viewer.layers) == 2 and list(layer.features["index"]) == [1, 2]
     assert objects.row_count == 2
 
+    # a mask layer keeps only what lies inside it (here: the first sphere's corner of the image)
+    roi = np.zeros(truth.shape, np.uint8)
+    roi[:, :30, :30] = 1
+    viewer.add_labels(roi, **volume_layer_kwargs(truth.with_array(roi), name="roi"))
+    segment.mask_combo.setCurrentText("roi")
+    segment.min_size_spin.setValue(0)
+    segment.segment()
+    qtbot.waitUntil(lambda: not segment.running, timeout=120_000)
+    assert list(layer.features["index"]) == [1] and not np.asarray(layer.data)[roi == 0].any()
+
 
 @pytest.mark.slow
 def test_gui_stays_responsive_while_the_model_runs_and_cancel_stops_it(make_napari_viewer, bright_work, qtbot):
