@@ -162,3 +162,26 @@ def test_bad_inputs_give_one_line_notifications(make_napari_viewer, bright_work,
 
     assert segment.add_model_path(tmp_path) is None  # not a model at all
     assert "not a model" in _notifications()[-1]
+
+
+@pytest.mark.slow
+def test_installed_bundle_is_listed_with_its_description(make_napari_viewer, bright_work, qtbot, tmp_path, monkeypatch):
+    from voxseg.bundle import export_bundle, install
+
+    monkeypatch.setenv("VOXSEG_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("VOXSEG_CACHE", str(tmp_path / "cache"))
+    archive = export_bundle(
+        bright_work, tmp_path / "bright.zip", name="bright-nodules", version="v1", description="Bright blobs (test)"
+    )
+    install(archive)
+    image, truth = spheres_image()
+    viewer, segment, objects = _dock(make_napari_viewer, image)
+    assert segment.model_combo.currentText() == "bright-nodules@v1"
+    assert segment.description.text() == "Bright blobs (test)"
+    segment.fast_check.setChecked(True)
+    segment.segment()
+    qtbot.waitUntil(lambda: not segment.running, timeout=120_000)
+    assert segment.last_outcome.error is None, segment.last_outcome.error
+    layer = viewer.layers["bright-nodules"]
+    assert np.array_equal(np.asarray(layer.data) > 0, truth.array > 0)
+    assert objects.row_count == 3

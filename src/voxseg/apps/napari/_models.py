@@ -67,10 +67,21 @@ def installed_choices(*, models: str | Path | None = None, cache: str | Path | N
                 f"{row.name}@{row.version}{suffix}",
                 f"{row.name}@{row.version}",
                 "installed" if row.installed else "available",
-                row.description or "",
+                row.description or _manifest_description(row.path),
             )
         )
     return out
+
+
+def _manifest_description(path: Path | None) -> str:
+    """The ``description`` of an installed bundle's ``bundle.json`` ("" when unreadable)."""
+    if path is None:
+        return ""
+    try:
+        data = json.loads((Path(path) / "bundle.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    return str(data.get("description") or "") if isinstance(data, dict) else ""
 
 
 def _read_json(path: Path) -> dict[str, Any]:
