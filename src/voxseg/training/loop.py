@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from voxseg.augment import build_augmentation
+from voxseg.distributed.ddp import DataParallel
 from voxseg.errors import ConfigError
 from voxseg.io import write_json_atomic
 from voxseg.training.checkpoint import TrainState, has_checkpoint, load_checkpoint, save_checkpoint
@@ -146,6 +147,7 @@ def train(
     meta: dict | None = None,
     progress: Callable[[StepInfo], None] | None = None,
     epoch_end: Callable[[int, TrainState], dict | None] | None = None,
+    distributed: DataParallel | None = None,
 ) -> TrainState:
     """Train ``model`` on preprocessed cases; checkpoint into ``run_dir`` every epoch.
 
@@ -159,9 +161,17 @@ def train(
         Extra JSON written into ``run.json`` (plan, fold, dataset...).
     epoch_end
         Called after each epoch; may return metrics to add to that epoch's history entry.
+    distributed
+        Data-parallel context (default: the initialized ``torch.distributed`` group, if any; see
+        :mod:`voxseg.distributed.ddp`): each rank trains on its slice of every batch, rank 0 writes.
     """
     run_dir = Path(run_dir)
     cfg = config
+    par = distributed if distributed is not None else DataParallel.current()
+    if par is not None:
+        par.check(cfg.batch_size)
+        meta = {**(meta or {}), "processes": par.world_size}
+    writes = par is None or par.is_main
     ckpt = run_dir / "checkpoint"
     device = torch.device(cfg.device)
     model = model.to(device)
@@ -180,6 +190,8 @@ def train(
     if state.epoch >= cfg.epochs:
         return state
     loss_fn = build_loss(cfg.loss, ignore_label=ignore_label)
+    net = model if par is None else par.wrap(model)
+    loss_fn = loss_fn if par is None else par.adapt_loss(loss_fn)
     ds_loss = DeepSupervisionLoss(loss_fn, [0.5**k for k in range(8)])
     stream = _BatchStream(train_cases, patch_size, cfg, ignore_label, state.epoch)
     loader = DataLoader(
@@ -199,20 +211,20 @@ def train(
         losses, t0 = [], time.monotonic()
         for i in range(cfg.iterations_per_epoch):
             x, y = next(batches)
+            x, y = (x, y) if par is None else par.shard(x, y)
             x, y = x.to(device), y.to(device)
             with autocast:
-                out = model(x)
+                out = net(x)
             loss = _loss_of(out if not torch.is_tensor(out) else out.float(), y, loss_fn, ds_loss)
-            if not torch.isfinite(loss):
-                raise ConfigError(
-                    f"loss became {loss.item()} at epoch {state.epoch}, step {i}: lower the learning rate"
-                )
+            value = float(loss.detach()) if par is None else par.mean(loss)
+            if not math.isfinite(value):
+                raise ConfigError(f"loss became {value} at epoch {state.epoch}, step {i}: lower the learning rate")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)
             optimizer.step()
             state.step += 1
-            losses.append(float(loss.detach()))
+            losses.append(value)
             if progress is not None:
                 progress(
                     StepInfo(
@@ -235,11 +247,18 @@ def train(
         if epoch_end is not None:
             entry.update(epoch_end(state.epoch, state) or {})
         state.history.append(entry)
-        save_checkpoint(ckpt, model, optimizer, state, scheduler=scheduler)
-        _write_run(run_dir, cfg, state, meta, "running")
+        if writes:
+            save_checkpoint(ckpt, model, optimizer, state, scheduler=scheduler)
+            _write_run(run_dir, cfg, state, meta, "running")
         log.info("epoch %d/%d loss %.4f (%.1f s)", state.epoch, cfg.epochs, entry["loss"], entry["seconds"])
-        if cfg.minutes is not None and (time.monotonic() - started) / 60 >= cfg.minutes:
+        out_of_time = cfg.minutes is not None and (time.monotonic() - started) / 60 >= cfg.minutes
+        if cfg.minutes is not None and par is not None:
+            out_of_time = par.agree(out_of_time)  # rank 0's clock decides for all
+        if out_of_time:
             log.info("time budget of %.1f min reached after epoch %d", cfg.minutes, state.epoch)
             break
-    _write_run(run_dir, cfg, state, meta, "finished" if state.epoch >= cfg.epochs else "stopped")
+    if writes:
+        _write_run(run_dir, cfg, state, meta, "finished" if state.epoch >= cfg.epochs else "stopped")
+    if par is not None:
+        par.barrier()  # the other ranks return once run.json is written
     return state
