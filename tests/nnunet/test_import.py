@@ -15,8 +15,7 @@ pytest.importorskip("dynamic_network_architectures")
 from voxseg.bundle import load_predictor, open_bundle
 from voxseg.io import Volume
 from voxseg.nnunet import import_nnunet
-
-from .builders import build_network, make_model_folder
+from voxseg.nnunet.synthetic import build_network, make_model_folder
 
 
 def _raw_network(folder: Path, fold: int = 0) -> torch.nn.Module:

@@ -1,4 +1,10 @@
-"""Tiny nnU-Net v2 trained-model folders, written the way nnU-Net writes them (no nnunetv2 needed)."""
+"""Tiny nnU-Net v2 trained-model folders, written the way nnU-Net writes them (no nnunetv2 needed).
+
+For tests, benchmarks and demos of :func:`voxseg.nnunet.import_nnunet`: ``plans.json``,
+``dataset.json`` and ``fold_K/checkpoint_final.pth`` holding the dict ``nnUNetTrainer.save_checkpoint``
+writes (network weights from dynamic-network-architectures, optimizer state, logging with numpy
+scalars, ``init_args``, trainer name, mirroring axes). Needs the ``[nnunet]`` extra.
+"""
 
 from __future__ import annotations
 
@@ -240,3 +246,48 @@ def make_model_folder(
         with open(folder / "postprocessing.pkl", "wb") as fh:
             pickle.dump(postprocessing, fh)
     return folder
+
+
+def train_briefly(
+    folder: Path,
+    images: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray],
+    *,
+    iterations: int = 40,
+    fold: int = 0,
+    seed: int = 0,
+    lr: float = 1e-2,
+) -> None:
+    """Fit fold ``fold`` of a :func:`make_model_folder` model a little (cross-entropy, Adam), in place.
+
+    Random weights give near-tied class scores almost everywhere, so comparisons of two inference
+    pipelines on them measure noise; a few dozen steps on phantom data give confident, structured
+    outputs. ``images`` are z-scored per case (the plans' ZScoreNormalization) and sampled in
+    patches of the plans' patch size; the checkpoint is saved back in nnU-Net's format.
+    """
+    path = folder / f"fold_{fold}" / "checkpoint_final.pth"
+    plans = json.loads((folder / "plans.json").read_text())
+    dataset = json.loads((folder / "dataset.json").read_text())
+    cfg = folder.name.split("__")[-1]
+    ckpt = torch.load(path, weights_only=False)
+    net = build_network(plans, cfg, len(dataset["channel_names"]), len(dataset["labels"]))
+    net.load_state_dict(ckpt["network_weights"])
+    net.decoder.deep_supervision = False
+    patch = plans["configurations"][cfg]["patch_size"]
+    rng = np.random.default_rng(seed)
+    data = [((x - x.mean()) / max(float(x.std()), 1e-8)).astype(np.float32) for x in images]
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    net.train()
+    for _ in range(iterations):
+        k = int(rng.integers(len(data)))
+        start = [int(rng.integers(0, max(1, s - p + 1))) for s, p in zip(data[k].shape, patch, strict=True)]
+        box = tuple(slice(a, a + p) for a, p in zip(start, patch, strict=True))
+        x = torch.from_numpy(np.ascontiguousarray(data[k][box]))[None, None]
+        y = torch.from_numpy(np.ascontiguousarray(labels[k][box]).astype(np.int64))[None]
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    net.decoder.deep_supervision = True
+    ckpt["network_weights"] = net.state_dict()
+    torch.save(ckpt, path)
