@@ -41,6 +41,8 @@ def test_measure_fills_the_table_and_the_layer_features(make_napari_viewer, nodu
     _viewer, labels, widget = _viewer_with(make_napari_viewer, image, inst)
     assert widget.labels_layer is labels
     assert widget.row_count == 0
+    labels.name = "renamed nodules"  # the choice follows a rename
+    assert widget.labels_combo.currentText() == "renamed nodules" and widget.labels_layer is labels
     widget.measure()
     n = int(inst.array.max())
     assert widget.row_count == n

@@ -1,7 +1,7 @@
 """End to end: the real server on 127.0.0.1, Debian's chromium driven headless by Playwright.
 
 Uploads a phantom, waits for the overlay, downloads the mask and compares it voxel for voxel with
-``Predictor.predict`` on the same file. The screenshot goes to the test's folder, and to
+``Predictor.predict`` on the same file (and the object table with the library's, byte for byte). The screenshot goes to the test's folder, and to
 ``docs/images/web-app.png`` when ``VOXSEG_DOCS_SCREENSHOTS=1`` (how the docs picture is made).
 Skipped with the reason when chromium or Playwright is missing (``tools/install-browser-test-deps.sh``
 installs chromium; never ``playwright install``).
@@ -22,6 +22,7 @@ from voxseg.apps.web.logic import WebConfig
 from voxseg.apps.web.server import start_server, url_for, wait_ready
 from voxseg.inference import Predictor
 from voxseg.io import read_image, write_image
+from voxseg.postprocessing import connected_components, object_table, write_object_table
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -90,9 +91,20 @@ def test_upload_segment_download_equals_the_library(browser, server, work_2d, tm
     assert download.suggested_filename == "pet_case_mask.nii.gz"
     mask_path = tmp_path / download.suggested_filename
     download.save_as(str(mask_path))
+    files = {}
+    for button in ("Download table", "Download report"):
+        with page.expect_download(timeout=60_000) as info:
+            page.get_by_role("button", name=button).click()
+        files[button] = tmp_path / info.value.suggested_filename
+        info.value.save_as(str(files[button]))
     page.close()
     mask = read_image(mask_path)
     expected = Predictor.from_work(work_2d).predict(read_image(upload)).labels
     np.testing.assert_array_equal(mask.array, expected.array)
     assert mask.same_geometry(read_image(upload))
     assert expected.array.any()
+    rows = object_table(expected.with_array(connected_components(expected)), image=image, class_map=expected)
+    assert files["Download table"].name == "pet_case_objects.csv"
+    assert files["Download table"].read_bytes() == write_object_table(rows, tmp_path / "t.csv").read_bytes()
+    assert files["Download report"].name == "pet_case_report.png"
+    assert files["Download report"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -47,6 +47,8 @@ class ExtremePointsWidget(QWidget):
         self._refresh()
 
     def _refresh(self, event: Any = None) -> None:
+        for layer in self.viewer.layers:  # a renamed layer renames its entry (connecting twice is a no-op)
+            layer.events.name.connect(self._refresh)
         keep = self.image_combo.currentText()
         names = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
         self.image_combo.blockSignals(True)

@@ -100,6 +100,8 @@ class ObjectsWidget(QWidget):
 
     # ---- layers ------------------------------------------------------------------------------
     def _refresh_layers(self, event: Any = None) -> None:
+        for layer in self.viewer.layers:  # a renamed layer renames its entry (connecting twice is a no-op)
+            layer.events.name.connect(self._refresh_layers)
         current = self.labels_combo.currentText()
         current_image = self.image_combo.currentText()
         labels = [layer.name for layer in self.viewer.layers if isinstance(layer, Labels)]

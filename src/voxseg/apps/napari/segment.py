@@ -187,6 +187,8 @@ class SegmentWidget(QWidget):
 
     # ---- layers and models -------------------------------------------------------------------
     def _refresh_layers(self, event: Any = None) -> None:
+        for layer in self.viewer.layers:  # a renamed layer renames its entry (connecting twice is a no-op)
+            layer.events.name.connect(self._refresh_layers)
         images = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
         masks = [_NONE] + [layer.name for layer in self.viewer.layers if isinstance(layer, (Labels, Image))]
         for combo, names in ((self.image_combo, images), (self.mask_combo, masks)):
