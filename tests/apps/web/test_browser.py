@@ -1,8 +1,9 @@
 """End to end: the real server on 127.0.0.1, Debian's chromium driven headless by Playwright.
 
 Uploads a phantom, waits for the overlay, downloads the mask and compares it voxel for voxel with
-``Predictor.predict`` on the same file (and the object table with the library's, byte for byte). The screenshot goes to the test's folder, and to
-``docs/images/web-app.png`` when ``VOXSEG_DOCS_SCREENSHOTS=1`` (how the docs picture is made).
+``Predictor.predict`` on the same file (and the object table with the library's, byte for byte).
+The screenshot goes to the test's folder, and to ``docs/images/web-app.png`` when
+``VOXSEG_DOCS_SCREENSHOTS=1`` (how the docs picture is made).
 Skipped with the reason when chromium or Playwright is missing (``tools/install-browser-test-deps.sh``
 installs chromium; never ``playwright install``).
 """
