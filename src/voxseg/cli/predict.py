@@ -46,6 +46,10 @@ def predict(
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Tiles per network call."),
     file_ending: str = typer.Option(None, "--file-ending", help="Input files to take from a folder; output suffix."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip cases already predicted (folder input)."),
+    engine: str = typer.Option("local", "--engine", help="local (this process) or ray (pip install 'voxseg[ray]')."),
+    address: str = typer.Option(None, "--address", help="Ray cluster: auto or ray://HOST:PORT (default: a local Ray)."),
+    workers: int = typer.Option(2, "--workers", min=1, help="Ray workers, each loading the model once."),
+    gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", min=0.0, help="GPUs per Ray worker."),
 ) -> None:
     """Predict label maps; a folder is done case by case with a predictions.json manifest."""
     if min_size is not None and min_volume is not None:
@@ -63,8 +67,42 @@ def predict(
         if not input.exists():
             raise InputImageError(input, "input not found", "give an image file, a folder or a .txt/.csv list")
         check_writable(output)
-    predictor = _load(model, folds, config, tta, overlap, threshold, device, precision, fast, batch_size)
     options = {"instances": instances, "min_size": min_size, "min_volume": min_volume, "probabilities": probabilities}
+    if engine != "local":
+        if engine != "ray":
+            raise ConfigError(f"--engine {engine!r}: choose local or ray")
+        if single:
+            raise ConfigError("--engine ray predicts a folder or a .txt/.csv list; give -i a folder or a list")
+        from voxseg.distributed.ray_engine import predict_folder_ray
+
+        tta = (not fast) if tta is None else tta
+        overlap = (FAST_OVERLAP if fast else 0.5) if overlap is None else overlap
+        with progress_bar("cases") as tick:
+            report = predict_folder_ray(
+                input,
+                output,
+                model,
+                address=address,
+                workers=workers,
+                gpus_per_worker=gpus_per_worker,
+                num_threads=threads,
+                folds=_parse_folds(folds),
+                configuration=config,
+                max_folds=1 if fast and folds is None else None,
+                mask_dir=mask,
+                file_ending=file_ending,
+                resume=resume,
+                progress=tick,
+                tta=tta,
+                overlap=overlap,
+                threshold=threshold,
+                device=device,
+                precision=precision,
+                batch_size=batch_size,
+                **options,
+            )
+        return _report(report)
+    predictor = _load(model, folds, config, tta, overlap, threshold, device, precision, fast, batch_size)
     if single:
         _predict_file(input, output, mask, predictor, options)
     else:
@@ -123,6 +161,10 @@ def _predict_many(input: Path, output: Path, mask: Path | None, predictor, optio
         report = predict_folder(
             input, output, predictor, mask_dir=mask, file_ending=file_ending, resume=resume, progress=tick, **options
         )
+    _report(report)
+
+
+def _report(report) -> None:
     for case, error in report.failed:
         err_console.print(f"[red]failed:[/red] {case}: {error}", highlight=False, soft_wrap=True)
     console.print(

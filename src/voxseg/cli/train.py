@@ -84,9 +84,10 @@ def train(
     settings: list[str] = typer.Option(None, "--set", help="KEY=VALUE training/plan option (repeatable)."),
     workers: int = typer.Option(None, "--workers", "-j", help="DataLoader worker processes (0: main process)."),
     device: str = typer.Option(None, "--device", help="cpu or cuda."),
+    processes: int = typer.Option(None, "--processes", min=1, help="Data-parallel processes (DDP; or use torchrun)."),
 ) -> None:
     """Train folds of a work folder, then predict and score each fold's validation cases."""
-    from voxseg.experiment.train import train_folds
+    from voxseg.distributed.ddp import train_processes
 
     overrides: dict[str, Any] = parse_key_values(settings, "--set")
     if epochs is not None:
@@ -96,9 +97,10 @@ def train(
     if device is not None and device.split(":")[0] not in ("cpu", "cuda"):
         raise ConfigError(f"--device {device!r}: expected cpu or cuda")
     with _train_progress() as progress:
-        summaries = train_folds(
+        summaries = train_processes(
             work,
             _parse_folds(fold),
+            processes=processes,
             configuration=config,
             config_overrides=overrides,
             resume=resume,
