@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import locale
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +64,19 @@ def assert_one_line_error(exc: InputImageError, path: Path, *fragments: str) -> 
         assert fragment.lower() in message.lower(), f"{fragment!r} not in {message!r}"
 
 
-def write_dicom_series(
+def write_dicom_series(*args, **kwargs) -> list[Path]:
+    """Write a DICOM series (see :func:`_write_dicom_series`). GDCM's writer sets the process
+    locale to "C" (after which ``subprocess.run(text=True)`` decodes as ASCII in later tests):
+    the locale is put back afterwards."""
+    saved = locale.setlocale(locale.LC_ALL, None)
+    try:
+        return _write_dicom_series(*args, **kwargs)
+    finally:
+        if locale.setlocale(locale.LC_ALL, None) != saved:
+            locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_dicom_series(
     folder: Path,
     array: np.ndarray,
     *,
