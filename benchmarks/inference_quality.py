@@ -7,12 +7,13 @@ One command, prints a table::
 
 Steps: generate ``--train`` + ``--test`` mouse-lung-ct phantom cases (``--size``³ voxels at 0.1 mm),
 preprocess the training cases with the library's own ``preprocess_case`` (z-score, no resampling),
-train a small MONAI UNet (channels 16-128) with ``voxseg.training.loop.train`` for ``--epochs``
-× ``--iterations`` steps, then predict the test cases with :class:`voxseg.inference.Predictor` in
-several settings and report the pooled Dice of the nodule class over all test voxels, the mean
-per-case Dice (cases with nodules), the voxels whose label differs from the fp32 + TTA reference,
-and seconds per case. The model is written in a work-folder layout (``plan.json`` +
-``runs/3d/fold_0``), so a second run with the same ``--work`` skips training.
+train a small MONAI UNet (channels 16-128) with ``voxseg.training.loop.train`` for ``--epochs`` ×
+``--iterations`` steps (AdamW, two thirds of the patches centred on foreground, no augmentation),
+then predict the test cases with :class:`voxseg.inference.Predictor` in several settings and
+report the pooled Dice of the nodule class over all test voxels, the mean per-case Dice (cases
+with nodules), the voxels whose label differs from the fp32 + TTA reference, and seconds per case.
+The model is written in a work-folder layout (``plan.json`` + ``runs/3d/fold_0``), so a second
+run with the same ``--work`` skips training.
 """
 
 from __future__ import annotations
@@ -70,7 +71,15 @@ def _train(work: Path, args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     model = build_network(plan.configuration().network)
     config = TrainConfig(
-        epochs=args.epochs, iterations_per_epoch=args.iterations, batch_size=2, augmentation="light", seed=0
+        epochs=args.epochs,
+        iterations_per_epoch=args.iterations,
+        batch_size=2,
+        optimizer="adamw",
+        lr=args.lr,
+        weight_decay=1e-4,
+        oversample_foreground=0.66,
+        augmentation="none",
+        seed=0,
     )
     t0 = time.perf_counter()
     state = train(wd.run_dir("3d", 0), model, prefixes, patch_size=(args.patch,) * 3, config=config)
@@ -144,6 +153,7 @@ def main() -> None:
     parser.add_argument("--test", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--iterations", type=int, default=25)
+    parser.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs (other jobs share them)")
