@@ -13,6 +13,7 @@ from voxseg.cli import dataset as dataset_cli
 from voxseg.cli._common import err_console
 from voxseg.cli.evaluate import evaluate
 from voxseg.cli.info import info
+from voxseg.cli.nnunet import import_nnunet
 from voxseg.cli.plan import PlanCommand, plan
 from voxseg.cli.points import points
 from voxseg.cli.train import crossval, train
@@ -38,6 +39,7 @@ app.add_typer(bundle_cli.app, name="bundle")
 app.command()(web)
 app.command(cls=PlanCommand)(plan)
 app.command()(points)
+app.command("import-nnunet")(import_nnunet)
 
 
 def _version_callback(value: bool) -> None:
