@@ -36,9 +36,9 @@ class BudgetDefaults:
     Parameters
     ----------
     max_patch_voxels_3d, max_patch_voxels_2d
-        Largest training patch (voxels / pixels). CPU: 48^3 and 256^2 (a DynUNet step costs in
-        proportion to the patch voxels: 64^3 was ~3 s per step on 2 cores, see
-        ``docs/planning.md``); GPU: 128^3 and 512^2 (nnU-Net's typical sizes for ~10 GB).
+        Largest training patch (voxels / pixels). CPU: 40^3 and 256^2 (a DynUNet step costs in
+        proportion to the patch voxels: 64^3 took ~3 s per step on 2 cores, 40^3 well under 1 s,
+        see ``docs/planning.md``); GPU: 128^3 and 512^2 (nnU-Net's typical sizes for ~10 GB).
     batch_voxels_3d, batch_voxels_2d
         Voxels per step (batch size x patch voxels) the batch size is sized to; a patch smaller
         than the largest gets a bigger batch, up to ``max_batch_size``.
@@ -46,7 +46,7 @@ class BudgetDefaults:
         Upper limit of the batch size.
     base_filters_3d, base_filters_2d
         Feature maps of the first level; doubled per level. CPU 3D: 8 (the full-resolution
-        level dominates a step's cost; 8 instead of 16 made a step ~1.4x faster).
+        level dominates a step's cost).
     max_filters_3d, max_filters_2d
         Upper limit of feature maps per level (nnU-Net: 320 in 3D, 512 in 2D).
     deep_supervision
@@ -57,7 +57,9 @@ class BudgetDefaults:
         :class:`voxseg.training.TrainConfig` fields this budget sets (written into ``plan.training``).
     bf16_when_native
         When the training hardware computes bf16 natively (``make_plan(..., native_bf16=True)``),
-        train with ``precision: bf16`` (autocast; ~1.4-1.8x faster steps on an AVX-512 bf16 CPU).
+        train with ``precision: bf16``. Off for the CPU budget: on this AVX-512 bf16 CPU autocast
+        halved the forward pass but not the backward pass (~10% per step), and a plan that does
+        not depend on the planning machine is worth more.
     """
 
     max_patch_voxels_3d: int
@@ -76,9 +78,9 @@ class BudgetDefaults:
 
 
 CPU_BUDGET = BudgetDefaults(
-    max_patch_voxels_3d=48**3,
+    max_patch_voxels_3d=40**3,
     max_patch_voxels_2d=256**2,
-    batch_voxels_3d=2 * 48**3,
+    batch_voxels_3d=2 * 40**3,
     batch_voxels_2d=8 * 128**2,
     max_batch_size=16,
     base_filters_3d=8,
@@ -86,7 +88,6 @@ CPU_BUDGET = BudgetDefaults(
     max_filters_3d=128,
     max_filters_2d=256,
     deep_supervision=False,
-    bf16_when_native=True,
 )
 
 GPU_BUDGET = BudgetDefaults(
