@@ -11,6 +11,7 @@ import typer
 from voxseg.cli import bundle as bundle_cli
 from voxseg.cli import dataset as dataset_cli
 from voxseg.cli._common import err_console
+from voxseg.cli.demo import demo
 from voxseg.cli.evaluate import evaluate
 from voxseg.cli.info import info
 from voxseg.cli.nnunet import import_nnunet
@@ -40,6 +41,7 @@ app.command()(web)
 app.command(cls=PlanCommand)(plan)
 app.command()(points)
 app.command("import-nnunet")(import_nnunet)
+app.command()(demo)
 
 
 def _version_callback(value: bool) -> None:
