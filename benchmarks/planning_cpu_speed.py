@@ -133,14 +133,14 @@ def main() -> None:
         f"of {args.iterations - args.warmup} steps"
     )
     header = (
-        f"{'variant':<24} {'prec':>4} {'patch':>9} {'batch':>5} {'filters':>16} {'params':>8} {'s/it':>6} "
+        f"{'variant':<28} {'prec':>4} {'patch':>9} {'batch':>5} {'filters':>16} {'params':>8} {'s/it':>6} "
         f"{'cpu-s/it':>8} {'vs default':>10} {'load':>5}"
     )
     print(header)
     print("-" * len(header))
     for name, r in rows:
         print(
-            f"{name:<24} {r['precision']:>4} {r['patch']:>9} {r['batch']:>5} {r['filters']:>16} {r['params']:>7.2f}M "
+            f"{name:<28} {r['precision']:>4} {r['patch']:>9} {r['batch']:>5} {r['filters']:>16} {r['params']:>7.2f}M "
             f"{r['wall']:>6.2f} {r['cpu']:>8.2f} {r['wall'] / base:>9.2f}x {r['load']:>5.1f}"
         )
 
