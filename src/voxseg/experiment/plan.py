@@ -192,6 +192,7 @@ def plan_experiment(
     num_workers: int | None = None,
     folds: int = 5,
     progress: Progress | None = None,
+    interactive: str | None = None,
 ) -> Plan:
     """Verify, fingerprint, plan, split and preprocess ``data`` into the work folder ``work``.
 
@@ -219,6 +220,9 @@ def plan_experiment(
     progress
         Called as ``progress(stage, done, total)``; stages ``verify``, ``fingerprint``,
         ``preprocess 3d``, ``preprocess 2d``.
+    interactive
+        ``"extreme-points"``: plan an interactive model instead
+        (:func:`voxseg.interactive.planning.interactive_plan`).
 
     Returns
     -------
@@ -242,12 +246,17 @@ def plan_experiment(
     dataset = read_dataset(data)
     names = tuple(configurations) if configurations else None
     settings = _settings(dataset, names, seed, budget, overrides, folds)
-    make_splits(dataset.case_ids, k=folds, seed=seed)  # too few cases for the folds: refuse before any work
+    if interactive:
+        from voxseg.interactive.planning import check_request
+
+        check_request(interactive, names)  # before any work
+        settings["interactive"] = str(interactive)
     resumed = wd.dataset_path.is_file() and wd.plan_path.is_file()
     if not resumed:
         _verify(data, workers, progress)
+    make_splits(dataset.case_ids, k=folds, seed=seed)  # too few cases for the folds: refuse before any work
     _claim_work(wd, dataset, settings)
-    plan = _make_or_load_plan(wd, dataset, names, seed, budget, overrides, workers, progress)
+    plan = _make_or_load_plan(wd, dataset, names, seed, budget, overrides, workers, progress, interactive)
     load_or_create_splits(wd.splits_path, dataset.case_ids, k=folds, seed=seed)
     _warn_budget(budget)
     from voxseg.preprocessing import preprocess_dataset
@@ -277,6 +286,7 @@ def _make_or_load_plan(
     overrides: Sequence[str],
     workers: int,
     progress: Progress | None,
+    interactive: str | None = None,
 ) -> Plan:
     if wd.plan_path.is_file():
         return Plan.load(wd.plan_path)
@@ -289,7 +299,13 @@ def _make_or_load_plan(
         fingerprint.save(wd.fingerprint_path)
     native_bf16 = budget == "cpu" and _cpu_bf16()
     plan = make_plan(fingerprint, budget=budget, configurations=names, seed=seed, native_bf16=native_bf16)
+    if interactive:
+        from voxseg.interactive.planning import check_interactive, interactive_plan
+
+        plan = interactive_plan(plan, fingerprint, prompt=interactive)
     plan = apply_overrides(plan, overrides)
+    if interactive:
+        check_interactive(plan)
     configuration_parameters(plan)
     plan.save(wd.plan_path)
     return plan
