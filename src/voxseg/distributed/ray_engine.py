@@ -51,6 +51,7 @@ __all__ = ["predict_folder_ray", "ray_session", "MAX_ATTEMPTS"]
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 2  # a failed case is tried once more, then recorded as failed
+QUEUE_DEPTH = 2  # cases handed to an actor at a time: it starts the next one without a round trip
 ACTOR_PREFIX = "voxseg-predict"
 
 
@@ -341,12 +342,19 @@ class _Run:
         self._tick()
 
     def drain(self, workers: int) -> None:
-        """Run every pending case on at most ``workers`` actors (the first one already exists)."""
-        idle = list(self.pool.actors)
+        """Run every pending case on at most ``workers`` actors (the first one already exists).
+
+        Each actor holds up to ``QUEUE_DEPTH`` cases (it runs them one after the other), so it
+        starts its next case without waiting for the driver's round trip.
+        """
+        slots = [a for _ in range(QUEUE_DEPTH) for a in self.pool.actors]  # free places in actors' queues
         busy: dict[Any, tuple[Any, CaseInput, int]] = {}
         while self.pending or busy:
-            while self.pending and (idle or len(busy) < workers):
-                actor = idle.pop() if idle else self.pool.spawn()
+            while self.pending and len(self.pool.actors) < workers:  # every worker first, then deeper queues
+                actor = self.pool.spawn()
+                slots = [actor, *slots, *[actor] * (QUEUE_DEPTH - 1)]
+            while self.pending and slots:
+                actor = slots.pop(0)
                 case, attempt = self.pending.popleft()
                 output = self.out / f"{case.case_id}{output_ending(case, self.file_ending)}"
                 busy[actor.run.remote(case, str(output), self.case_options)] = (actor, case, attempt)
@@ -354,8 +362,9 @@ class _Run:
             actor, case, attempt = busy.pop(ref)
             entry = self._result(ref, actor, case)
             if entry is not None:
-                idle.append(actor)
+                slots.append(actor)
             else:  # the actor died: a fresh one is spawned when a case needs it
+                slots = [a for a in slots if a is not actor]
                 entry = _failed_entry(case, "the worker process died while predicting this case")
             if entry["status"] != "ok" and attempt < MAX_ATTEMPTS:
                 log.warning("%s: attempt %d failed (%s); trying again", case.case_id, attempt, entry["error"])
