@@ -8,8 +8,9 @@ manifest and resume rules as the local engine), atomically, after every finished
 run loses no finished case and a re-run skips them.
 
 A case that fails is tried once more (on whichever worker is free), then recorded as failed
-without stopping the run. A worker that dies (killed, out of memory, node lost) costs its case one
-attempt; the case goes back in the queue and a fresh actor takes the dead one's place.
+without stopping the run. A worker that dies (killed, out of memory, node lost) costs the cases it
+held (up to ``QUEUE_DEPTH``) one attempt each; they go back in the queue and a fresh actor takes the
+dead one's place.
 
 Workers read inputs and write outputs at the same paths as the driver: on a multi-node cluster,
 inputs, outputs and the model live on a shared file system. ray is imported only inside functions
