@@ -186,6 +186,22 @@ def _permute(values: Sequence[Any], backward: Sequence[int]) -> list[Any]:
     return [values[b] for b in backward]
 
 
+def _network_axes(plans: Mapping[str, Any], nd: int) -> list[int]:
+    """Image axis of each network axis (``transpose_forward``; in-plane only for 2D networks)."""
+    forward = [int(v) for v in plans.get("transpose_forward", [0, 1, 2])]
+    backward = [int(v) for v in plans.get("transpose_backward", [0, 1, 2])]
+    if sorted(forward) != [0, 1, 2] or [forward[b] for b in backward] != [0, 1, 2]:
+        raise BundleError(f"plans.json: transpose_forward {forward} / transpose_backward {backward} are inconsistent")
+    if nd == 3:
+        return forward
+    if forward[0] != 0:
+        raise BundleError(
+            f"plans.json: transpose_forward {forward} slices 2D models along axis {forward[0]}; voxseg runs 2D "
+            "models along axis 0 only"
+        )
+    return [forward[1] - 1, forward[2] - 1]
+
+
 def translate_plans(
     plans: Mapping[str, Any],
     dataset: Mapping[str, Any],
@@ -219,22 +235,10 @@ def translate_plans(
     num_classes = len({v for v in labels.values() if v != ignore})
     patch = [int(v) for v in conf["patch_size"]]
     nd = len(patch)
-    forward = [int(v) for v in plans.get("transpose_forward", [0, 1, 2])]
-    backward = [int(v) for v in plans.get("transpose_backward", [0, 1, 2])]
-    if sorted(forward) != [0, 1, 2] or [forward[b] for b in backward] != [0, 1, 2]:
-        raise BundleError(f"plans.json: transpose_forward {forward} / transpose_backward {backward} are inconsistent")
+    perm = _network_axes(plans, nd)
     spacing = [float(v) for v in conf["spacing"]]
     name, kwargs = network_kwargs(conf, in_channels=len(channels), out_channels=num_classes)
     axes = [int(a) for a in (mirror_axes or ())]
-    if nd == 3:
-        perm = forward
-    else:
-        if forward[0] != 0:
-            raise BundleError(
-                f"plans.json: transpose_forward {forward} slices 2D models along axis {forward[0]}; voxseg runs 2D "
-                "models along axis 0 only"
-            )
-        perm = [forward[1] - 1, forward[2] - 1]
     back = [perm.index(k) for k in range(nd)]
     if perm != list(range(nd)):
         kwargs["transpose"] = perm
