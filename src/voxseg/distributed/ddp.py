@@ -213,7 +213,11 @@ def _run_rank(rank: int, world: int, local_rank: int, init_method: str, work, fo
 def _child(rank: int, world: int, init_method: str, work, folds, options: dict) -> None:
     """Entry point of a spawned rank (> 0)."""
     logging.basicConfig(level=logging.WARNING, format=f"rank {rank}: %(message)s")
-    _run_rank(rank, world, rank, init_method, work, folds, options)
+    try:
+        _run_rank(rank, world, rank, init_method, work, folds, options)
+    except VoxsegError as exc:  # rank 0 reports the same error to the user; one line here
+        log.error("%s", " ".join(str(exc).split()))
+        raise SystemExit(1) from None
 
 
 def _check(processes: int | None, options: dict[str, Any]) -> None:
