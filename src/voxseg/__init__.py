@@ -42,6 +42,8 @@ _LAZY: dict[str, str] = {
     "export_bundle": "voxseg.bundle",
     "install": "voxseg.bundle",
     "load_predictor": "voxseg.bundle",
+    "segment_from_points": "voxseg.interactive.pipeline",
+    "refine": "voxseg.interactive.pipeline",
     "VoxsegError": "voxseg.errors",
     "InputImageError": "voxseg.errors",
     "DatasetFormatError": "voxseg.errors",
@@ -72,5 +74,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from voxseg.experiment.plan import plan_experiment  # noqa: F401
     from voxseg.experiment.train import train_folds  # noqa: F401
     from voxseg.inference.api import predict  # noqa: F401
+    from voxseg.interactive.pipeline import refine, segment_from_points  # noqa: F401
     from voxseg.io import Geometry, Volume, read_channels, read_image, write_image  # noqa: F401
     from voxseg.postprocessing import instances, object_table, postprocess  # noqa: F401

@@ -102,6 +102,9 @@ def plan(
     budget: str = typer.Option("cpu", "--budget", "-b", help="Compute budget the plan is sized for: cpu or gpu."),
     folds: int = typer.Option(5, "--folds", "-k", help="Number of cross-validation folds."),
     workers: int = typer.Option(None, "--workers", "-j", help="Parallel cases (default: up to 4, the CPU count)."),
+    interactive: str = typer.Option(
+        None, "--interactive", help="Plan an interactive model: extreme-points (docs/interactive.md)."
+    ),
 ) -> None:
     """Verify DATA, measure it, plan the models and preprocess every case into WORK (resumable)."""
     from voxseg.experiment.plan import DatasetRefused, configuration_parameters, plan_experiment
@@ -122,6 +125,7 @@ def plan(
                 num_workers=workers,
                 folds=folds,
                 progress=update,
+                interactive=interactive,
             )
     except DatasetRefused as exc:
         for p in exc.problems:

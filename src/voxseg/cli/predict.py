@@ -50,6 +50,8 @@ def predict(
     address: str = typer.Option(None, "--address", help="Ray cluster: auto or ray://HOST:PORT (default: a local Ray)."),
     workers: int = typer.Option(2, "--workers", min=1, help="Ray workers, each loading the model once."),
     gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", min=0.0, help="GPUs per Ray worker."),
+    points: Path = typer.Option(None, "--points", help="Interactive models: points.json or napari CSV."),
+    points_space: str = typer.Option(None, "--points-space", help="Points in voxel or world (mm) coordinates."),
 ) -> None:
     """Predict label maps; a folder is done case by case with a predictions.json manifest."""
     if min_size is not None and min_volume is not None:
@@ -58,6 +60,12 @@ def predict(
 
     configure_allocator()
     configure_threads(threads)
+    if points is not None:  # interactive model: one image, six extreme points (docs/interactive.md)
+        from voxseg.cli.interactive import predict_with_points
+
+        _check_file_output(output)
+        predictor = _load(model, folds, config, tta, overlap, threshold, device, precision, fast, batch_size)
+        return predict_with_points(input, output, predictor, points, points_space)
     single = input.is_file() and input.suffix.lower() not in (".txt", ".csv")
     if single:
         _check_file_output(output)

@@ -72,7 +72,7 @@ def _epoch_end(validator: PatchValidator | None, model: torch.nn.Module, tracker
 
 def _train(run_dir: Path, model, prefixes, conf, cfg: TrainConfig, ctx, meta, resume, progress, epoch_end, size):
     kwargs = dict(patch_size=conf.patch_size, ignore_label=ctx.plan.ignore_label, meta=meta)
-    kwargs.update(progress=progress, epoch_end=epoch_end)
+    kwargs.update(progress=progress, epoch_end=epoch_end, sampler=_interactive_sampler(ctx.plan, conf))
     if not size:
         return cfg, train(run_dir, model, prefixes, config=cfg, resume=resume, **kwargs)
     # time budget without an epoch count: time the first epoch, then size the run to the budget
@@ -87,6 +87,15 @@ def _train(run_dir: Path, model, prefixes, conf, cfg: TrainConfig, ctx, meta, re
     if epochs == 1:
         return cfg, first
     return cfg, train(run_dir, model, prefixes, config=cfg, resume=True, **kwargs)
+
+
+def _interactive_sampler(plan, conf):
+    """The prompt sampler factory of an interactive plan (``plan.interactive``), else None."""
+    if not plan.interactive:
+        return None
+    from voxseg.interactive.pipeline import PromptSamplerFactory
+
+    return PromptSamplerFactory(dict(plan.interactive), tuple(conf.target_spacing))
 
 
 def _finish_status(run_dir: Path, cfg: TrainConfig, state: TrainState) -> str:
@@ -121,7 +130,7 @@ def run_fold(
     model = build_network(conf.network)
     meta = {**meta, "parameters": count_parameters(model)}
     validator = None
-    if patch_validation > 0 and split.val:
+    if patch_validation > 0 and split.val and not plan.interactive:
         validator = PatchValidator(
             [str(pre / c) for c in split.val],
             conf.patch_size,
@@ -205,6 +214,8 @@ def _summary(ctx: WorkContext, fold: int, cfg: TrainConfig, state: TrainState, s
 
 def _validate(ctx: WorkContext, fold: int, model: torch.nn.Module, cfg: TrainConfig) -> dict[str, Any]:
     wd, name = ctx.work, ctx.configuration
+    if ctx.plan.interactive:
+        return _validate_interactive(ctx, fold, model, cfg)
     report = validate_cases(
         model,
         ctx.plan,
@@ -231,6 +242,23 @@ def _validate(ctx: WorkContext, fold: int, model: torch.nn.Module, cfg: TrainCon
     )
     write_json_atomic(run_dir / "run.json", data)
     return {"val_dice": report["mean_dice"], "per_class": per_class}
+
+
+def _validate_interactive(ctx: WorkContext, fold: int, model: torch.nn.Module, cfg: TrainConfig) -> dict[str, Any]:
+    """Dice from six simulated points per validation case (see :mod:`voxseg.interactive.evaluate`)."""
+    from voxseg.inference.predictor import Predictor
+    from voxseg.interactive.evaluate import validate_interactive
+
+    wd, name = ctx.work, ctx.configuration
+    predictor = Predictor([model], ctx.plan, configuration=name, device=cfg.device, tta=False)
+    out = wd.validation_dir(name, fold)
+    report = validate_interactive(predictor, ctx.dataset, ctx.folds[fold].val, out, seed=cfg.seed)
+    run_dir = wd.run_dir(name, fold)
+    data = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    validation = {"metrics": str(out / "metrics.json"), "seconds": report["seconds"], "prompt": "six points"}
+    data.update(json_safe({"val_dice": report["mean_dice"], "validation": validation}))
+    write_json_atomic(run_dir / "run.json", data)
+    return {"val_dice": report["mean_dice"], "per_class": {}}
 
 
 def _track_end(tracker: MlflowTracker, state: TrainState, summary: Mapping[str, Any], run_dir: Path, wd) -> None:

@@ -54,22 +54,27 @@ class _BatchStream(IterableDataset):
         config: TrainConfig,
         ignore_label: int | None,
         start_epoch: int,
+        make_sampler: Callable | None = None,
     ):
         super().__init__()
         self.prefixes, self.patch_size, self.config = list(prefixes), tuple(patch_size), config
         self.ignore_label, self.start_epoch = ignore_label, start_epoch
+        self.make_sampler = make_sampler
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         info = get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
         torch.set_num_threads(1) if info is not None else None
         cfg = self.config
-        sampler = PatchSampler(
-            load_cases(self.prefixes),
-            self.patch_size,
-            oversample_foreground=cfg.oversample_foreground,
-            ignore_label=self.ignore_label,
-        )
+        if self.make_sampler is not None:  # e.g. interactive models: fresh simulated prompts per draw
+            sampler = self.make_sampler(load_cases(self.prefixes), self.patch_size, ignore_label=self.ignore_label)
+        else:
+            sampler = PatchSampler(
+                load_cases(self.prefixes),
+                self.patch_size,
+                oversample_foreground=cfg.oversample_foreground,
+                ignore_label=self.ignore_label,
+            )
         augment = build_augmentation(cfg.augmentation, len(self.patch_size))
         n = cfg.iterations_per_epoch
         for epoch in range(self.start_epoch, cfg.epochs):
@@ -148,6 +153,7 @@ def train(
     progress: Callable[[StepInfo], None] | None = None,
     epoch_end: Callable[[int, TrainState], dict | None] | None = None,
     distributed: DataParallel | None = None,
+    sampler: Callable | None = None,
 ) -> TrainState:
     """Train ``model`` on preprocessed cases; checkpoint into ``run_dir`` every epoch.
 
@@ -164,6 +170,10 @@ def train(
     distributed
         Data-parallel context (default: the initialized ``torch.distributed`` group, if any; see
         :mod:`voxseg.distributed.ddp`): each rank trains on its slice of every batch, rank 0 writes.
+    sampler
+        Batch-source hook: ``sampler(cases, patch_size, ignore_label=...)`` returns an object with
+        ``batch(rng, batch_size) -> (images, targets)`` (default: a foreground-oversampling
+        :class:`~voxseg.training.sampling.PatchSampler`); picklable when ``num_workers > 0``.
     """
     run_dir = Path(run_dir)
     cfg = config
@@ -193,7 +203,7 @@ def train(
     net = model if par is None else par.wrap(model)
     loss_fn = loss_fn if par is None else par.adapt_loss(loss_fn)
     ds_loss = DeepSupervisionLoss(loss_fn, [0.5**k for k in range(8)])
-    stream = _BatchStream(train_cases, patch_size, cfg, ignore_label, state.epoch)
+    stream = _BatchStream(train_cases, patch_size, cfg, ignore_label, state.epoch, sampler)
     loader = DataLoader(
         stream,
         batch_size=None,

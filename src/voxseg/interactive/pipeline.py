@@ -1,0 +1,326 @@
+"""Interactive inference: a mask from six extreme points, refined with corrective clicks.
+
+:func:`segment_from_points` runs an interactive model (a work folder planned with
+``--interactive``, a bundle, or a :class:`~voxseg.inference.predictor.Predictor` of one) on the
+user's points: the image is preprocessed as in training (crop to nonzero, resample to the plan
+spacing, normalize), the points are mapped onto that grid, the case is cropped to the points'
+bounding box plus the plan's margin and the points are encoded as an extra channel
+(:func:`~voxseg.interactive.prompt_inputs`, the same call as in training); the crop is predicted
+(sliding window when larger than the patch) and pasted back; the mask is restored to the exact
+original geometry and kept inside the margin box.
+
+:func:`refine` corrects a mask with clicks. The models trained here have no click channels, so
+refinement re-runs the model with the positive clicks added to the encoded points, then
+constrains the result: a ball of 2 mm around every positive click is foreground, and voxels
+nearer a negative click than any positive point or click are removed from the component that
+holds it (the click's Voronoi cell).
+
+This module imports torch; ``voxseg.interactive`` itself does not.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from voxseg.errors import ConfigError, InputImageError
+from voxseg.interactive.config import PromptConfig
+from voxseg.interactive.pointfile import PointPrompt, load_points, points_to_preprocessed, validate_points
+from voxseg.interactive.points import Click
+from voxseg.interactive.sampling import PromptSampler, prompt_inputs
+from voxseg.io import Volume
+from voxseg.preprocessing import preprocess_case, restore_probabilities
+
+__all__ = [
+    "segment_from_points",
+    "refine",
+    "load_interactive_model",
+    "PromptSamplerFactory",
+    "positive_radius_mm",
+]
+
+log = logging.getLogger(__name__)
+
+positive_radius_mm = 2.0
+"""Radius of the ball a positive click forces into the mask in :func:`refine`."""
+
+
+@dataclass(frozen=True)
+class PromptSamplerFactory:
+    """The training loop's sampler hook for an interactive plan (picklable for DataLoader workers).
+
+    ``factory(cases, patch_size, ignore_label=...)`` returns a :class:`PromptSampler`.
+    """
+
+    config: dict
+    spacing: tuple[float, ...]
+
+    def __call__(self, cases: Sequence, patch_size: Sequence[int], *, ignore_label: int | None = None):
+        return PromptSampler(
+            cases,
+            patch_size,
+            config=PromptConfig.from_json(self.config),
+            spacing=self.spacing,
+            ignore_label=ignore_label,
+        )
+
+
+def load_interactive_model(model: Any, **options: Any):
+    """A :class:`~voxseg.inference.predictor.Predictor` of an interactive model.
+
+    ``model``: a Predictor, a work folder (``voxseg plan --interactive`` + ``voxseg train``), a
+    bundle folder or ``.zip``, or an installed bundle name. ``options`` go to the Predictor
+    (``tta``, ``overlap``, ``precision``, ``device``, ``folds``...).
+
+    Raises
+    ------
+    ConfigError
+        The model is not interactive, or has input channels this pipeline cannot fill.
+    """
+    from voxseg.inference.predictor import Predictor
+
+    if isinstance(model, Predictor):
+        predictor = model
+    elif isinstance(model, (str, Path)) and (Path(model) / "plan.json").is_file():
+        from voxseg.inference.models import resolve_model
+
+        predictor = resolve_model(model, **options)
+    else:
+        from voxseg.bundle import load_predictor
+
+        predictor = load_predictor(model, **options)
+    plan = predictor.plan
+    if not plan.interactive:
+        raise ConfigError(
+            f"model {getattr(predictor, 'model_id', model)}: not an interactive model (its plan has no "
+            "'interactive' settings); use it without --points, or plan with `voxseg plan --interactive extreme-points`"
+        )
+    wanted = plan.num_channels + 1
+    have = predictor.config.network.in_channels
+    if have != wanted:
+        raise ConfigError(
+            f"model {predictor.model_id}: its network takes {have} input channels, but an extreme-point model takes "
+            f"{wanted} (image channels + the point encoding); click-channel models are not supported yet"
+        )
+    return predictor
+
+
+def _channels(image: Any, plan) -> list[Volume]:
+    channels = [image] if isinstance(image, Volume) else list(image) if isinstance(image, (list, tuple)) else None
+    if not channels or not all(isinstance(c, Volume) for c in channels):
+        raise InputImageError(None, "image must be a Volume or a list of Volumes (one per channel)")
+    if len(channels) != plan.num_channels:
+        raise InputImageError(
+            None,
+            f"the model expects {plan.num_channels} channel(s), got {len(channels)}",
+            "pass one image per channel, in the plan's order",
+        )
+    if channels[0].ndim != 3:
+        raise InputImageError(None, f"interactive models are 3D; got a {channels[0].ndim}D image", "give a 3D image")
+    return channels
+
+
+def _voxel_points(points: Any, volume: Volume, space: str | None, expected: int | str | None) -> np.ndarray:
+    """Points (path, PointPrompt, or array in ``space``) -> validated int64 voxel indices."""
+    if isinstance(points, (str, Path, PointPrompt)):
+        voxels, _ = load_points(points, volume, space=space, expected=expected)
+        return voxels
+    prompt = PointPrompt(np.asarray(points, dtype=np.float64), space=space or "voxel")
+    voxels, _ = load_points(prompt, volume, expected=expected)
+    return voxels
+
+
+def _margin_box(points: np.ndarray, volume: Volume, margin_mm: float) -> tuple[slice, ...]:
+    """The points' bounding box plus ``margin_mm`` on the original grid (clipped to the image)."""
+    pad = np.ceil(margin_mm / np.asarray(volume.spacing, dtype=np.float64)).astype(np.int64)
+    lo = np.maximum(points.min(axis=0) - pad, 0)
+    hi = np.minimum(points.max(axis=0) + pad + 1, volume.shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+
+
+def _ensemble(predictor):
+    from voxseg.inference import AutocastPredictor, Ensemble, MirrorTTA
+
+    members = [AutocastPredictor(n, precision=predictor.precision, device=predictor.device) for n in predictor.networks]
+    axes = predictor.config.mirror_axes
+    wrapped = [MirrorTTA(m, axes) for m in members] if predictor.tta and axes else members
+    return Ensemble(wrapped, activation="softmax")
+
+
+def _predict(predictor, channels: list[Volume], points: np.ndarray) -> np.ndarray:
+    """Foreground probability on the original grid (0 outside the prompt crop)."""
+    from voxseg.inference import sliding_window
+
+    plan, conf = predictor.plan, predictor.config
+    case = preprocess_case(
+        channels,
+        target_spacing=conf.target_spacing,
+        normalization=plan.normalization,
+        anisotropy_threshold=plan.anisotropy_threshold,
+    )
+    props, data = case.properties, case.data
+    grid = np.rint(points_to_preprocessed(points, props)).astype(np.int64)
+    grid = np.clip(grid, 0, np.asarray(data.shape[1:]) - 1)
+    config = PromptConfig.from_json(plan.interactive)
+    x, box = prompt_inputs(data, grid, config=config, spacing=conf.target_spacing)
+    probs = sliding_window(
+        x, _ensemble(predictor), conf.patch_size, overlap=predictor.overlap, device=predictor.device, num_classes=2
+    )
+    full = np.zeros((2, *data.shape[1:]), dtype=np.float32)
+    full[0] = 1.0
+    full[(slice(None), *box.slices)] = probs
+    restored = restore_probabilities(full, props, dtype=np.float32, background_channel=0)
+    return restored[1]
+
+
+def _mask(predictor, channels: list[Volume], points: np.ndarray, margin_points: np.ndarray) -> np.ndarray:
+    prob = _predict(predictor, channels, points)
+    threshold = 0.5 if predictor.threshold is None else predictor.threshold
+    mask = np.zeros(prob.shape, dtype=np.uint8)
+    box = _margin_box(margin_points, channels[0], PromptConfig.from_json(predictor.plan.interactive).margin_mm)
+    mask[box] = prob[box] > threshold
+    return mask
+
+
+def segment_from_points(
+    image: Volume | Sequence[Volume],
+    points: Any,
+    *,
+    model: Any,
+    space: str | None = None,
+    **options: Any,
+) -> Volume:
+    """Segment the object marked by six extreme points.
+
+    Parameters
+    ----------
+    image
+        The image (one Volume per plan channel).
+    points
+        Six points: a ``points.json`` / napari CSV path, a :class:`PointPrompt`, or an ``(6, 3)``
+        array in ``space`` coordinates (array order ``z, y, x``).
+    model
+        An interactive model: work folder, bundle (folder, ``.zip``, installed name) or Predictor.
+        Pass a Predictor (:func:`load_interactive_model`) to reuse it across calls.
+    space
+        ``"voxel"`` (indices) or ``"world"`` (mm). Arrays default to voxel; files and
+        PointPrompts carry their own space (a ``space`` given must then agree).
+    **options
+        Predictor options when ``model`` is loaded here (``tta``, ``overlap``, ``device``...).
+
+    Returns
+    -------
+    Volume
+        A uint8 mask (1: the object) on the image's exact geometry, zero outside the points'
+        bounding box plus the plan's margin.
+
+    Raises
+    ------
+    ConfigError
+        Bad points (fewer than six, outside the image, all identical, wrong coordinate system),
+        or a model that is not interactive.
+    """
+    predictor = load_interactive_model(model, **options)
+    channels = _channels(image, predictor.plan)
+    voxels = _voxel_points(points, channels[0], space, None)
+    mask = _mask(predictor, channels, voxels, voxels)
+    return Volume.like(mask, channels[0].geometry)
+
+
+def _as_clicks(clicks: Any, volume: Volume, space: str | None) -> list[Click]:
+    if isinstance(clicks, (str, Path, PointPrompt)):
+        voxels, labels = load_points(clicks, volume, space=space, expected="any")
+        return [Click(tuple(int(v) for v in p), bool(lab)) for p, lab in zip(voxels, labels, strict=True)]
+    out = []
+    for c in clicks:
+        if not isinstance(c, Click):
+            raise ConfigError(f"clicks must be Click objects, a PointPrompt or a points file, got {type(c).__name__}")
+        out.append(c)
+    if out:
+        validate_points(np.asarray([c.position for c in out]), volume.shape, expected="any", source="clicks")
+    return out
+
+
+def refine(
+    image: Volume | Sequence[Volume],
+    mask: Volume | np.ndarray | None,
+    clicks: Any,
+    *,
+    model: Any,
+    points: Any,
+    space: str | None = None,
+    **options: Any,
+) -> Volume:
+    """Correct a mask with clicks (positive: add, negative: remove); see the module docstring.
+
+    Parameters
+    ----------
+    image, model, space, options
+        As for :func:`segment_from_points`.
+    mask
+        The current mask (only its geometry is checked: models without click channels do not read it).
+    clicks
+        :class:`Click` list (voxel positions), or a points file / PointPrompt with labels (1 positive,
+        0 negative).
+    points
+        The six extreme points the mask was made from.
+
+    Returns
+    -------
+    Volume
+        The corrected uint8 mask on the image's geometry.
+    """
+    predictor = load_interactive_model(model, **options)
+    channels = _channels(image, predictor.plan)
+    ref = channels[0]
+    if mask is not None and tuple(np.shape(mask.array if isinstance(mask, Volume) else mask)) != ref.shape:
+        raise InputImageError(None, f"the mask's shape differs from the image's {ref.shape}", "pass the image's mask")
+    voxels = _voxel_points(points, ref, space, None)
+    click_list = _as_clicks(clicks, ref, space)
+    positive = np.asarray([c.position for c in click_list if c.positive], dtype=np.int64).reshape(-1, 3)
+    negative = np.asarray([c.position for c in click_list if not c.positive], dtype=np.int64).reshape(-1, 3)
+    prompts = np.concatenate([voxels, positive])
+    out = _mask(predictor, channels, prompts, prompts)
+    return Volume.like(constrain(out, positive, negative, prompts, spacing=ref.spacing), ref.geometry)
+
+
+def constrain(
+    mask: np.ndarray,
+    positive: np.ndarray,
+    negative: np.ndarray,
+    anchors: np.ndarray,
+    *,
+    spacing: Sequence[float],
+) -> np.ndarray:
+    """Apply clicks to a mask: positive balls added, negative clicks' Voronoi cells removed.
+
+    A negative click removes the voxels of its connected component that are nearer (mm) to it
+    than to any of ``anchors`` (the extreme points and positive clicks).
+    """
+    out = np.asarray(mask).astype(bool, copy=True)
+    sp = np.asarray(spacing, dtype=np.float64)
+    r = np.ceil(positive_radius_mm / sp).astype(int)
+    for p in positive:
+        lo = np.maximum(p - r, 0)
+        hi = np.minimum(p + r + 1, out.shape)
+        grid = np.ogrid[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
+        d2 = sum(((g - c) * s) ** 2 for g, c, s in zip(grid, p, sp, strict=True))
+        out[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] |= d2 <= positive_radius_mm**2
+    for n in negative:
+        labels, _ = ndi.label(out)
+        comp = labels[tuple(n)]
+        if comp == 0:
+            continue
+        idx = np.argwhere(labels == comp)
+        mm = idx * sp
+        to_neg = np.sum((mm - n * sp) ** 2, axis=1)
+        to_pos = np.min(np.sum((mm[:, None, :] - (anchors * sp)[None]) ** 2, axis=2), axis=1)
+        drop = idx[to_neg < to_pos]
+        out[tuple(drop.T)] = False
+    return out.astype(np.uint8)
