@@ -17,6 +17,7 @@ from voxseg.cli.info import info
 from voxseg.cli.nnunet import import_nnunet
 from voxseg.cli.plan import PlanCommand, plan
 from voxseg.cli.points import points
+from voxseg.cli.predict import predict
 from voxseg.cli.train import crossval, train
 from voxseg.cli.web import web
 from voxseg.errors import ConfigError, VoxsegError
@@ -31,6 +32,8 @@ app = typer.Typer(
 app.add_typer(dataset_cli.app, name="dataset")
 app.command()(info)
 app.command()(evaluate)
+app.command(cls=PlanCommand)(plan)
+app.command()(predict)
 app.command()(train)
 app.command()(crossval)
 app.command()(bundle_cli.export)
@@ -38,7 +41,6 @@ app.command()(bundle_cli.install)
 app.command()(bundle_cli.models)
 app.add_typer(bundle_cli.app, name="bundle")
 app.command()(web)
-app.command(cls=PlanCommand)(plan)
 app.command()(points)
 app.command("import-nnunet")(import_nnunet)
 app.command()(demo)
