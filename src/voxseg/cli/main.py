@@ -14,6 +14,7 @@ from voxseg.cli._common import err_console
 from voxseg.cli.demo import demo
 from voxseg.cli.evaluate import evaluate
 from voxseg.cli.info import info
+from voxseg.cli.interactive import evaluate_interactive
 from voxseg.cli.nnunet import import_nnunet
 from voxseg.cli.plan import PlanCommand, plan
 from voxseg.cli.points import points
@@ -43,6 +44,7 @@ app.add_typer(bundle_cli.app, name="bundle")
 app.command()(web)
 app.command()(points)
 app.command("import-nnunet")(import_nnunet)
+app.command("evaluate-interactive")(evaluate_interactive)
 app.command()(demo)
 
 
