@@ -96,12 +96,14 @@ def safetensors_problem(head: bytes, size: int) -> str | None:
     """
     if head[:2] == b"PK":
         return "it is a zip archive (a torch.save pickle?), not safetensors"
-    if head[:1] == b"\x80":
-        return "it is a Python pickle, not safetensors"
     if len(head) < 8:
         return "it is too short to be a safetensors file"
     (n,) = struct.unpack("<Q", head[:8])
-    if n < 2 or 8 + n > size or 8 + n > len(head):
+    # A pickle starts with 0x80 (PROTO), but so does a safetensors file whose header length ends in
+    # 0x80: only call it a pickle when the bytes do not parse as a safetensors header.
+    if n < 2 or 8 + n > size or 8 + n > len(head) or head[8:9] != b"{":
+        if head[:1] == b"\x80":
+            return "it is a Python pickle, not safetensors"
         return "its header length is invalid (not a safetensors file, or truncated)"
     try:
         header = json.loads(head[8 : 8 + n].decode("utf-8"))

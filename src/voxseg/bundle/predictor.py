@@ -43,7 +43,9 @@ def load_predictor(
         As for :func:`voxseg.bundle.install`.
     **options
         Predictor options (``tta``, ``overlap``, ``precision``, ``device``, ``threshold``,
-        ``batch_size``, ``num_threads``; ``postprocessing`` replaces the bundle's).
+        ``batch_size``, ``num_threads``; ``postprocessing`` replaces the bundle's). Bundles imported
+        from nnU-Net (``voxseg import-nnunet``) run with
+        :class:`~voxseg.nnunet.exact.NnunetExactPredictor` unless ``exact=False``.
 
     >>> predictor = load_predictor("mouse-lung-nodules")        # doctest: +SKIP
     >>> result = predictor.predict(volume)                        # doctest: +SKIP
@@ -61,7 +63,13 @@ def load_predictor(
     paths = dict(zip(m.folds, bundle.weight_files(), strict=True))  # resolve_bundle always gives a folder
     files = [paths[f] for f in chosen]
     post = options.pop("postprocessing", None) or m.postprocessing
-    predictor = Predictor.from_weights(m.plan, files, configuration=m.configuration, postprocessing=post, **options)
+    cls: type[Predictor] = Predictor
+    if m.plan.configuration(m.configuration).network.name.startswith("nnunet_") and options.pop("exact", True):
+        # an imported nnU-Net model runs with nnU-Net's own arithmetic (same labels as nnUNetv2_predict)
+        from voxseg.nnunet.exact import NnunetExactPredictor
+
+        cls = NnunetExactPredictor
+    predictor = cls.from_weights(m.plan, files, configuration=m.configuration, postprocessing=post, **options)
     predictor.model_id = m.reference
     predictor.folds = chosen
     return predictor

@@ -1,12 +1,14 @@
 """Model resolution: what ``-m MODEL`` / ``model=`` may name, turned into a :class:`Predictor`.
 
-Today a model is a training work folder (``voxseg plan`` + ``voxseg train``); model bundles
-(folders, ``.zip`` files, installed names) are added here by :mod:`voxseg.bundle`. Every kind that
-is tried is listed in the error when nothing matches.
+A model is a training work folder (``voxseg plan`` + ``voxseg train``), a model bundle (a folder
+with ``bundle.json`` or a ``.zip``), or the name of an installed or installable model
+(``NAME[@VERSION]``, see :mod:`voxseg.bundle`). Every kind that is tried is listed in the error
+when nothing matches.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +32,8 @@ def resolve_model(
     Parameters
     ----------
     model
-        A training work folder (holds ``plan.json``; its finished folds are used), or a
+        A training work folder (holds ``plan.json``; its finished folds are used), a bundle
+        folder or ``.zip``, an installed/installable model name ``NAME[@VERSION]``, or a
         Predictor (returned unchanged; ``folds``/``configuration``/``options`` must then be empty).
     folds
         Folds to ensemble (default: every trained fold).
@@ -58,6 +61,13 @@ def resolve_model(
     if path.is_dir() and (path / "plan.json").is_file():
         return Predictor.from_work(path, configuration=configuration, folds=folds, **options)
     tried.append(f"a work folder at {path.resolve()} ({_why_not_work(path)})")
+    from voxseg.bundle.cache import looks_like_path
+
+    if (path / "bundle.json").is_file() or path.suffix.lower() == ".zip" or not looks_like_path(str(model)):
+        from voxseg.bundle import load_predictor
+
+        index = os.environ.get("VOXSEG_INDEX") or None
+        return load_predictor(str(model), folds=folds, configuration=configuration, index=index, **options)
     raise VoxsegError(
         f"model {str(model)!r} not found: tried {'; '.join(tried)}; pass a training work folder "
         "(`voxseg plan` + `voxseg train`) or a model bundle"
