@@ -9,7 +9,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -18,10 +17,7 @@ from voxseg.inference import runtime
 from voxseg.inference.runtime import (
     configure_threads,
     cpu_supports_bf16,
-    current_rss_bytes,
     default_num_threads,
-    peak_rss_bytes,
-    reset_peak_rss,
     resolve_precision,
 )
 
