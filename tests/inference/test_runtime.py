@@ -85,7 +85,9 @@ def test_configure_allocator_stops_page_faults_per_allocation():
     )
     per_alloc = {}
     for keep in ("0", "1"):
-        result = subprocess.run([sys.executable, "-c", code, keep], capture_output=True, text=True, check=True)
+        # a clean environment: variables left by other tests (allocator or thread settings) must not leak in
+        env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "LC_ALL") if k in os.environ}
+        result = subprocess.run([sys.executable, "-c", code, keep], capture_output=True, text=True, check=True, env=env)
         per_alloc[keep] = float(result.stdout.split()[-1])
     pages = (64 << 20) / os.sysconf("SC_PAGE_SIZE")
     assert per_alloc["0"] > 0.5 * pages / 512  # faulted again each time (at least one per huge page)
