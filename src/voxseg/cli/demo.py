@@ -7,14 +7,13 @@ from pathlib import Path
 import typer
 
 from voxseg.cli._common import console, err_console
+from voxseg.demo import DEFAULT_SEED, DEMO_MODEL
 
 
 def demo(
     out: Path = typer.Option(Path("voxseg-demo"), "--out", "-o", help="Output folder (created)."),
-    seed: int = typer.Option(2024, "--seed", help="Phantom seed (the model was trained on seed 0)."),
-    model: str = typer.Option(
-        "mouse-lung-nodules@v1", "--model", "-m", help="Model name, NAME@VERSION or a bundle path."
-    ),
+    seed: int = typer.Option(DEFAULT_SEED, "--seed", help="Phantom seed (the model was trained on seed 0)."),
+    model: str = typer.Option(DEMO_MODEL, "--model", "-m", help="Model name, NAME@VERSION or a bundle path."),
     cache_dir: Path = typer.Option(None, "--cache-dir", "--cache", help="Cache folder (default: $VOXSEG_CACHE)."),
     models_dir: Path = typer.Option(None, "--models-dir", "--models", help="Models folder (default: $VOXSEG_MODELS)."),
 ) -> None:
