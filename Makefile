@@ -4,36 +4,50 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 DEMO   ?= voxseg-demo
+# Everything the test suite exercises: napari (headless Qt), the web app (+ Playwright), ONNX,
+# MLflow, Ray. nnU-Net's network package is installed without its dependencies (they pull timm and
+# a CUDA torchvision that does not import on a CPU machine; see docs/nnunet.md).
+TEST_EXTRAS ?= dev,mlflow,onnx,ray,napari-test,web-test
 
-.PHONY: install demo test lint format clean
+.PHONY: install install-test system-deps demo test lint format clean
 
 # (Re)install when pyproject.toml or constraints.txt change.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -c constraints.txt -e ".[dev]"
+	$(PIP) install --quiet -c constraints.txt -e .
 	touch $@
+
+$(VENV)/.installed-test: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -c constraints.txt -e ".[$(TEST_EXTRAS)]"
+	$(PIP) install --quiet -c constraints.txt --no-deps "dynamic-network-architectures>=0.4.4,<0.5"
+	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed
 
-# The main job on embedded demo data: make a phantom mouse CT dataset, check it, picture it.
+install-test: $(VENV)/.installed-test
+
+# System packages for the headless napari and browser tests (apt, only when missing; needs root).
+system-deps:
+	bash tools/install-napari-test-deps.sh
+	sh tools/install-browser-test-deps.sh
+
+# The main job on embedded demo data: a phantom mouse CT segmented by the built-in nodule model.
 demo: install
-	rm -rf $(DEMO)
-	$(BIN)/voxseg dataset phantom mouse-lung-ct $(DEMO)/dataset --cases 4 --seed 0
-	$(BIN)/voxseg dataset verify $(DEMO)/dataset
-	$(BIN)/voxseg dataset show $(DEMO)/dataset --case mouse_lung_ct_000 -o $(DEMO)/mouse_lung_ct_000.png
-	@echo "demo: dataset in $(DEMO)/dataset, picture in $(DEMO)/mouse_lung_ct_000.png"
+	$(BIN)/voxseg demo -o $(DEMO)
 
 # The test suite (CI runs exactly this): lint, then all tests including the slow end-to-end ones.
-test: install
+test: install-test system-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
-lint: install
+lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format: install
+format: install-test
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
