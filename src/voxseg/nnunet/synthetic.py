@@ -269,7 +269,9 @@ def train_briefly(
     plans = json.loads((folder / "plans.json").read_text())
     dataset = json.loads((folder / "dataset.json").read_text())
     cfg = folder.name.split("__")[-1]
-    ckpt = torch.load(path, weights_only=False)
+    from voxseg.nnunet.checkpoint import _load  # the allow-listed safe loader, as for any nnU-Net checkpoint
+
+    ckpt = _load(path)
     net = build_network(plans, cfg, len(dataset["channel_names"]), len(dataset["labels"]))
     net.load_state_dict(ckpt["network_weights"])
     net.decoder.deep_supervision = False
