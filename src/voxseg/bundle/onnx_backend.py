@@ -15,7 +15,6 @@ input of the torch predictor.
 from __future__ import annotations
 
 import itertools
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from voxseg.io.volume import Volume
 from voxseg.planning import Plan
 from voxseg.postprocessing import PostprocessingSpec, apply_postprocessing
 from voxseg.preprocessing import preprocess_case, restore_probabilities
+from voxseg.tiling import gaussian_weights, overlap_slices, tile_grid, tile_starts
 
 __all__ = [
     "OnnxPredictor",
@@ -42,53 +42,15 @@ __all__ = [
     "sliding_window_numpy",
 ]
 
-MIN_WEIGHT = 1e-3  # as voxseg.inference.sliding_window
-
 Run = Callable[[np.ndarray], np.ndarray]
-
-
-def tile_starts(size: int, patch: int, overlap: float) -> list[int]:
-    """Tile starts along one axis (same rule as :func:`voxseg.inference.sliding_window.tile_starts`)."""
-    if size < patch:
-        raise ConfigError(f"tile_starts needs size >= patch, got size {size} < patch {patch} (pad the axis first)")
-    if size == patch:
-        return [0]
-    step = patch * (1.0 - overlap)
-    n = math.ceil((size - patch) / step - 1e-9) + 1
-    gap = (size - patch) / (n - 1)
-    return [int(i * gap + 0.5) for i in range(n)]
-
-
-def tile_grid(shape: Sequence[int], patch_size: Sequence[int], overlap: float) -> tuple[tuple[int, ...], ...]:
-    """Per-axis tile starts; an axis shorter than the patch gets one tile with a negative start."""
-    starts = []
-    for size, patch in zip(shape, patch_size, strict=True):
-        padded = max(size, patch)
-        before = (padded - size) // 2
-        starts.append(tuple(s - before for s in tile_starts(padded, patch, overlap)))
-    return tuple(starts)
 
 
 @lru_cache(maxsize=8)
 def gaussian_map(patch_size: tuple[int, ...], sigma_scale: float = 0.125) -> np.ndarray:
     """The Gaussian tile weights of :func:`voxseg.inference.sliding_window.importance_map` (float32)."""
-    weights = np.ones((), dtype=np.float32)
-    for patch in patch_size:
-        x = np.arange(patch, dtype=np.float64) - (patch - 1) / 2.0
-        g = np.exp(-0.5 * (x / (sigma_scale * patch)) ** 2).astype(np.float32)
-        weights = weights[..., None] * g
-    out = np.maximum(weights, max(float(weights.min()), MIN_WEIGHT)).astype(np.float32)
+    out = gaussian_weights(patch_size, (sigma_scale,) * len(patch_size))
     out.setflags(write=False)
     return out
-
-
-def _overlap(start: Sequence[int], patch: Sequence[int], shape: Sequence[int]):
-    img, tile = [], []
-    for s, p, n in zip(start, patch, shape, strict=True):
-        lo, hi = max(s, 0), min(s + p, n)
-        img.append(slice(lo, hi))
-        tile.append(slice(lo - s, hi - s))
-    return tuple(img), tuple(tile)
 
 
 def sliding_window_numpy(
@@ -113,7 +75,7 @@ def sliding_window_numpy(
     for first in range(0, len(tiles), batch_size):
         starts = tiles[first : first + batch_size]
         for k, start in enumerate(starts):
-            img_sl, tile_sl = _overlap(start, patch, spatial)
+            img_sl, tile_sl = overlap_slices(start, patch, spatial)
             if any(t.start != 0 or t.stop != p for t, p in zip(tile_sl, patch, strict=True)):
                 batch[k].fill(0)
             batch[k][(slice(None), *tile_sl)] = image[(slice(None), *img_sl)]
@@ -121,7 +83,7 @@ def sliding_window_numpy(
         if out is None:
             out = np.zeros((pred.shape[1], *spatial), dtype=out_dtype)
         for k, start in enumerate(starts):
-            img_sl, tile_sl = _overlap(start, patch, spatial)
+            img_sl, tile_sl = overlap_slices(start, patch, spatial)
             w = weights[tile_sl]
             out[(slice(None), *img_sl)] += pred[k][(slice(None), *tile_sl)] * w
             weight_sum[img_sl] += w

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from voxseg.errors import ConfigError, InputImageError
+from voxseg.tiling import gaussian_weights, overlap_slices, tile_grid, tile_starts
 
 __all__ = ["sliding_window", "tile_starts", "tile_grid", "importance_map", "PatchPredictor"]
 
@@ -38,10 +39,6 @@ log = logging.getLogger(__name__)
 
 #: A predictor maps a batch ``(B, C, *patch)`` to ``(B, K, *patch)`` (logits or probabilities).
 PatchPredictor = Callable[[torch.Tensor], torch.Tensor]
-
-#: Smallest Gaussian weight relative to the map's own scale, as MONAI: tile borders keep a
-#: positive weight so that every voxel is covered and no division by zero can happen.
-MIN_WEIGHT = 1e-3
 
 _OUT_DTYPES = {
     torch.float32: torch.float32,
@@ -51,51 +48,11 @@ _OUT_DTYPES = {
 }
 
 
-def tile_starts(size: int, patch: int, overlap: float) -> list[int]:
-    """Start indices of the tiles along one axis of length ``size >= patch``.
-
-    ``n = ceil((size - patch) / (patch * (1 - overlap))) + 1`` starts spread evenly from 0 to
-    ``size - patch`` (rounded half up), so neighbouring tiles overlap by at least ``overlap``.
-
-    >>> tile_starts(160, 96, 0.5), tile_starts(96, 96, 0.5), tile_starts(100, 64, 0.0)
-    ([0, 32, 64], [0], [0, 36])
-    """
-    if size < patch:
-        raise ConfigError(f"tile_starts needs size >= patch, got size {size} < patch {patch} (pad the axis first)")
-    if size == patch:
-        return [0]
-    step = patch * (1.0 - overlap)
-    n = math.ceil((size - patch) / step - 1e-9) + 1
-    gap = (size - patch) / (n - 1)
-    return [int(i * gap + 0.5) for i in range(n)]
-
-
-def tile_grid(shape: Sequence[int], patch_size: Sequence[int], overlap: float) -> tuple[tuple[int, ...], ...]:
-    """Per-axis tile starts for an image of spatial ``shape``, in image coordinates.
-
-    An axis shorter than the patch gets one tile with a negative start: ``-(patch - size) // 2``
-    voxels of padding before the image (the rest after it).
-    """
-    if len(shape) != len(patch_size):
-        raise ConfigError(f"shape {tuple(shape)} and patch_size {tuple(patch_size)} have different lengths")
-    starts = []
-    for size, patch in zip(shape, patch_size, strict=True):
-        padded = max(size, patch)
-        before = (padded - size) // 2
-        starts.append(tuple(s - before for s in tile_starts(padded, patch, overlap)))
-    return tuple(starts)
-
-
 @lru_cache(maxsize=16)
 def _cached_importance(patch_size: tuple[int, ...], blend: str, sigma_scale: tuple[float, ...]) -> torch.Tensor:
     if blend == "constant":
         return torch.ones(patch_size, dtype=torch.float32)
-    weights = torch.ones((), dtype=torch.float32)
-    for axis, (patch, scale) in enumerate(zip(patch_size, sigma_scale, strict=True)):
-        x = torch.arange(patch, dtype=torch.float64) - (patch - 1) / 2.0
-        g = torch.exp(-0.5 * (x / (scale * patch)) ** 2).to(torch.float32)
-        weights = weights.unsqueeze(-1) * g.reshape((1,) * axis + (patch,))
-    return weights.clamp_(min=max(float(weights.min()), MIN_WEIGHT))
+    return torch.from_numpy(gaussian_weights(patch_size, sigma_scale))
 
 
 def importance_map(
@@ -254,19 +211,9 @@ def _batches(tiles: Iterator[tuple[int, ...]], size: int) -> Iterator[list[tuple
         yield chunk
 
 
-def _overlap_slices(start: tuple[int, ...], patch: Sequence[int], shape: Sequence[int]):
-    """Slices of the image and of the tile that a tile starting at ``start`` shares."""
-    img, tile = [], []
-    for s, p, n in zip(start, patch, shape, strict=True):
-        lo, hi = max(s, 0), min(s + p, n)
-        img.append(slice(lo, hi))
-        tile.append(slice(lo - s, hi - s))
-    return tuple(img), tuple(tile)
-
-
 def _fill_tile(tile: torch.Tensor, image: np.ndarray | torch.Tensor, start: tuple[int, ...], pad_value: float):
     """Copy the image under a tile into the reused float32 buffer ``tile`` (C, *patch)."""
-    img_sl, tile_sl = _overlap_slices(start, tile.shape[1:], image.shape[1:])
+    img_sl, tile_sl = overlap_slices(start, tile.shape[1:], image.shape[1:])
     full = all(t.start == 0 and t.stop == p for t, p in zip(tile_sl, tile.shape[1:], strict=True))
     if not full:
         tile.fill_(pad_value)
@@ -293,7 +240,7 @@ def _run(predictor: PatchPredictor, tiles: torch.Tensor, device: Any, patch: tup
 
 def _accumulate(out: torch.Tensor, weight_sum: torch.Tensor, pred: torch.Tensor, weights: torch.Tensor, start):
     """Add one tile's weighted prediction (K, *patch) to the output, cropped to the image."""
-    img_sl, tile_sl = _overlap_slices(start, weights.shape, out.shape[1:])
+    img_sl, tile_sl = overlap_slices(start, weights.shape, out.shape[1:])
     w = weights[tile_sl]
     out[(slice(None), *img_sl)].addcmul_(pred[(slice(None), *tile_sl)], w)
     weight_sum[img_sl].add_(w)

@@ -1,0 +1,76 @@
+"""Tiling rules shared by every sliding-window implementation (torch and the torch-free ONNX path).
+
+numpy only: :mod:`voxseg.inference.sliding_window` (torch) and :mod:`voxseg.bundle.onnx_backend`
+(onnxruntime, must not import torch) both use these, so their tiles and weights are identical.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from voxseg.errors import ConfigError
+
+__all__ = ["MIN_WEIGHT", "tile_starts", "tile_grid", "overlap_slices", "gaussian_weights"]
+
+#: Smallest Gaussian weight relative to the map's own scale, as MONAI: tile borders keep a
+#: positive weight so that every voxel is covered and no division by zero can happen.
+MIN_WEIGHT = 1e-3
+
+
+def tile_starts(size: int, patch: int, overlap: float) -> list[int]:
+    """Start indices of the tiles along one axis of length ``size >= patch``.
+
+    ``n = ceil((size - patch) / (patch * (1 - overlap))) + 1`` starts spread evenly from 0 to
+    ``size - patch`` (rounded half up), so neighbouring tiles overlap by at least ``overlap``.
+
+    >>> tile_starts(160, 96, 0.5), tile_starts(96, 96, 0.5), tile_starts(100, 64, 0.0)
+    ([0, 32, 64], [0], [0, 36])
+    """
+    if size < patch:
+        raise ConfigError(f"tile_starts needs size >= patch, got size {size} < patch {patch} (pad the axis first)")
+    if size == patch:
+        return [0]
+    step = patch * (1.0 - overlap)
+    n = math.ceil((size - patch) / step - 1e-9) + 1
+    gap = (size - patch) / (n - 1)
+    return [int(i * gap + 0.5) for i in range(n)]
+
+
+def tile_grid(shape: Sequence[int], patch_size: Sequence[int], overlap: float) -> tuple[tuple[int, ...], ...]:
+    """Per-axis tile starts for an image of spatial ``shape``, in image coordinates.
+
+    An axis shorter than the patch gets one tile with a negative start: ``-(patch - size) // 2``
+    voxels of padding before the image (the rest after it).
+    """
+    if len(shape) != len(patch_size):
+        raise ConfigError(f"shape {tuple(shape)} and patch_size {tuple(patch_size)} have different lengths")
+    starts = []
+    for size, patch in zip(shape, patch_size, strict=True):
+        padded = max(size, patch)
+        before = (padded - size) // 2
+        starts.append(tuple(s - before for s in tile_starts(padded, patch, overlap)))
+    return tuple(starts)
+
+
+def overlap_slices(start: Sequence[int], patch: Sequence[int], shape: Sequence[int]):
+    """Slices of the image and of the tile that a tile starting at ``start`` shares."""
+    img, tile = [], []
+    for s, p, n in zip(start, patch, shape, strict=True):
+        lo, hi = max(s, 0), min(s + p, n)
+        img.append(slice(lo, hi))
+        tile.append(slice(lo - s, hi - s))
+    return tuple(img), tuple(tile)
+
+
+def gaussian_weights(patch_size: Sequence[int], sigma_scale: Sequence[float]) -> np.ndarray:
+    """Gaussian tile weights (float32): ``exp(-d**2 / (2 * (scale * patch)**2))`` per axis from the
+    patch centre, multiplied over the axes, clamped below at :data:`MIN_WEIGHT` (MONAI's map)."""
+    weights = np.ones((), dtype=np.float32)
+    for patch, scale in zip(patch_size, sigma_scale, strict=True):
+        x = np.arange(patch, dtype=np.float64) - (patch - 1) / 2.0
+        g = np.exp(-0.5 * (x / (scale * patch)) ** 2).astype(np.float32)
+        weights = weights[..., None] * g
+    return np.maximum(weights, max(float(weights.min()), MIN_WEIGHT)).astype(np.float32)
