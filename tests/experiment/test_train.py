@@ -90,6 +90,7 @@ def test_settings_resolution_order():
     assert cfg.batch_size == 2  # from the plan's configuration
     assert cfg.lr == 0.005 and cfg.epochs == 3  # the user's overrides win
     assert cfg.loss.name == "dice_focal" and cfg.loss.lambda_other == 10 and cfg.loss.lambda_dice == 2
+    assert resolve_train_config(plan, "3d", ["batch_size=4"]).batch_size == 4  # a run's batch, not ignored
     training, changes = split_overrides(["lr=0.1", "network.name=attention_unet", "loss=dice"])
     assert set(training) == {"lr", "loss"} and set(changes) == {"network.name"}
     with pytest.raises(ConfigError, match="loss"):

@@ -40,6 +40,16 @@ def test_foreground_oversampling_and_determinism(tmp_path):
     assert np.mean([np.any(s == 1) for s in seg0]) < with_fg
 
 
+@pytest.mark.parametrize(("batch", "fraction", "forced"), [(2, 0.33, 1), (10, 0.33, 3), (4, 0.5, 2), (2, 0.0, 0)])
+def test_every_batch_holds_foreground(tmp_path, batch, fraction, forced):
+    prefix = _write_case(tmp_path, "a", _small_object_label())
+    sampler = PatchSampler(load_cases([prefix]), (16, 16, 16), oversample_foreground=fraction)
+    assert sampler.forced_count(batch) == forced
+    for seed in range(20):  # the forced patches are the last ones of each batch, never left to chance
+        _, seg = sampler.batch(np.random.default_rng(seed), batch)
+        assert all(np.any(s == 1) for s in seg[batch - forced :])
+
+
 def test_patch_larger_than_case_is_padded(tmp_path):
     prefix = _write_case(tmp_path, "b", _small_object_label((8, 12, 12)))
     img, seg = PatchSampler(load_cases([prefix]), (16, 16, 16)).sample(np.random.default_rng(0))

@@ -67,10 +67,10 @@ def resolve_train_config(
     ConfigError
         An unknown option or an invalid value (the message names the key).
     """
-    conf = plan.configuration(configuration)
     training, _ = split_overrides(overrides)
     base = plan.replace(training={})
     changed = apply_overrides(base, training) if training else base
+    conf = changed.configuration(configuration)  # ``batch_size=N`` is a configuration field too
     data = _merge(TrainConfig().to_json(), {"batch_size": conf.batch_size, "seed": plan.seed})
     data = _merge(data, dict(plan.training))
     data = _merge(data, dict(changed.training))

@@ -94,6 +94,12 @@ class PatchSampler:
         self.slice_mode = len(self.patch_size) == spatial - 1
         self._annotated = [self._annotated_slices(c) for c in self.cases] if self.slice_mode else []
 
+    def forced_count(self, batch_size: int) -> int:
+        """Patches of a batch centred on foreground: ``batch - round(batch * (1 - fraction))``."""
+        if self.oversample <= 0:
+            return 0
+        return max(1, batch_size - int(round(batch_size * (1 - self.oversample))))
+
     def _annotated_slices(self, case: CaseData) -> np.ndarray:
         if self.ignore_label is None:
             return np.arange(case.label.shape[0])
@@ -108,11 +114,15 @@ class PatchSampler:
             return locs[rng.integers(len(locs))].astype(np.int64)
         return (rng.random(len(shape)) * shape).astype(np.int64)
 
-    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """One patch: ``(C, *patch)`` float32 image and ``(1, *patch)`` label."""
+    def sample(self, rng: np.random.Generator, force_fg: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """One patch: ``(C, *patch)`` float32 image and ``(1, *patch)`` label.
+
+        ``force_fg`` None: centred on foreground with probability ``oversample_foreground``.
+        """
         i = int(rng.integers(len(self.cases)))
         case = self.cases[i]
-        force_fg = rng.random() < self.oversample
+        if force_fg is None:
+            force_fg = bool(rng.random() < self.oversample)
         center = self._center(case, rng, force_fg)
         data, label = case.data, case.label
         if self.slice_mode:
@@ -126,5 +136,13 @@ class PatchSampler:
         return img.astype(np.float32, copy=False), seg[None].astype(np.int16)
 
     def batch(self, rng: np.random.Generator, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-        pairs = [self.sample(rng) for _ in range(batch_size)]
+        """A batch whose last ``forced_count(batch_size)`` patches are centred on foreground.
+
+        As nnU-Net does, the oversampling fraction is applied per batch rather than per patch, so
+        with small batches (2 on a CPU) every batch still holds foreground: drawn per patch, a
+        third of the batches of two would hold none, which starves the Dice term on rare, small
+        objects.
+        """
+        forced = self.forced_count(batch_size)
+        pairs = [self.sample(rng, force_fg=k >= batch_size - forced) for k in range(batch_size)]
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
