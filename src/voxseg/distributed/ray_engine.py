@@ -36,14 +36,14 @@ from voxseg.inference.batch import (
     MANIFEST_SCHEMA_VERSION,
     BatchReport,
     CaseInput,
-    _is_current,
-    _load_manifest,
-    _one_line,
-    _run_case,
-    _version,
     check_writable,
     collect_inputs,
+    is_current,
+    load_manifest,
+    one_line,
     output_ending,
+    run_case,
+    voxseg_version,
 )
 from voxseg.io import write_json_atomic
 
@@ -99,7 +99,7 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = "a local Ray instance" if address is None else f"the Ray cluster at {address!r}"
         raise VoxsegError(
-            f"cannot connect to {where} ({_one_line(exc)[:300]}); start one with `ray start --head` "
+            f"cannot connect to {where} ({one_line(exc)[:300]}); start one with `ray start --head` "
             "and pass --address auto, or omit --address for a local instance"
         ) from None
     try:
@@ -123,7 +123,7 @@ class _CaseWorker:
             predictor = resolve_model(model, **resolve)
             self.predictor = predictor.first_folds(max_folds) if max_folds else predictor
         except (VoxsegError, OSError, ValueError, RuntimeError, MemoryError) as exc:
-            self.error = _one_line(exc)
+            self.error = one_line(exc)
 
     def describe(self) -> tuple[str | None, dict[str, Any] | None, str | None]:
         """(model id, predictor settings, load error or None)."""
@@ -135,7 +135,7 @@ class _CaseWorker:
         if self.predictor is None:
             entry = _failed_entry(case, f"the worker could not load the model: {self.error}")
         else:
-            entry = _run_case(case, Path(output), self.predictor, *_case_args(options))
+            entry = run_case(case, Path(output), self.predictor, *_case_args(options))
         return {**entry, "worker": self.worker}
 
 
@@ -197,7 +197,7 @@ def _describe(ray, actor) -> tuple[str, dict[str, Any]]:
     try:
         model_id, settings, error = ray.get(actor.describe.remote())
     except ray.exceptions.RayActorError as exc:
-        raise VoxsegError(f"the first Ray worker died while loading the model ({_one_line(exc)[:300]})") from None
+        raise VoxsegError(f"the first Ray worker died while loading the model ({one_line(exc)[:300]})") from None
     if error is not None:
         raise VoxsegError(error)
     return model_id, settings
@@ -278,7 +278,7 @@ def predict_folder_ray(
     cases = collect_inputs(inputs, file_ending=file_ending, mask_dir=mask_dir)
     check_writable(out)
     manifest_path = out / MANIFEST_NAME
-    old = _load_manifest(manifest_path).get("cases", {}) if resume else {}
+    old = load_manifest(manifest_path).get("cases", {}) if resume else {}
     case_options = {"instances": instances, "min_size": min_size, "min_volume": min_volume}
     case_options["probabilities"] = probabilities
     resolve = {"folds": None if folds is None else list(folds), "configuration": configuration, **options}
@@ -292,13 +292,13 @@ def predict_folder_ray(
                 "schema_version": MANIFEST_SCHEMA_VERSION,
                 "model": model_id,
                 "settings": settings,
-                "voxseg": _version(),
+                "voxseg": voxseg_version(),
                 "cases": dict(old),
             }
             run = _Run(ray, pool, out, file_ending, case_options, manifest, manifest_path, progress, len(cases))
             for case in cases:
                 output = out / f"{case.case_id}{output_ending(case, file_ending)}"
-                if resume and _is_current(old.get(case.case_id), case, output, model_id, settings):
+                if resume and is_current(old.get(case.case_id), case, output, model_id, settings):
                     run.skip(case.case_id, old[case.case_id].get("objects"))
                 else:
                     run.pending.append((case, 1))
@@ -379,12 +379,12 @@ class _Run:
         try:
             return self.ray.get(ref)
         except exceptions.RayActorError as exc:
-            log.warning("%s: worker died (%s)", case.case_id, _one_line(exc)[:200])
+            log.warning("%s: worker died (%s)", case.case_id, one_line(exc)[:200])
             self.pool.discard(actor)
             return None
         except exceptions.RayTaskError as exc:
             cause = getattr(exc, "cause", None) or exc
-            return _failed_entry(case, _one_line(cause)[:500])
+            return _failed_entry(case, one_line(cause)[:500])
 
     def _record(self, case: CaseInput, entry: dict[str, Any], attempts: int) -> None:
         entry = {**entry, "attempts": attempts, "model": self.manifest["model"], "settings": self.manifest["settings"]}

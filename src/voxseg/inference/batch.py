@@ -58,6 +58,11 @@ __all__ = [
     "output_ending",
     "MANIFEST_NAME",
     "file_sha256",
+    "load_manifest",
+    "is_current",
+    "one_line",
+    "run_case",
+    "voxseg_version",
 ]
 
 log = logging.getLogger(__name__)
@@ -350,7 +355,8 @@ def check_writable(folder: Path) -> None:
         ) from None
 
 
-def _load_manifest(path: Path) -> dict[str, Any]:
+def load_manifest(path: Path) -> dict[str, Any]:
+    """A batch run's manifest (``{"cases": {}}`` when missing or unreadable: every case is redone)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(data, dict) and isinstance(data.get("cases"), dict):
@@ -363,7 +369,8 @@ def _load_manifest(path: Path) -> dict[str, Any]:
     return {}
 
 
-def _is_current(entry: dict[str, Any] | None, case: CaseInput, output: Path, model: str, settings: dict) -> bool:
+def is_current(entry: dict[str, Any] | None, case: CaseInput, output: Path, model: str, settings: dict) -> bool:
+    """Whether a manifest entry shows ``output`` already made from this input, model and settings (resume)."""
     if not entry or entry.get("status") != "ok" or not output.is_file():
         return False
     if entry.get("model") != model or entry.get("settings") != settings:
@@ -374,7 +381,8 @@ def _is_current(entry: dict[str, Any] | None, case: CaseInput, output: Path, mod
         return False
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """An exception as one line of text (for manifests and logs)."""
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
@@ -424,7 +432,7 @@ def predict_folder(
     cases = collect_inputs(inputs, file_ending=file_ending, mask_dir=mask_dir)
     check_writable(out)
     manifest_path = out / MANIFEST_NAME
-    old = _load_manifest(manifest_path).get("cases", {}) if resume else {}
+    old = load_manifest(manifest_path).get("cases", {}) if resume else {}
     settings = {
         **predictor.settings(),
         "instances": instances,
@@ -436,17 +444,17 @@ def predict_folder(
         "schema_version": MANIFEST_SCHEMA_VERSION,
         "model": predictor.model_id,
         "settings": settings,
-        "voxseg": _version(),
+        "voxseg": voxseg_version(),
         "cases": dict(old),
     }
     done, skipped, failed, objects = [], [], [], {}
     for k, case in enumerate(cases):
         output = out / f"{case.case_id}{output_ending(case, file_ending)}"
-        if resume and _is_current(old.get(case.case_id), case, output, predictor.model_id, settings):
+        if resume and is_current(old.get(case.case_id), case, output, predictor.model_id, settings):
             skipped.append(case.case_id)
             objects[case.case_id] = old[case.case_id].get("objects")
         else:
-            entry = _run_case(case, output, predictor, instances, min_size, min_volume, probabilities)
+            entry = run_case(case, output, predictor, instances, min_size, min_volume, probabilities)
             entry.update(model=predictor.model_id, settings=settings)
             manifest["cases"][case.case_id] = entry
             write_json_atomic(manifest_path, manifest)
@@ -463,7 +471,8 @@ def predict_folder(
     )
 
 
-def _run_case(case, output, predictor, instances, min_size, min_volume, probabilities) -> dict[str, Any]:
+def run_case(case, output, predictor, instances, min_size, min_volume, probabilities) -> dict[str, Any]:
+    """:func:`predict_case` that never raises: a failure becomes a manifest entry with its error."""
     try:
         return predict_case(
             case,
@@ -475,7 +484,7 @@ def _run_case(case, output, predictor, instances, min_size, min_volume, probabil
             probabilities=probabilities,
         )
     except (VoxsegError, OSError, ValueError, RuntimeError, MemoryError) as exc:
-        log.error("%s: %s", case.case_id, _one_line(exc))
+        log.error("%s: %s", case.case_id, one_line(exc))
         log.debug("%s failed", case.case_id, exc_info=True)
         return {
             "case": case.case_id,
@@ -485,11 +494,12 @@ def _run_case(case, output, predictor, instances, min_size, min_volume, probabil
             "extra_outputs": [],
             "objects": None,
             "seconds": {},
-            "error": _one_line(exc),
+            "error": one_line(exc),
         }
 
 
-def _version() -> str:
+def voxseg_version() -> str:
+    """The installed voxseg version (recorded in manifests)."""
     import voxseg
 
     return voxseg.__version__

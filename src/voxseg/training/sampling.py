@@ -98,7 +98,7 @@ class PatchSampler:
         """Patches of a batch centred on foreground: ``batch - round(batch * (1 - fraction))``."""
         if self.oversample <= 0:
             return 0
-        return max(1, batch_size - int(round(batch_size * (1 - self.oversample))))
+        return max(1, batch_size - round(batch_size * (1 - self.oversample)))
 
     def _annotated_slices(self, case: CaseData) -> np.ndarray:
         if self.ignore_label is None:
