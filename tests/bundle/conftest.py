@@ -123,22 +123,46 @@ def bundle_zip(work_folder, tmp_path_factory) -> Path:
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
-    """Serves files; ``/drop/NAME`` announces NAME's full size but sends half and hangs up."""
+    """Serves files, honouring ``Range: bytes=N-`` (206); ``/drop/NAME`` announces NAME's full size
+    but sends half and hangs up (a range request there is served in full). Every request's path and
+    ``Range`` header are appended to the server's ``requests`` list."""
 
     def log_message(self, *args):  # keep test output clean
         pass
 
     def do_GET(self):
-        if self.path.startswith("/drop/"):
-            data = (Path(self.directory) / self.path[len("/drop/") :]).read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data[: len(data) // 2])
-            self.wfile.flush()
-            self.close_connection = True
+        self.server.requests.append((self.path, self.headers.get("Range")))
+        drop = self.path.startswith("/drop/")
+        name = self.path[len("/drop/") :] if drop else self.path.lstrip("/")
+        rng = self.headers.get("Range")
+        if not (drop or rng):
+            super().do_GET()
             return
-        super().do_GET()
+        file = Path(self.directory) / name
+        if not file.is_file():
+            self.send_error(404)
+            return
+        data = file.read_bytes()
+        if rng:
+            start = int(rng.removeprefix("bytes=").split("-")[0])
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            self.send_header("Content-Length", str(len(data) - start))
+            self.end_headers()
+            self.wfile.write(data[start:])
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data[: len(data) // 2])
+        self.wfile.flush()
+        self.close_connection = True
 
 
 class Server:
@@ -148,6 +172,8 @@ class Server:
         self.folder = folder
         handler = partial(_Handler, directory=str(folder))
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.requests = []
+        self.requests = self.httpd.requests
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()

@@ -73,8 +73,48 @@ def test_bad_downloads_are_refused_and_deleted(name, server, bundle_zip, tmp_pat
     if name != "dropped":  # the dropped connection never gives a complete file to hash
         actual = sha256_file(server.folder / f"{name}.zip")
         assert f"has sha256 {actual}" in message and "deleted" in message
-    assert _files(cache / "downloads") == []
+        assert _files(cache / "downloads") == []
+    else:  # what arrived is kept for the next attempt, never as a finished download
+        assert "kept" in message
+        assert [p.name for p in _files(cache / "downloads")] == [f"dropped-v1-{digest[:12]}.zip.part"]
     assert _files(models) == []
+
+
+def _flaky_index(server, bundle_zip, tmp_path) -> tuple[Path, str]:
+    """The index of ``_publish`` with tiny-nodules served by ``/drop/`` (the first request breaks)."""
+    index, digest = _publish(server, bundle_zip, tmp_path)
+    data = json.loads(index.read_text())
+    data["models"]["tiny-nodules"]["versions"]["v1"]["urls"] = [f"{server.url}/drop/good.zip"]
+    index.write_text(json.dumps(data))
+    return index, digest
+
+
+def test_interrupted_download_resumes_where_it_stopped(server, bundle_zip, tmp_path):
+    index, digest = _flaky_index(server, bundle_zip, tmp_path)
+    cache, models, size = tmp_path / "cache", tmp_path / "models", bundle_zip.stat().st_size
+    with pytest.raises(BundleError, match="kept"):
+        install("tiny-nodules", index=index, cache=cache, models=models, retries=0)
+    part = cache / "downloads" / f"tiny-nodules-v1-{digest[:12]}.zip.part"
+    assert part.stat().st_size == size // 2
+    seen = []
+    got = install("tiny-nodules", index=index, cache=cache, models=models, progress=lambda d, t: seen.append((d, t)))
+    assert got.sha256 == digest and not part.exists()
+    assert server.requests[-1] == ("/drop/good.zip", f"bytes={size // 2}-")  # only the missing half was asked for
+    assert seen[0][0] > size // 2 and seen[-1] == (size, size)
+    assert [p.name for p in _files(cache / "downloads")] == [f"tiny-nodules-v1-{digest[:12]}.zip"]
+
+
+def test_retries_resume_and_a_bad_resumed_file_is_deleted(server, bundle_zip, tmp_path):
+    index, digest = _flaky_index(server, bundle_zip, tmp_path)
+    cache, models = tmp_path / "cache", tmp_path / "models"
+    got = install("tiny-nodules", index=index, cache=cache, models=models, retries=1)  # the retry resumes
+    assert got.sha256 == digest and [r for _, r in server.requests] == [None, f"bytes={bundle_zip.stat().st_size // 2}-"]
+    # a part that does not belong to the file (here: garbage) gives a hash mismatch, and is not kept
+    part = cache / "downloads" / f"corrupt-v1-{digest[:12]}.zip.part"
+    part.write_bytes(b"x" * 100)
+    with pytest.raises(BundleError, match="deleted"):
+        install("corrupt", index=index, cache=cache, models=models, retries=0)
+    assert not part.exists() and not list((cache / "downloads").glob("corrupt*"))
 
 
 def test_mirrors_are_tried_in_order(server, bundle_zip, tmp_path):

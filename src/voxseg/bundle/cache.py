@@ -5,6 +5,7 @@ its ``--cache-dir`` / ``--models-dir`` flags):
 
 ```
 CACHE/downloads/NAME-VERSION-<sha256[:12]>.zip   verified downloads (pooch; a bad one is deleted)
+CACHE/downloads/NAME-VERSION-<sha256[:12]>.zip.part   an interrupted download, resumed (HTTP Range) next time
 CACHE/indexes/<hash of url>.json                 copies of remote indexes, for offline use
 CACHE/bundles/<sha256>/                          zips opened by path, extracted once
 MODELS/NAME/VERSION/                             installed bundles: bundle.json, weights/, README.md,
@@ -33,6 +34,7 @@ from typing import Any
 
 from voxseg.bundle._util import parse_reference, sha256_file, version_key
 from voxseg.bundle.archive import ArchiveLimits, extract_zip
+from voxseg.bundle.download import ResumableDownloader
 from voxseg.bundle.load import INSTALL_RECORD, Bundle, open_bundle
 from voxseg.bundle.registry import IndexEntry, ModelIndex, is_remote, load_index, local_path_of
 from voxseg.errors import BundleError
@@ -254,23 +256,6 @@ def _place(models_dir: Path, bundle: Bundle, digest: str, source: str, copy_from
     return done
 
 
-class _PoochProgress:
-    """pooch's progress-bar protocol (``total``, ``update``, ``reset``, ``close``) -> a callback."""
-
-    def __init__(self, callback: Progress):
-        self.callback, self.total, self.done = callback, 0, 0
-
-    def update(self, n: int) -> None:
-        self.done += n
-        self.callback(min(self.done, self.total) if self.total else self.done, self.total)
-
-    def reset(self) -> None:
-        self.done = 0
-
-    def close(self) -> None:
-        pass
-
-
 def fetch(
     entry: IndexEntry,
     cache: Path,
@@ -322,7 +307,8 @@ def _download(url: str, entry: IndexEntry, cache: Path, progress: Progress | Non
 
     pooch.get_logger().setLevel(logging.WARNING)  # our progress callback reports downloads, not pooch's logger
     fname = f"{entry.name}-{entry.version}-{entry.sha256[:12]}.zip"
-    downloader = pooch.HTTPDownloader(progressbar=_PoochProgress(progress) if progress else False, timeout=60)
+    part = cache / "downloads" / f"{fname}.part"
+    downloader = ResumableDownloader(part, size=entry.size, progress=progress, timeout=60)
     problem = ""
     for attempt in range(1 + max(0, retries)):
         try:
@@ -340,7 +326,10 @@ def _download(url: str, entry: IndexEntry, cache: Path, progress: Progress | Non
             actual = found.group(1) if found else "something else"
             return f"download from {url} has sha256 {actual}, expected {entry.sha256}; the bad file was deleted"
         except (requests.exceptions.RequestException, OSError) as exc:
-            problem = f"download from {url} failed ({type(exc).__name__}: {_short(exc)})"
+            kept = part.stat().st_size if part.is_file() else 0
+            problem = f"download from {url} failed ({type(exc).__name__}: {_short(exc)})" + (
+                f"; the {kept} bytes received are kept and the next install resumes from them" if kept else ""
+            )
             log.info("%s (attempt %d of %d)", problem, attempt + 1, 1 + retries)
             if attempt < retries:
                 time.sleep(min(attempt + 1, 5))
