@@ -24,6 +24,7 @@ def test_public_api():
     assert set(voxseg.io.__all__) == {
         "Volume",
         "Geometry",
+        "require_same_grid",
         "read_image",
         "read_channels",
         "write_image",

@@ -30,7 +30,7 @@ from voxseg.errors import ConfigError, InputImageError, VoxsegError
 from voxseg.inference.runtime import configure_threads, cpu_supports_bf16, resolve_precision
 from voxseg.inference.sliding_window import sliding_window, tile_grid
 from voxseg.inference.wrappers import AutocastPredictor, Ensemble, MirrorTTA, probabilities_to_labels
-from voxseg.io import Volume
+from voxseg.io import Volume, require_same_grid
 from voxseg.planning import ConfigurationPlan, Plan
 from voxseg.postprocessing import PostprocessingSpec, apply_postprocessing
 from voxseg.preprocessing import preprocess_case, restore_probabilities
@@ -450,19 +450,14 @@ def _check_options(overlap: Any, precision: Any, threshold: Any, batch_size: Any
 
 
 def _check_mask(mask: Volume, image: Volume) -> None:
-    if mask.shape != image.shape:
-        raise InputImageError(
-            None,
-            f"mask has shape {mask.shape}, the image {image.shape}",
-            "the mask must lie on the image's voxel grid (same shape, spacing, origin, direction)",
-        )
-    diff = mask.geometry.differences(image.geometry)
-    if diff:
-        raise InputImageError(
-            None,
-            f"mask geometry differs from the image: {'; '.join(diff)}",
-            "resample the mask onto the image's grid",
-        )
+    require_same_grid(
+        mask,
+        image,
+        what="mask",
+        reference_name="the image",
+        fix="the mask must lie on the image's voxel grid (same shape, spacing, origin, direction)",
+        fix_geometry="resample the mask onto the image's grid",
+    )
 
 
 def _is_identity(props: Any) -> bool:

@@ -10,11 +10,12 @@ from voxseg.io.formats import (
     read_image,
     write_image,
 )
-from voxseg.io.volume import Geometry, Volume
+from voxseg.io.volume import Geometry, Volume, require_same_grid
 
 __all__ = [
     "Volume",
     "Geometry",
+    "require_same_grid",
     "read_image",
     "read_channels",
     "write_image",

@@ -186,3 +186,27 @@ class Volume:
         return (
             f"Volume(shape={self.shape}, dtype={self.dtype}, spacing={_fmt(self.spacing)}, origin={_fmt(self.origin)})"
         )
+
+
+def require_same_grid(
+    volume: Volume,
+    reference: Volume,
+    *,
+    what: str,
+    reference_name: str,
+    fix: str,
+    fix_geometry: str | None = None,
+    path: object = None,
+) -> None:
+    """Raise a one-line :class:`~voxseg.errors.InputImageError` unless ``volume`` lies on ``reference``'s
+    voxel grid: "``what`` has shape A, ``reference_name`` B" or "``what`` geometry differs from
+    ``reference_name``: ..." with ``fix`` (``fix_geometry`` for a geometry difference, if given)."""
+    from voxseg.errors import InputImageError
+
+    if volume.shape != reference.shape:
+        raise InputImageError(path, f"{what} has shape {volume.shape}, {reference_name} {reference.shape}", fix)
+    diff = volume.geometry.differences(reference.geometry)
+    if diff:
+        raise InputImageError(
+            path, f"{what} geometry differs from {reference_name}: {'; '.join(diff)}", fix_geometry or fix
+        )

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from voxseg.errors import ConfigError, InputImageError
-from voxseg.io import Geometry, Volume
+from voxseg.io import Geometry, Volume, require_same_grid
 from voxseg.planning.normalization import Normalization
 
 from .cropping import CropBox, crop, crop_to_nonzero, uncrop
@@ -151,33 +151,17 @@ def _check_images(images: Sequence[Volume], label: Volume | None) -> None:
         raise InputImageError(None, "no image channel given", "pass one Volume per channel")
     first = images[0]
     for k, img in enumerate(images[1:], start=1):
-        if img.shape != first.shape:
-            raise InputImageError(
-                None,
-                f"channel {k} has shape {img.shape}, channel 0 {first.shape}",
-                "all channels of a case must share one voxel grid",
-            )
-        diff = img.geometry.differences(first.geometry)
-        if diff:
-            raise InputImageError(
-                None,
-                f"channel {k} geometry differs from channel 0: {'; '.join(diff)}",
-                "resample the channels onto one grid first",
-            )
+        require_same_grid(
+            img,
+            first,
+            what=f"channel {k}",
+            reference_name="channel 0",
+            fix="all channels of a case must share one voxel grid",
+            fix_geometry="resample the channels onto one grid first",
+        )
     if label is not None:
-        if label.shape != first.shape:
-            raise InputImageError(
-                None,
-                f"label has shape {label.shape}, the image {first.shape}",
-                "the label must be drawn on the image's voxel grid",
-            )
-        diff = label.geometry.differences(first.geometry)
-        if diff:
-            raise InputImageError(
-                None,
-                f"label geometry differs from the image: {'; '.join(diff)}",
-                "the label must be drawn on the image's voxel grid",
-            )
+        fix = "the label must be drawn on the image's voxel grid"
+        require_same_grid(label, first, what="label", reference_name="the image", fix=fix)
 
 
 def _label_array(label: np.ndarray) -> np.ndarray:
