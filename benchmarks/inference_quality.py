@@ -4,6 +4,7 @@ One command, prints a table::
 
     python benchmarks/inference_quality.py                  # ~10-15 min on 2 shared cores
     python benchmarks/inference_quality.py --work /tmp/q    # keep (and reuse) the trained model there
+    python benchmarks/inference_quality.py --model WORK --size 0   # a model trained by `voxseg train`
 
 Steps: generate ``--train`` + ``--test`` mouse-lung-ct phantom cases (``--size``³ voxels at 0.1 mm),
 preprocess the training cases with the library's own ``preprocess_case`` (z-score, no resampling),
@@ -13,7 +14,9 @@ then predict the test cases with :class:`voxseg.inference.Predictor` in several 
 report the pooled Dice of the nodule class over all test voxels, the mean per-case Dice (cases
 with nodules), the voxels whose label differs from the fp32 + TTA reference, and seconds per case.
 The model is written in a work-folder layout (``plan.json`` + ``runs/3d/fold_0``), so a second
-run with the same ``--work`` skips training.
+run with the same ``--work`` skips training. ``--model WORK`` evaluates a work folder trained by
+``voxseg train`` (e.g. the ``lung`` task of ``benchmarks/training.py --keep DIR``: ``DIR/lung_work``)
+instead; ``--size 0`` makes the test phantoms at the phantom's default size.
 """
 
 from __future__ import annotations
@@ -93,7 +96,8 @@ def _evaluate(work: Path, args: argparse.Namespace) -> None:
 
     configure_allocator()
     threads = configure_threads(None)
-    cases = [generate_case("mouse-lung-ct", 1000 + i, seed=args.seed, size=args.size) for i in range(args.test)]
+    size = args.size or None  # 0: the phantom's default size
+    cases = [generate_case("mouse-lung-ct", 1000 + i, seed=args.seed, size=size) for i in range(args.test)]
     settings = {
         "fp32, TTA, overlap 0.5": {"precision": "fp32", "tta": True, "overlap": 0.5},
         "bf16, TTA, overlap 0.5": {"precision": "bf16", "tta": True, "overlap": 0.5},
@@ -129,9 +133,15 @@ def _evaluate(work: Path, args: argparse.Namespace) -> None:
                 seconds / len(cases),
             )
         )
+    shape = "x".join(map(str, cases[0].label.shape))
+    model = (
+        f"model {args.model}"
+        if args.model
+        else f"{args.train} training cases, UNet 16-128, {args.epochs}×{args.iterations} steps"
+    )
     print(
-        f"\nmouse-lung-ct phantoms: {args.train} training cases, {args.test} test cases of {args.size}³ at 0.1 mm; "
-        f"UNet 16-128, {args.epochs}×{args.iterations} steps; {threads} threads; native bf16: {cpu_supports_bf16()}"
+        f"\nmouse-lung-ct phantoms: {model}; {args.test} test cases of {shape} at 0.1 mm; "
+        f"{threads} threads; native bf16: {cpu_supports_bf16()}"
     )
     print(
         f"| {'setting':<28} | {'used':<4} | {'pooled Dice':>11} | {'mean case Dice':>14} | "
@@ -155,11 +165,12 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=25)
     parser.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", type=Path, default=None, help="a trained work folder to evaluate (no training)")
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs (other jobs share them)")
     with tempfile.TemporaryDirectory() as tmp:
-        work = args.work or Path(tmp) / "work"
-        if not (work / "runs" / "3d" / "fold_0" / "checkpoint" / "state.json").is_file():
+        work = args.model or args.work or Path(tmp) / "work"
+        if not args.model and not (work / "runs" / "3d" / "fold_0" / "checkpoint" / "state.json").is_file():
             _train(work, args)
         _evaluate(work, args)
     print(f"load average after: {os.getloadavg()[0]:.2f}")

@@ -40,8 +40,22 @@ def test_mirror_tta_of_a_flip_equivariant_predictor_is_the_predictor(shape):
     counting = CountingPredictor(box_filter)
     out = MirrorTTA(counting)(x)
     torch.testing.assert_close(out, box_filter(x), rtol=1e-5, atol=1e-6)
-    assert len(counting.inputs) == 2 ** (len(shape) - 2)  # every flip combination, identity included
-    assert torch.equal(counting.inputs[0], x) and torch.equal(counting.inputs[-1], x.flip(list(range(2, len(shape)))))
+    # small tiles: every flip combination (identity included) in one call, in order, batch after batch
+    assert len(counting.inputs) == 1
+    seen = torch.split(counting.inputs[0], shape[0])
+    assert len(seen) == 2 ** (len(shape) - 2)
+    assert torch.equal(seen[0], x) and torch.equal(seen[-1], x.flip(list(range(2, len(shape)))))
+
+
+def test_mirror_tta_splits_flips_to_bound_the_call_size():
+    from voxseg.tiling import TILE_BATCH_VOXELS
+
+    side = round((TILE_BATCH_VOXELS / 2) ** (1 / 3)) + 1  # two flips of this tile exceed the bound
+    x = torch.randn(1, 1, side, side, side)
+    counting = CountingPredictor(box_filter)
+    out = MirrorTTA(counting)(x)
+    assert [len(t) for t in counting.inputs] == [1] * 8  # one flip per call
+    torch.testing.assert_close(out, box_filter(x), rtol=1e-5, atol=1e-6)
 
 
 def test_mirror_tta_averages_flipped_back_outputs():

@@ -43,7 +43,9 @@ def predict(
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 where supported), bf16 or fp32."),
     fast: bool = typer.Option(False, "--fast", help="No TTA, overlap 0.25, first fold only (see docs/inference.md)."),
     threads: int = typer.Option(None, "--threads", min=1, help="CPU threads (default: one per physical core)."),
-    batch_size: int = typer.Option(1, "--batch-size", min=1, help="Tiles per network call."),
+    batch_size: str = typer.Option(
+        "auto", "--batch-size", help="Tiles per network call, or auto (as many as fit 262,144 voxels, 1-8)."
+    ),
     file_ending: str = typer.Option(None, "--file-ending", help="Input files to take from a folder; output suffix."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip cases already predicted (folder input)."),
     engine: str = typer.Option("local", "--engine", help="local (this process) or ray (pip install 'voxseg[ray]')."),
@@ -58,6 +60,7 @@ def predict(
         raise ConfigError("give --min-size or --min-volume, not both")
     from voxseg.inference.runtime import configure_allocator, configure_threads
 
+    batch_size = _tiles_per_call(batch_size)
     configure_allocator()
     configure_threads(threads)
     if points is not None:  # interactive model: one image, six extreme points (docs/interactive.md)
@@ -126,6 +129,15 @@ def _check_file_output(output: Path) -> None:
     if image_suffix(output) not in WRITE_SUFFIXES:
         raise InputImageError(output, "unknown output suffix", f"use one of {', '.join(WRITE_SUFFIXES)}")
     check_writable(output.parent)
+
+
+def _tiles_per_call(text: str) -> int | str:
+    value = text.strip().lower()
+    if value == "auto":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"--batch-size {text!r}: give a positive number of tiles or auto")
+    return int(value)
 
 
 def _load(model, folds, config, tta, overlap, threshold, device, precision, fast, batch_size):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 from collections.abc import Callable, Sequence
 from typing import Literal, cast
 
@@ -24,6 +25,7 @@ import torch
 
 from voxseg.errors import ConfigError
 from voxseg.inference.runtime import resolve_precision
+from voxseg.tiling import TILE_BATCH_VOXELS
 
 __all__ = ["MirrorTTA", "Ensemble", "AutocastPredictor", "probabilities_to_labels", "ACTIVATIONS"]
 
@@ -68,15 +70,23 @@ class MirrorTTA:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         flips = self.flips(x.ndim - 2)
+        n = x.shape[0]
+        # several flips per predictor call while the call stays within TILE_BATCH_VOXELS (small
+        # tiles: per-call overheads dominate a CPU forward pass); the sum keeps the flips' order
+        group = max(1, min(len(flips), TILE_BATCH_VOXELS // max(1, n * math.prod(x.shape[2:]))))
         total: torch.Tensor | None = None
-        for dims in flips:
-            y = self.predictor(x.flip(dims) if dims else x)
-            if dims:
-                y = y.flip(dims)
-            if total is None:
-                total = y.to(torch.float32, copy=True)  # never alias the predictor's output or input
-            else:
-                total.add_(y)
+        for k in range(0, len(flips), group):
+            chunk = flips[k : k + group]
+            inputs = [x.flip(dims) if dims else x for dims in chunk]
+            out = self.predictor(inputs[0] if len(chunk) == 1 else torch.cat(inputs))
+            for j, dims in enumerate(chunk):
+                y = out if len(chunk) == 1 else out[j * n : (j + 1) * n]
+                if dims:
+                    y = y.flip(dims)
+                if total is None:
+                    total = y.to(torch.float32, copy=True)  # never alias the predictor's output or input
+                else:
+                    total.add_(y)
         return cast(torch.Tensor, total).div_(len(flips))
 
     def __repr__(self) -> str:
