@@ -170,7 +170,13 @@ def _predict(predictor, channels: list[Volume], points: np.ndarray) -> np.ndarra
     config = PromptConfig.from_json(plan.interactive)
     x, box = prompt_inputs(data, grid, config=config, spacing=conf.target_spacing)
     probs = sliding_window(
-        x, _ensemble(predictor), conf.patch_size, overlap=predictor.overlap, device=predictor.device, num_classes=2
+        x,
+        _ensemble(predictor),
+        conf.patch_size,
+        overlap=predictor.overlap,
+        device=predictor.device,
+        num_classes=2,
+        batch_size=predictor.batch_size,
     )
     full = np.zeros((2, *data.shape[1:]), dtype=np.float32)
     full[0] = 1.0
