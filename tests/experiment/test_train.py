@@ -162,3 +162,17 @@ def test_time_budget_sizes_the_epochs(tmp_path):
     assert s["status"] == "finished" and s["epochs"] >= 1
     assert run["config"]["epochs"] == s["epochs"] or run.get("ended") == "time budget"
     shutil.rmtree(work)
+
+
+def test_budget_sizing_leaves_the_start_up_out_of_the_epoch_time():
+    from voxseg.experiment.runner import _StepClock
+
+    seen = []
+    clock = _StepClock(seen.append)
+    clock.started = 100.0
+    clock.first, clock.last = 112.0, 130.0  # 10 steps: first done after 12 s, then 2 s a step
+    epoch, startup = clock.steady_epoch(spent=33.0, steps=10)  # 3 s after the last step: checkpoint, validation
+    assert startup == 10.0 and epoch == 23.0  # 12 s to the first step = 10 s start-up + one 2 s step
+    assert _StepClock(None).steady_epoch(5.0, 1) == (5.0, 0.0)  # one step: the whole epoch counts
+    clock("info")
+    assert seen == ["info"]  # the caller's progress callback still gets every step

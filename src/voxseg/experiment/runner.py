@@ -76,17 +76,50 @@ def _train(run_dir: Path, model, prefixes, conf, cfg: TrainConfig, ctx, meta, re
     if not size:
         return cfg, train(run_dir, model, prefixes, config=cfg, resume=resume, **kwargs)
     # time budget without an epoch count: time the first epoch, then size the run to the budget
+    clock = _StepClock(progress)
+    kwargs["progress"] = clock
     started = time.monotonic()
     first = train(run_dir, model, prefixes, config=cfg.with_overrides(epochs=1), resume=False, **kwargs)
-    spent = time.monotonic() - started  # includes start-up and validation: errs on the safe side
-    epochs = max(1, math.floor(cfg.minutes * 60 * _BUDGET_MARGIN / max(spent, 1e-3)))
-    epochs = min(epochs, 10_000)
+    spent = time.monotonic() - started
+    kwargs["progress"] = progress
+    epoch, startup = clock.steady_epoch(spent, cfg.iterations_per_epoch)
+    # the rest of the run pays the start-up (DataLoader workers) once more
+    fit = (cfg.minutes * 60 * _BUDGET_MARGIN - spent - startup) / max(epoch, 1e-3)
+    epochs = min(max(1, 1 + math.floor(fit)), 10_000)
     left = max(cfg.minutes - spent / 60, 0.01)
-    log.info("first epoch took %.1f s: %d epoch(s) fit in %.1f min", spent, epochs, cfg.minutes)
+    log.info("first epoch %.1f s (start-up %.1f s): %d epoch(s) fit in %.1f min", spent, startup, epochs, cfg.minutes)
     cfg = cfg.with_overrides(epochs=epochs, minutes=left)
     if epochs == 1:
         return cfg, first
     return cfg, train(run_dir, model, prefixes, config=cfg, resume=True, **kwargs)
+
+
+class _StepClock:
+    """A progress callback that remembers when the first and the last step of an epoch ended."""
+
+    def __init__(self, forward: Callable[[Any], None] | None):
+        self.forward, self.first, self.last = forward, None, None
+        self.started = time.monotonic()
+
+    def __call__(self, info: Any) -> None:
+        now = time.monotonic()
+        self.first = now if self.first is None else self.first
+        self.last = now
+        if self.forward is not None:
+            self.forward(info)
+
+    def steady_epoch(self, spent: float, steps: int) -> tuple[float, float]:
+        """(seconds of an epoch once running, seconds of start-up) from a first epoch of ``spent`` s.
+
+        The start-up (worker processes, first batch) is the time to the first step less one step;
+        a steady epoch is ``steps`` steps at the pace of steps 2..n, plus what followed the last
+        step (checkpoint, patch validation). With a single step the whole epoch counts.
+        """
+        if self.first is None or self.last is None or steps < 2 or self.last <= self.first:
+            return spent, 0.0
+        step = (self.last - self.first) / (steps - 1)
+        startup = max(0.0, self.first - self.started - step)
+        return max(spent - startup, 1e-3), startup
 
 
 def _interactive_sampler(plan, conf):
