@@ -107,7 +107,7 @@ def test_segment_adds_a_labels_layer_with_the_image_geometry(make_napari_viewer,
 def test_gui_stays_responsive_while_the_model_runs_and_cancel_stops_it(make_napari_viewer, bright_work, qtbot):
     image, _ = spheres_image()
     viewer, segment, _ = _dock(make_napari_viewer, image)
-    big = Volume(np.zeros((48, 160, 160), np.float32), SPACING, ORIGIN)  # ~2000 tiles with mirroring
+    big = Volume(np.zeros((96, 224, 224), np.float32), SPACING, ORIGIN)  # many tiles: runs long enough to watch
     viewer.add_image(big.array, **volume_layer_kwargs(big, name="big"))
     segment.add_model_path(bright_work)
     segment.image_combo.setCurrentText("CT")
