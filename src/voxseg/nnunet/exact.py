@@ -209,14 +209,15 @@ class NnunetExactPredictor(Predictor):
         """
         axes = [a + 2 for a in self.config.mirror_axes] if self.tta else []
         combos = [()] + [c for r in range(1, len(axes) + 1) for c in itertools.combinations(axes, r)]
-        group = max(1, min(len(combos), TILE_BATCH_VOXELS // max(1, math.prod(x.shape[2:]))))
+        n = x.shape[0]
+        group = max(1, min(len(combos), TILE_BATCH_VOXELS // max(1, n * math.prod(x.shape[2:]))))
         pred = None
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             for k in range(0, len(combos), group):
                 chunk = combos[k : k + group]
                 out = net(torch.cat([torch.flip(x, d) if d else x for d in chunk]))
                 for j, dims in enumerate(chunk):
-                    y = out[j : j + 1]
+                    y = out[j * n : (j + 1) * n]
                     y = (torch.flip(y, dims) if dims else y).float()
                     pred = y.clone() if pred is None else pred.add_(y)
         return pred / len(combos)
