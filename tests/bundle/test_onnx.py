@@ -158,3 +158,49 @@ def test_2d_multiclass_bundle_on_3d_data_matches_torch(tmp_path):
     assert got.labels.shape == ref.labels.shape == (3, 20, 25)
     assert set(np.unique(ref.labels.array)) <= {0, 1, 3} and len(np.unique(ref.labels.array)) > 1
     assert (got.labels.array == ref.labels.array).mean() >= 0.999
+
+
+_CLI_WITHOUT_TORCH = textwrap.dedent(
+    """
+    import sys
+
+    class BlockTorch:
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch" or name.startswith("torch."):
+                raise ImportError("torch is blocked in this test")
+            return None
+
+    sys.meta_path.insert(0, BlockTorch())
+    from voxseg.cli.main import main
+
+    code = main(sys.argv[1:])
+    print("TORCH_LOADED" if any(m.split(".")[0] == "torch" for m in sys.modules) else "NO_TORCH")
+    sys.exit(code)
+    """
+)
+
+
+@pytest.mark.slow
+def test_cli_predict_with_the_onnxruntime_backend_never_imports_torch(onnx_bundle, tmp_path):
+    from voxseg.bundle import load_predictor
+    from voxseg.io import Volume, read_image, write_image
+
+    rng = np.random.default_rng(3)
+    image = Volume(rng.normal(0, 1, (12, 20, 20)).astype(np.float32), (1.5, 1.0, 1.0))
+    image.array[4:8, 6:12, 6:12] += 4.0
+    write_image(image, tmp_path / "case.nii.gz")
+    out = tmp_path / "out.nii.gz"
+    argv = ["predict", "-i", str(tmp_path / "case.nii.gz"), "-o", str(out), "-m", str(onnx_bundle)]
+    argv += ["--backend", "onnxruntime", "--no-tta"]
+    run = subprocess.run([sys.executable, "-c", _CLI_WITHOUT_TORCH, *argv], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "NO_TORCH" in run.stdout
+    torch_labels = load_predictor(onnx_bundle, tta=False, precision="fp32").predict(image).labels.array
+    assert _dice(read_image(out).array > 0, torch_labels > 0) >= 0.999
+    bad = subprocess.run(
+        [sys.executable, "-c", _CLI_WITHOUT_TORCH, *argv[:-3], "--backend", "tensorflow"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "--backend" in bad.stderr

@@ -26,7 +26,7 @@ import numpy as np
 
 from voxseg.bundle.load import Bundle, open_bundle
 from voxseg.errors import BundleError, ConfigError, InputImageError
-from voxseg.io.volume import Volume
+from voxseg.io.volume import Volume, require_same_grid
 from voxseg.planning import Plan
 from voxseg.postprocessing import PostprocessingSpec, apply_postprocessing
 from voxseg.preprocessing import preprocess_case, restore_probabilities
@@ -144,7 +144,10 @@ class OnnxPredictor:
             raise BundleError("the onnxruntime backend does not support fixed-shape or interactive models yet")
         if not 0 <= overlap < 1:
             raise ConfigError(f"overlap must be in [0, 1), got {overlap!r}")
+        batch_size = 1 if batch_size == "auto" else batch_size  # onnxruntime: one tile per call (measured)
         self.tta, self.overlap, self.threshold, self.batch_size = bool(tta), float(overlap), threshold, int(batch_size)
+        self.model_id = f"{plan.dataset_name} (onnx)"
+        self.folds: tuple[int, ...] | None = None
         axes = self.config.mirror_axes if self.tta else ()
         self._flips = [c for r in range(len(axes) + 1) for c in itertools.combinations([a + 2 for a in axes], r)]
 
@@ -176,7 +179,22 @@ class OnnxPredictor:
             ort.InferenceSession(bundle.read(n), sess_options=opts, providers=["CPUExecutionProvider"])
             for n in names.values()
         ]
-        return cls(sessions, m.plan, configuration=m.configuration, postprocessing=m.postprocessing, **options)
+        out = cls(sessions, m.plan, configuration=m.configuration, postprocessing=m.postprocessing, **options)
+        out.model_id, out.folds = m.reference, chosen
+        return out
+
+    def settings(self) -> dict[str, Any]:
+        """The options that shape a prediction (JSON-ready; recorded in batch manifests)."""
+        return {
+            "backend": "onnxruntime",
+            "configuration": self.config.name,
+            "folds": None if self.folds is None else list(self.folds),
+            "networks": len(self.sessions),
+            "tta": self.tta,
+            "overlap": self.overlap,
+            "threshold": self.threshold,
+            "postprocessing": self.postprocessing.to_json(),
+        }
 
     # ---- network -----------------------------------------------------------------------
     def _run_tiles(self, x: np.ndarray) -> np.ndarray:
@@ -218,9 +236,18 @@ class OnnxPredictor:
 
     # ---- prediction --------------------------------------------------------------------
     def predict(
-        self, images: Volume | Sequence[Volume], *, probabilities: bool = False, progress=None
+        self,
+        images: Volume | Sequence[Volume],
+        *,
+        mask: Volume | None = None,
+        probabilities: bool = False,
+        progress=None,
     ) -> OnnxPrediction:
-        """Predict one case (one Volume per plan channel); labels on the input's geometry."""
+        """Predict one case (one Volume per plan channel); labels on the input's geometry.
+
+        ``mask``: labels are set to 0 where it is 0 (unlike the torch Predictor, it does not
+        restrict the normalization statistics).
+        """
         t_start = time.perf_counter()
         channels = [images] if isinstance(images, Volume) else list(images)
         if len(channels) != self.plan.num_channels:
@@ -244,6 +271,10 @@ class OnnxPredictor:
             background = 0 if probs.shape[0] > 1 else None
             probs = restore_probabilities(probs, props, dtype=probs.dtype, background_channel=background)
         labels = self._labels(probs)
+        if mask is not None:
+            fix = "resample the mask onto the image's grid"
+            require_same_grid(mask, channels[0], what="mask", reference_name="the image", fix=fix)
+            labels[np.asarray(mask.array) == 0] = 0
         result = Volume.like(labels, channels[0].geometry)
         if not self.postprocessing.is_identity:
             result = apply_postprocessing(result, self.postprocessing)

@@ -43,6 +43,9 @@ def predict(
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 where supported), bf16 or fp32."),
     fast: bool = typer.Option(False, "--fast", help="No TTA, overlap 0.25, first fold only (see docs/inference.md)."),
     threads: int = typer.Option(None, "--threads", min=1, help="CPU threads (default: one per physical core)."),
+    backend: str = typer.Option(
+        "torch", "--backend", help="torch, or onnxruntime (a bundle exported with --onnx; torch is not imported)."
+    ),
     batch_size: str = typer.Option(
         "auto", "--batch-size", help="Tiles per network call, or auto (as many as fit 262,144 voxels, 1-8)."
     ),
@@ -58,11 +61,17 @@ def predict(
     """Predict label maps; a folder is done case by case with a predictions.json manifest."""
     if min_size is not None and min_volume is not None:
         raise ConfigError("give --min-size or --min-volume, not both")
-    from voxseg.inference.runtime import configure_allocator, configure_threads
-
     batch_size = _tiles_per_call(batch_size)
-    configure_allocator()
-    configure_threads(threads)
+    if backend not in ("torch", "onnxruntime"):
+        raise ConfigError(f"--backend {backend!r}: choose torch or onnxruntime")
+    onnx = backend == "onnxruntime"
+    if onnx and (points is not None or engine != "local"):
+        raise ConfigError("--backend onnxruntime works with the local engine and without --points")
+    if not onnx:  # the onnxruntime backend never imports torch; these settings do
+        from voxseg.inference.runtime import configure_allocator, configure_threads
+
+        configure_allocator()
+        configure_threads(threads)
     if points is not None:  # interactive model: one image, six extreme points (docs/interactive.md)
         from voxseg.cli.interactive import predict_with_points
 
@@ -113,7 +122,10 @@ def predict(
                 **options,
             )
         return _report(report)
-    predictor = _load(model, folds, config, tta, overlap, threshold, device, precision, fast, batch_size)
+    if onnx:
+        predictor = _load_onnx(model, folds, tta, overlap, threshold, fast, batch_size, threads)
+    else:
+        predictor = _load(model, folds, config, tta, overlap, threshold, device, precision, fast, batch_size)
     if single:
         _predict_file(input, output, mask, predictor, options)
     else:
@@ -138,6 +150,30 @@ def _tiles_per_call(text: str) -> int | str:
     if not value.isdigit() or int(value) < 1:
         raise ConfigError(f"--batch-size {text!r}: give a positive number of tiles or auto")
     return int(value)
+
+
+def _load_onnx(model, folds, tta, overlap, threshold, fast, batch_size, threads):
+    from voxseg.bundle.onnx_backend import load_onnx_predictor
+
+    chosen = _parse_folds(folds)
+    if fast and chosen is None:
+        chosen = [0]
+    t0 = time.perf_counter()
+    predictor = load_onnx_predictor(
+        model,
+        folds=chosen,
+        tta=(not fast) if tta is None else tta,
+        overlap=(FAST_OVERLAP if fast else 0.5) if overlap is None else overlap,
+        threshold=threshold,
+        batch_size=batch_size,
+        num_threads=threads,
+    )
+    err_console.print(
+        f"model {predictor.model_id} (onnxruntime, {len(predictor.sessions)} fold(s), "
+        f"tta {'on' if predictor.tta else 'off'}, overlap {predictor.overlap}) "
+        f"loaded in {time.perf_counter() - t0:.1f} s"
+    )
+    return predictor
 
 
 def _load(model, folds, config, tta, overlap, threshold, device, precision, fast, batch_size):

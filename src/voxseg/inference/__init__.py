@@ -14,17 +14,39 @@ Pure functions on arrays in memory (no files, no bundles):
 See ``docs/inference.md``.
 """
 
-from voxseg.inference.predictor import Prediction, Predictor
-from voxseg.inference.runtime import (
-    configure_allocator,
-    configure_threads,
-    cpu_supports_bf16,
-    peak_rss_bytes,
-    reset_peak_rss,
-    resolve_precision,
-)
-from voxseg.inference.sliding_window import PatchPredictor, importance_map, sliding_window, tile_grid, tile_starts
-from voxseg.inference.wrappers import AutocastPredictor, Ensemble, MirrorTTA, probabilities_to_labels
+from importlib import import_module
+from typing import Any
+
+# Lazy: ``voxseg.inference.batch`` and ``voxseg.inference.runtime`` are also used by the
+# onnxruntime backend (``voxseg predict --backend onnxruntime``), which must not import torch.
+_WHERE = {
+    "Predictor": "predictor",
+    "Prediction": "predictor",
+    "configure_allocator": "runtime",
+    "configure_threads": "runtime",
+    "cpu_supports_bf16": "runtime",
+    "peak_rss_bytes": "runtime",
+    "reset_peak_rss": "runtime",
+    "resolve_precision": "runtime",
+    "PatchPredictor": "sliding_window",
+    "importance_map": "sliding_window",
+    "sliding_window": "sliding_window",
+    "tile_grid": "sliding_window",
+    "tile_starts": "sliding_window",
+    "AutocastPredictor": "wrappers",
+    "Ensemble": "wrappers",
+    "MirrorTTA": "wrappers",
+    "probabilities_to_labels": "wrappers",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(import_module(f"voxseg.inference.{_WHERE[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'voxseg.inference' has no attribute {name!r}")
+
 
 __all__ = [
     "Predictor",
