@@ -14,6 +14,8 @@ Pure functions on arrays in memory (no files, no bundles):
 See ``docs/inference.md``.
 """
 
+import sys
+import types
 from importlib import import_module
 from typing import Any
 
@@ -38,6 +40,27 @@ _WHERE = {
     "MirrorTTA": "wrappers",
     "probabilities_to_labels": "wrappers",
 }
+
+
+class _Package(types.ModuleType):
+    """The package's module type: ``sliding_window`` is both a submodule and its main function.
+
+    Importing the submodule makes the import system set ``voxseg.inference.sliding_window`` to the
+    module; the public name stays the function (as it was when this package imported eagerly).
+    """
+
+    @property
+    def sliding_window(self) -> Any:
+        from voxseg.inference.sliding_window import sliding_window as function
+
+        return function
+
+    @sliding_window.setter
+    def sliding_window(self, value: Any) -> None:  # the import system's setattr of the submodule
+        pass
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:
