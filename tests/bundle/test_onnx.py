@@ -15,7 +15,7 @@ pytest.importorskip("onnxruntime")
 
 from voxseg.bundle import export_bundle, open_bundle, verify_bundle
 
-BLOCKED_RUN = textwrap.dedent(
+_BLOCK_TORCH = textwrap.dedent(
     """
     import sys
 
@@ -26,6 +26,11 @@ BLOCKED_RUN = textwrap.dedent(
             return None
 
     sys.meta_path.insert(0, BlockTorch())
+    """
+)
+
+BLOCKED_RUN = _BLOCK_TORCH + textwrap.dedent(
+    """
     import json
     import numpy as np
     from voxseg.bundle.onnx_backend import OnnxPredictor
@@ -160,17 +165,8 @@ def test_2d_multiclass_bundle_on_3d_data_matches_torch(tmp_path):
     assert (got.labels.array == ref.labels.array).mean() >= 0.999
 
 
-_CLI_WITHOUT_TORCH = textwrap.dedent(
+_CLI_WITHOUT_TORCH = _BLOCK_TORCH + textwrap.dedent(
     """
-    import sys
-
-    class BlockTorch:
-        def find_spec(self, name, path=None, target=None):
-            if name == "torch" or name.startswith("torch."):
-                raise ImportError("torch is blocked in this test")
-            return None
-
-    sys.meta_path.insert(0, BlockTorch())
     from voxseg.cli.main import main
 
     code = main(sys.argv[1:])

@@ -62,6 +62,8 @@ def predict(
     if min_size is not None and min_volume is not None:
         raise ConfigError("give --min-size or --min-volume, not both")
     batch_size = _tiles_per_call(batch_size)
+    tta = (not fast) if tta is None else tta  # --fast: no TTA, overlap 0.25, unless given explicitly
+    overlap = (FAST_OVERLAP if fast else 0.5) if overlap is None else overlap
     if backend not in ("torch", "onnxruntime"):
         raise ConfigError(f"--backend {backend!r}: choose torch or onnxruntime")
     onnx = backend == "onnxruntime"
@@ -95,8 +97,6 @@ def predict(
             raise ConfigError("--engine ray predicts a folder or a .txt/.csv list; give -i a folder or a list")
         from voxseg.distributed.ray_engine import predict_folder_ray
 
-        tta = (not fast) if tta is None else tta
-        overlap = (FAST_OVERLAP if fast else 0.5) if overlap is None else overlap
         with progress_bar("cases") as tick:
             report = predict_folder_ray(
                 input,
@@ -162,8 +162,8 @@ def _load_onnx(model, folds, tta, overlap, threshold, fast, batch_size, threads)
     predictor = load_onnx_predictor(
         model,
         folds=chosen,
-        tta=(not fast) if tta is None else tta,
-        overlap=(FAST_OVERLAP if fast else 0.5) if overlap is None else overlap,
+        tta=tta,
+        overlap=overlap,
         threshold=threshold,
         batch_size=batch_size,
         num_threads=threads,
@@ -180,8 +180,8 @@ def _load(model, folds, config, tta, overlap, threshold, device, precision, fast
     from voxseg.inference.models import resolve_model
 
     options = {
-        "tta": (not fast) if tta is None else tta,
-        "overlap": (FAST_OVERLAP if fast else 0.5) if overlap is None else overlap,
+        "tta": tta,
+        "overlap": overlap,
         "threshold": threshold,
         "device": device,
         "precision": precision,

@@ -30,12 +30,12 @@ import torch
 from scipy import ndimage
 
 from voxseg.inference.predictor import Prediction, Predictor
+from voxseg.inference.wrappers import MirrorTTA
 from voxseg.io import Volume
 from voxseg.postprocessing import apply_postprocessing
 from voxseg.preprocessing.cropping import crop, crop_to_nonzero, uncrop
 from voxseg.preprocessing.intensity import normalize
 from voxseg.preprocessing.pipeline import full_target_spacing
-from voxseg.tiling import TILE_BATCH_VOXELS
 
 __all__ = ["NnunetExactPredictor", "resample_like_nnunet", "nnunet_gaussian", "nnunet_steps"]
 
@@ -201,26 +201,12 @@ class NnunetExactPredictor(Predictor):
         return total
 
     def _mirrored(self, net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """nnU-Net's mirroring: the sum over the identity and every flip combination, in its order.
-
-        Flips go through the network several per call while a call stays within
-        :data:`~voxseg.tiling.TILE_BATCH_VOXELS` (small patches on a CPU: ~3x faster than one by
-        one); the outputs are added in nnU-Net's order, so only the convolutions' rounding differs.
-        """
-        axes = [a + 2 for a in self.config.mirror_axes] if self.tta else []
-        combos = [()] + [c for r in range(1, len(axes) + 1) for c in itertools.combinations(axes, r)]
-        n = x.shape[0]
-        group = max(1, min(len(combos), TILE_BATCH_VOXELS // max(1, n * math.prod(x.shape[2:]))))
-        pred = None
+        """nnU-Net's mirroring: the mean over the identity and every flip combination, summed in its
+        order (:class:`~voxseg.inference.MirrorTTA` adds them in that order, in float32, several
+        flips per network call for small patches: only the convolutions' rounding differs)."""
+        axes = tuple(self.config.mirror_axes) if self.tta else ()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            for k in range(0, len(combos), group):
-                chunk = combos[k : k + group]
-                out = net(torch.cat([torch.flip(x, d) if d else x for d in chunk]))
-                for j, dims in enumerate(chunk):
-                    y = out[j * n : (j + 1) * n]
-                    y = (torch.flip(y, dims) if dims else y).float()
-                    pred = y.clone() if pred is None else pred.add_(y)
-        return pred / len(combos)
+            return MirrorTTA(net, axes)(x)
 
     @torch.inference_mode()
     def _sliding_window(self, data: torch.Tensor, net: torch.nn.Module) -> torch.Tensor:
