@@ -43,3 +43,30 @@ def test_none_is_identity_and_unknown_is_refused():
     assert np.array_equal(x.numpy(), img) and np.array_equal(y.numpy(), lab)
     with pytest.raises(ConfigError, match="unknown augmentation"):
         build_augmentation("heavy", 3)
+
+
+def test_prompt_channels_move_with_the_image_but_get_no_intensity_transform():
+    rng = np.random.default_rng(1)
+    n, c = 4, 0.8
+    img = np.full((n, 2, 12, 16, 16), c, dtype=np.float32)  # channel 0 image, channel 1 prompt
+    lab = (rng.random((n, 1, 12, 16, 16)) > 0.5).astype(np.int16)
+    aug = build_augmentation("default", 3, prompt_channels=1)
+    image_changed = 0
+    for seed in range(30):
+        x, _ = aug(img, lab, np.random.default_rng(seed))
+        prompt, image = x[:, 1], x[:, 0]
+        # spatial moves only: zero padding and interpolation between 0 and c, never noise or gamma
+        assert float(prompt.max()) <= c + 1e-5 and float(prompt.min()) >= -1e-6
+        image_changed += int(float(image.max()) > c + 1e-3 or float((image - c).abs().min()) > 1e-3)
+    assert image_changed > 0  # the image channel itself did get intensity transforms
+
+
+def test_prompt_channels_are_flipped_with_the_label():
+    rng = np.random.default_rng(2)
+    lab = (rng.random((3, 1, 10, 12, 14)) > 0.5).astype(np.int16)
+    img = np.concatenate([rng.random((3, 1, 10, 12, 14)), lab], axis=1).astype(np.float32)
+    x, y = build_augmentation("light", 3, prompt_channels=1)(img, lab, np.random.default_rng(5))
+    assert torch.equal(x[:, 1:].to(torch.int16), y)
+    assert not torch.equal(y, torch.from_numpy(lab))
+    with pytest.raises(ConfigError, match="prompt channel"):
+        build_augmentation("light", 3, prompt_channels=2)(img, lab, np.random.default_rng(5))

@@ -48,7 +48,8 @@ def test_plan_and_train_an_interactive_model(trained):
     assert list(plan["configurations"]) == ["3d"]
     kwargs = plan["configurations"]["3d"]["network"]["kwargs"]
     assert kwargs["in_channels"] == 2 and kwargs["out_channels"] == 2  # MRI + the point encoding; object/background
-    assert plan["interactive"]["inward"][0] < plan["interactive"]["inward"][1]  # 3 mm: 1 slice, 4 in-plane voxels
+    assert plan["interactive"]["inward"][0] < plan["interactive"]["inward"][1]  # 1 mm: 0 of 3 mm, 1 of 0.8 mm
+    assert plan["interactive"]["encoding_params"]["lamb"] == 0.5  # planned mixed geodesic distance
     # trained through the loop's sampler hook (a PatchSampler would feed 1 channel and fail)
     assert summary["status"] == "finished" and summary["steps"] == 2
     assert 0.0 <= summary["val_dice"] <= 1.0

@@ -128,8 +128,12 @@ def test_cases_without_objects_are_refused():
 
 def test_config_for_spacing():
     cfg = PromptConfig.for_spacing((3.0, 0.8, 0.8), encoding="gaussian")
-    assert cfg.inward == (1.0, 4.0, 4.0) and cfg.encoding == "gaussian"
-    assert PromptConfig.for_spacing((0.5, 0.5), inward_mm=0.1).inward == (1.0, 1.0)
+    assert cfg.inward == (0.0, 1.0, 1.0) and cfg.encoding == "gaussian"  # 1 mm: the last 3 mm slice, 1 voxel in-plane
+    assert PromptConfig.for_spacing((3.0, 0.8, 0.8), inward_mm=3.0).inward == (1.0, 4.0, 4.0)
+    assert PromptConfig.for_spacing((0.5, 0.5), inward_mm=0.1).inward == (0.0, 0.0)
+    assert cfg.clip_mm == 3.0
+    with pytest.raises(ConfigError, match="clip_mm"):
+        PromptConfig(clip_mm=-1)
 
 
 def test_2d_cases():

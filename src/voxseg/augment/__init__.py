@@ -8,6 +8,11 @@ for a seed and an interrupted run resumes with the same augmentations.
 - ``light``: mirroring on every axis.
 - ``default``: rotation (±15°, ±180° in-plane for 2D) and scaling 0.85-1.25 (p=0.2), mirroring,
   Gaussian noise, blur, brightness, contrast/gamma (p=0.1-0.15).
+
+Prompt channels (the last ``prompt_channels`` input channels of an interactive model: a point
+encoding, click maps) move with the image under the spatial transforms but never get the
+intensity ones: noise or a gamma curve on a point map would teach the network that the prompt
+is unreliable.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ PRESETS = ("none", "light", "default")
 def _transforms(preset: str, ndim: int, mirror_axes: tuple[int, ...]) -> list:
     from monai import transforms as T
 
-    keys = ("image", "label")
+    keys = ("image", "prompt", "label")
     out: list = []
     if preset == "default":
         rot = (math.pi,) if ndim == 2 else (math.radians(15),) * 3
@@ -38,12 +43,13 @@ def _transforms(preset: str, ndim: int, mirror_axes: tuple[int, ...]) -> list:
                 prob=0.2,
                 rotate_range=rot,
                 scale_range=(0.15,) * ndim,
-                mode=("bilinear", "nearest"),
+                mode=("bilinear", "bilinear", "nearest"),
                 padding_mode="zeros",
+                allow_missing_keys=True,
             )
         )
     if preset in ("light", "default"):
-        out += [T.RandFlipd(keys, prob=0.5, spatial_axis=a) for a in mirror_axes]
+        out += [T.RandFlipd(keys, prob=0.5, spatial_axis=a, allow_missing_keys=True) for a in mirror_axes]
     if preset == "default":
         out += [
             T.RandGaussianNoised("image", prob=0.1, std=0.1),
@@ -55,14 +61,20 @@ def _transforms(preset: str, ndim: int, mirror_axes: tuple[int, ...]) -> list:
 
 
 class Augmenter:
-    """Apply a preset to a batch ``(B, C, *spatial)`` image and ``(B, 1, *spatial)`` label."""
+    """Apply a preset to a batch ``(B, C, *spatial)`` image and ``(B, 1, *spatial)`` label.
 
-    def __init__(self, preset: str, ndim: int, *, mirror_axes: tuple[int, ...] | None = None):
+    The last ``prompt_channels`` of the ``C`` channels get the spatial transforms only.
+    """
+
+    def __init__(self, preset: str, ndim: int, *, mirror_axes: tuple[int, ...] | None = None, prompt_channels: int = 0):
         if preset not in PRESETS:
             raise ConfigError(f"unknown augmentation preset {preset!r} (choose from {', '.join(PRESETS)})")
+        if int(prompt_channels) < 0:
+            raise ConfigError(f"prompt_channels must be 0 or more, got {prompt_channels}")
         from monai.transforms import Compose
 
         self.preset = preset
+        self.prompt_channels = int(prompt_channels)
         axes = tuple(range(ndim)) if mirror_axes is None else mirror_axes
         self._compose: Callable | None = Compose(_transforms(preset, ndim, axes)) if preset != "none" else None
 
@@ -74,12 +86,21 @@ class Augmenter:
             return img_t, lab_t
         self._compose.set_random_state(seed=int(rng.integers(2**31)))
         imgs, labs = [], []
+        k = self.prompt_channels
+        if k >= img_t.shape[1]:
+            raise ConfigError(f"{k} prompt channel(s) leave no image channel in an input of {img_t.shape[1]}")
         for i in range(img_t.shape[0]):
-            d = self._compose({"image": img_t[i], "label": lab_t[i].float()})
-            imgs.append(torch.as_tensor(d["image"]).as_subclass(torch.Tensor).float())
+            item = {"image": img_t[i, : img_t.shape[1] - k], "label": lab_t[i].float()}
+            if k:
+                item["prompt"] = img_t[i, img_t.shape[1] - k :]
+            d = self._compose(item)
+            parts = [d["image"], d["prompt"]] if k else [d["image"]]
+            imgs.append(torch.cat([torch.as_tensor(x).as_subclass(torch.Tensor).float() for x in parts]))
             labs.append(torch.as_tensor(d["label"]).as_subclass(torch.Tensor).round().to(torch.int16))
         return torch.stack(imgs), torch.stack(labs)
 
 
-def build_augmentation(preset: str, ndim: int, *, mirror_axes: tuple[int, ...] | None = None) -> Augmenter:
-    return Augmenter(preset, ndim, mirror_axes=mirror_axes)
+def build_augmentation(
+    preset: str, ndim: int, *, mirror_axes: tuple[int, ...] | None = None, prompt_channels: int = 0
+) -> Augmenter:
+    return Augmenter(preset, ndim, mirror_axes=mirror_axes, prompt_channels=prompt_channels)

@@ -4,7 +4,8 @@
 
     "interactive": {"prompt": "extreme_points", "encoding": "geodesic",
                     "encoding_params": {"lamb": 1.0, "iterations": 2, "scale": 1.0},
-                    "inward": [1, 2, 2], "jitter_mm": 2.0, "margin_mm": 10.0, "fit": "crop"}
+                    "inward": [1, 2, 2], "jitter_mm": 2.0, "margin_mm": 10.0, "fit": "crop",
+                    "clip_mm": 3.0}
 
 Every field has a default, so ``{"prompt": "extreme_points", "encoding": "geodesic"}`` is a
 complete setting.
@@ -19,9 +20,12 @@ from typing import Any
 
 from voxseg.errors import ConfigError
 
-__all__ = ["PROMPTS", "FITS", "PromptConfig"]
+__all__ = ["PROMPTS", "FITS", "PromptConfig", "USER_INWARD_MM"]
 
 PROMPTS = ("extreme_points",)
+
+USER_INWARD_MM = 1.0
+"""How far inside the object border (mm) simulated users place extreme points (training and evaluation)."""
 FITS = ("crop", "resize")
 
 
@@ -44,6 +48,10 @@ class PromptConfig:
         Standard deviation of the simulated points' Gaussian jitter (mm) during training.
     margin_mm
         Context added around the points' bounding box before cropping (mm).
+    clip_mm
+        The predicted mask is kept inside the points' bounding box grown by this much (mm): the
+        points mark the object's ends, so what lies farther out is another structure. Positive
+        clicks outside the box grow it. Raise it for imprecise points.
     fit
         How a crop meets the network's patch size in training: ``"crop"`` (a random patch
         inside a larger crop, zero padding around a smaller one: the voxel size stays the
@@ -57,6 +65,7 @@ class PromptConfig:
     jitter_mm: float = 2.0
     margin_mm: float = 10.0
     fit: str = "crop"
+    clip_mm: float = 3.0
 
     def __post_init__(self) -> None:
         from voxseg.interactive.encoding import ENCODINGS
@@ -75,23 +84,26 @@ class PromptConfig:
         else:
             inward = float(inward)
         object.__setattr__(self, "inward", inward)
-        for name in ("jitter_mm", "margin_mm"):
+        for name in ("jitter_mm", "margin_mm", "clip_mm"):
             value = float(getattr(self, name))
             if not value >= 0:
                 raise ConfigError(f"interactive {name} must be non-negative, got {value}")
             object.__setattr__(self, name, value)
 
     @classmethod
-    def for_spacing(cls, spacing: Sequence[float], *, inward_mm: float = 3.0, **fields_: Any) -> PromptConfig:
+    def for_spacing(
+        cls, spacing: Sequence[float], *, inward_mm: float = USER_INWARD_MM, **fields_: Any
+    ) -> PromptConfig:
         """Settings for data at ``spacing`` (the plan's): points move about ``inward_mm`` inside.
 
-        ``inward`` becomes ``max(1, round(inward_mm / spacing))`` voxels per axis, so thick
-        slices move one slice and fine in-plane grids several voxels, as InteractiveNet's
-        ``[1, 5, 5]`` for anisotropic MRI. Other fields are passed through.
+        ``inward`` becomes ``round(inward_mm / spacing)`` voxels per axis: with the default 1 mm,
+        a point stays on the last slice of thick (3 mm) slices, where a person sees the object
+        end, and moves one voxel inside on a 0.8 mm grid (InteractiveNet's "interior margin
+        points"). Other fields are passed through.
         """
         if inward_mm < 0:
             raise ConfigError(f"inward_mm must be non-negative, got {inward_mm}")
-        inward = tuple(float(max(1, round(inward_mm / float(s)))) for s in spacing)
+        inward = tuple(float(round(inward_mm / float(s))) for s in spacing)
         return cls(inward=inward, **fields_)
 
     def to_json(self) -> dict[str, Any]:

@@ -7,7 +7,8 @@ spacing, normalize), the points are mapped onto that grid, the case is cropped t
 bounding box plus the plan's margin and the points are encoded as an extra channel
 (:func:`~voxseg.interactive.prompt_inputs`, the same call as in training); the crop is predicted
 (sliding window when larger than the patch) and pasted back; the mask is restored to the exact
-original geometry and kept inside the margin box.
+original geometry and kept inside the points' bounding box grown by ``clip_mm`` (the points
+mark the object's ends: farther voxels belong to something else).
 
 :func:`refine` corrects a mask with clicks. The models trained here have no click channels, so
 refinement re-runs the model with the positive clicks added to the encoded points, then
@@ -189,7 +190,7 @@ def _mask(predictor, channels: list[Volume], points: np.ndarray, margin_points: 
     prob = _predict(predictor, channels, points)
     threshold = 0.5 if predictor.threshold is None else predictor.threshold
     mask = np.zeros(prob.shape, dtype=np.uint8)
-    box = _margin_box(margin_points, channels[0], PromptConfig.from_json(predictor.plan.interactive).margin_mm)
+    box = _margin_box(margin_points, channels[0], PromptConfig.from_json(predictor.plan.interactive).clip_mm)
     mask[box] = prob[box] > threshold
     return mask
 
@@ -224,7 +225,7 @@ def segment_from_points(
     -------
     Volume
         A uint8 mask (1: the object) on the image's exact geometry, zero outside the points'
-        bounding box plus the plan's margin.
+        bounding box grown by the plan's ``clip_mm`` (3 mm by default).
 
     Raises
     ------

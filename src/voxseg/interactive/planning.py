@@ -3,7 +3,7 @@
 :func:`interactive_plan` turns an automatic plan into an interactive one (pure, no torch):
 
 - ``plan.interactive`` becomes a :class:`~voxseg.interactive.PromptConfig` for the plan spacing
-  (``inward`` about 3 mm per axis, :meth:`PromptConfig.for_spacing`);
+  (``inward`` about 1 mm per axis, :meth:`PromptConfig.for_spacing`);
 - one 3D configuration ``"3d"`` is kept (the objects are cropped in 3D); its network takes
   ``image channels + 1`` inputs (the prompt encoding) and predicts two classes (the pointed-at
   object, background);
@@ -29,6 +29,7 @@ from voxseg.planning.topology import fit_patch
 
 __all__ = [
     "INTERACTIVE_PROMPTS",
+    "PLANNED_ENCODING_PARAMS",
     "interactive_plan",
     "object_crop_shape",
     "is_interactive",
@@ -38,6 +39,19 @@ __all__ = [
 
 INTERACTIVE_PROMPTS = {"extreme-points": "extreme_points", "extreme_points": "extreme_points"}
 """``--interactive`` values and the ``PromptConfig.prompt`` they mean."""
+
+PLANNED_ENCODING_PARAMS: dict[str, dict[str, Any]] = {
+    "geodesic": {"lamb": 0.5, "scale": 8.0, "iterations": 2},
+    "gaussian": {"sigma_mm": 5.0},
+}
+"""Encoding parameters a new interactive plan gets (``--set interactive.encoding_params.X=...`` changes them).
+
+The geodesic map mixes distance and intensity (``lamb`` 0.5) rather than InteractiveNet's
+intensity-only ``lamb = 1``: where a tumour and its surroundings have similar signal, an
+intensity-only distance stays near 0 over the whole region and tells the network nothing about
+where the points are. On held-out soft-tissue-mri phantoms (6 min of training each) the mixed
+map gave mean Dice 0.78 from six points against 0.70 for ``lamb = 1`` (benchmarks/README.md).
+"""
 
 
 def is_interactive(plan: Plan) -> bool:
@@ -108,6 +122,9 @@ def interactive_plan(
     conf = plan.configuration("3d")
     spacing = tuple(float(s) for s in conf.target_spacing)
     fields = {"prompt": INTERACTIVE_PROMPTS[prompt], **dict(settings or {})}
+    encoding = str(fields.get("encoding", "geodesic"))
+    if "encoding_params" not in fields and encoding in PLANNED_ENCODING_PARAMS:
+        fields["encoding_params"] = dict(PLANNED_ENCODING_PARAMS[encoding])
     config = PromptConfig.for_spacing(spacing, **fields)
     crop = object_crop_shape(fingerprint, spacing, margin_mm=config.margin_mm)
     median = conf.median_shape or crop

@@ -165,7 +165,14 @@ class PromptSampler:
         Label of unannotated voxels: never an object, kept in the target.
     encoding_channel
         The image channel the geodesic encoding reads.
+
+    Attributes
+    ----------
+    prompt_channels
+        How many trailing input channels are prompts (augmented spatially only).
     """
+
+    prompt_channels = 1
 
     def __init__(
         self,

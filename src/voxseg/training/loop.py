@@ -75,7 +75,8 @@ class _BatchStream(IterableDataset):
                 oversample_foreground=cfg.oversample_foreground,
                 ignore_label=self.ignore_label,
             )
-        augment = build_augmentation(cfg.augmentation, len(self.patch_size))
+        prompts = int(getattr(sampler, "prompt_channels", 0))  # interactive: spatial transforms only
+        augment = build_augmentation(cfg.augmentation, len(self.patch_size), prompt_channels=prompts)
         n = cfg.iterations_per_epoch
         for epoch in range(self.start_epoch, cfg.epochs):
             for i in range(n):
