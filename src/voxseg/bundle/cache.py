@@ -80,9 +80,19 @@ class ModelInfo:
     description: str = ""
     size: int | None = None
     path: Path | None = None
+    task: str = ""  # "semantic", "instances" or "interactive" ("" when unknown)
 
     def to_json(self) -> dict[str, Any]:
         return {**self.__dict__, "path": None if self.path is None else str(self.path)}
+
+
+def _installed_task(path: Path) -> str:
+    """The ``task`` of an installed bundle's ``bundle.json`` ("" when unreadable)."""
+    try:
+        task = json.loads((path / "bundle.json").read_text(encoding="utf-8")).get("task", "")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return task if isinstance(task, str) else ""
 
 
 def _dirs(cache: str | Path | None, models: str | Path | None) -> tuple[Path, Path]:
@@ -390,6 +400,7 @@ def list_models(
                     description=(entry.description if entry else "") or idx.descriptions.get(name, ""),
                     size=entry.size if entry else None,
                     path=inst.path if inst else None,
+                    task=_installed_task(inst.path) if inst else (entry.task if entry else ""),
                 )
             )
     return rows

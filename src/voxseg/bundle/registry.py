@@ -76,13 +76,15 @@ class IndexEntry:
     size: int | None = None
     description: str = ""
     index: str = ""  # where this entry was read from
+    task: str = ""  # the bundle's task ("semantic", "instances", "interactive"); "" when the index omits it
 
     def local_path(self) -> Path | None:
         """The first URL that is a local file (``file://`` or a path), or None."""
         return next((local_path_of(u) for u in self.urls if not is_remote(u)), None)
 
     def to_json(self) -> dict[str, Any]:
-        return {"urls": list(self.urls), "sha256": self.sha256, "size": self.size, "description": self.description}
+        out = {"urls": list(self.urls), "sha256": self.sha256, "size": self.size, "description": self.description}
+        return {**out, "task": self.task} if self.task else out
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,7 @@ def _entry(name: str, ver: str, info: Any, source: str) -> IndexEntry:
     where = f"{source}: {name}@{ver}"
     if not isinstance(info, Mapping):
         raise BundleError(f"{where} must be an object with urls and sha256")
-    unknown = sorted(set(info) - {"urls", "url", "sha256", "size", "description"})
+    unknown = sorted(set(info) - {"urls", "url", "sha256", "size", "description", "task"})
     if unknown:
         raise BundleError(f"{where} has unknown key(s) {', '.join(unknown)}")
     urls = info.get("urls", [info["url"]] if "url" in info else [])
@@ -177,8 +179,11 @@ def _entry(name: str, ver: str, info: Any, source: str) -> IndexEntry:
     size = info.get("size")
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
         raise BundleError(f"{where}: 'size' must be a byte count, got {size!r}")
+    task = info.get("task", "")
+    if not isinstance(task, str):
+        raise BundleError(f"{where}: 'task' must be a string, got {task!r}")
     resolved = tuple(_resolve_url(u, source, where) for u in urls)
-    return IndexEntry(name, ver, resolved, digest, size, str(info.get("description", "")), source)
+    return IndexEntry(name, ver, resolved, digest, size, str(info.get("description", "")), source, task)
 
 
 def _read_local(path: Path) -> Any:

@@ -65,6 +65,12 @@ def spheres_image(shape=(20, 56, 56)):
 
 
 @pytest.fixture(scope="session")
+def bright_interactive_work(tmp_path_factory):
+    """An interactive BrightNet work folder (plan.interactive set, 2 input channels)."""
+    return write_bright_work(tmp_path_factory.mktemp("bright-interactive") / "bright-interactive", interactive=True)
+
+
+@pytest.fixture(scope="session")
 def bright_work(tmp_path_factory):
     """A work folder (plan.json + one finished fold) of the BrightNet model, 16³ patches."""
     return write_bright_work(tmp_path_factory.mktemp("bright") / "bright-model")
@@ -79,6 +85,7 @@ def write_bright_work(
     dataset_name: str = "bright-spheres",
     labels: dict[str, int] | None = None,
     channel: str = "CT",
+    interactive: bool = False,
 ):
     """Write a BrightNet work folder (threshold at ``level``, 16³ or 64² patches) at ``root``; return ``root``."""
     import torch
@@ -91,7 +98,10 @@ def write_bright_work(
 
     if BRIGHT_NET not in NETWORKS:
         NETWORKS.register(BRIGHT_NET, _bright_net_class())
-    spec = NetworkSpec(BRIGHT_NET, {"spatial_dims": ndim, "in_channels": 1, "out_channels": 2, "level": level})
+    # interactive: image + point encoding in; BrightNet reads channel 0 only, so the prompt's crop and the
+    # mask's clip box (the points' box + 3 mm) decide which bright object is segmented
+    inputs = 2 if interactive else 1
+    spec = NetworkSpec(BRIGHT_NET, {"spatial_dims": ndim, "in_channels": inputs, "out_channels": 2, "level": level})
     cfg = f"{ndim}d"
     config = ConfigurationPlan(
         name=cfg,
@@ -109,6 +119,7 @@ def write_bright_work(
         configurations={cfg: config},
         default_configuration=cfg,
         data_ndim=ndim,
+        interactive={"prompt": "extreme_points", "encoding": "gaussian"} if interactive else None,
     )
     wd = WorkDir(root)
     plan.save(wd.plan_path)

@@ -44,6 +44,11 @@ class ModelChoice:
     ref: str
     kind: str
     description: str = ""
+    task: str = ""  # "interactive" for a model prompted with points ("" when unknown)
+
+    @property
+    def interactive(self) -> bool:
+        return self.task == "interactive"
 
 
 def installed_choices(*, models: str | Path | None = None, cache: str | Path | None = None) -> list[ModelChoice]:
@@ -68,6 +73,7 @@ def installed_choices(*, models: str | Path | None = None, cache: str | Path | N
                 f"{row.name}@{row.version}",
                 "installed" if row.installed else "available",
                 row.description or _manifest_description(row.path),
+                getattr(row, "task", ""),
             )
         )
     return out
@@ -115,17 +121,32 @@ def path_choice(path: str | Path) -> ModelChoice:
     """
     root = Path(path).expanduser()
     if root.is_dir() and (root / "plan.json").is_file():
-        return ModelChoice(f"{root.name} (work folder)", str(root), "work", _work_description(root))
+        task = "interactive" if _read_json(root / "plan.json").get("interactive") else "semantic"
+        return ModelChoice(f"{root.name} (work folder)", str(root), "work", _work_description(root), task)
     if root.is_dir() and (root / "bundle.json").is_file():
         data = _read_json(root / "bundle.json")
         name = f"{data.get('name', root.name)}@{data.get('version', '?')}"
-        return ModelChoice(f"{name} ({root.name})", str(root), "bundle", str(data.get("description") or ""))
+        description = str(data.get("description") or "")
+        return ModelChoice(f"{name} ({root.name})", str(root), "bundle", description, str(data.get("task") or ""))
     if root.is_file() and root.suffix.lower() == ".zip":
-        return ModelChoice(f"{root.name}", str(root), "bundle", "model bundle archive")
+        return ModelChoice(f"{root.name}", str(root), "bundle", "model bundle archive", _zip_task(root))
     raise VoxsegError(
         f"{root}: not a model (no plan.json of a work folder, no bundle.json, not a .zip); "
         "choose a training work folder or a model bundle"
     )
+
+
+def _zip_task(path: Path) -> str:
+    """The ``task`` in a bundle archive's ``bundle.json`` ("" when unreadable)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = json.loads(archive.read("bundle.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return ""
+    task = data.get("task", "") if isinstance(data, dict) else ""
+    return task if isinstance(task, str) else ""
 
 
 def load_model(choice: ModelChoice, **options: Any) -> Predictor:
