@@ -170,9 +170,36 @@ def test_budget_sizing_leaves_the_start_up_out_of_the_epoch_time():
     seen = []
     clock = _StepClock(seen.append)
     clock.started = 100.0
-    clock.first, clock.last = 112.0, 130.0  # 10 steps: first done after 12 s, then 2 s a step
+    clock.times = [112.0 + 2.0 * k for k in range(10)]  # 10 steps: first done after 12 s, then 2 s a step
     epoch, startup = clock.steady_epoch(spent=33.0, steps=10)  # 3 s after the last step: checkpoint, validation
     assert startup == 10.0 and epoch == 23.0  # 12 s to the first step = 10 s start-up + one 2 s step
+    # warm-up: the first steps are slow, the second half runs at 2 s a step; a spike is ignored
+    clock.times = [112.0, 116.0, 119.5, 122.5, 125.0, 127.0, 129.0, 137.0, 139.0, 141.0, 143.0]
+    epoch, startup = clock.steady_epoch(spent=146.0 - 100.0, steps=11)
+    assert epoch == 11 * 2.0 + 3.0 and startup == 10.0
     assert _StepClock(None).steady_epoch(5.0, 1) == (5.0, 0.0)  # one step: the whole epoch counts
     clock("info")
     assert seen == ["info"]  # the caller's progress callback still gets every step
+
+
+def test_fill_minutes_refits_the_epoch_count_and_the_lr_schedule():
+    import torch
+
+    from voxseg.training.config import TrainConfig
+    from voxseg.training.loop import _lr_factor, _refit_epochs
+
+    model = torch.nn.Linear(2, 2)
+    cfg = TrainConfig(epochs=10, minutes=1.0, lr=1.0)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(cfg))
+    # 2 s an epoch, 4 s spent: 60 * 0.97 - 4 = 54.2 s left = 27 more epochs
+    new = _refit_epochs(cfg, 2, [2.0, 4.0], 0.0, sched)
+    assert new.epochs == 29 and new.minutes == 1.0
+    assert sched.lr_lambdas[0](2) == pytest.approx((1 - 2 / 29) ** 0.9)  # the schedule follows
+    # slower than planned: fewer epochs, so the learning rate still decays before the budget ends
+    slow = _refit_epochs(TrainConfig(epochs=100, minutes=1.0), 2, [10.0, 20.0], 0.0, sched)
+    assert slow.epochs == 2 + int((58.2 - 20) // 10)
+    assert _refit_epochs(new, 2, [2.0], 0.0, sched) is new  # one timed epoch: too early to tell
+    assert _refit_epochs(new, 26, [2.0 * k for k in range(1, 27)], 0.0, sched) is new  # late in the run
+    same = TrainConfig(epochs=29, minutes=1.0)
+    assert _refit_epochs(same, 2, [2.0, 4.0], 0.0, sched) is same  # already right

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from voxseg.experiment.overrides import flatten
@@ -91,35 +92,50 @@ def _train(run_dir: Path, model, prefixes, conf, cfg: TrainConfig, ctx, meta, re
     cfg = cfg.with_overrides(epochs=epochs, minutes=left)
     if epochs == 1:
         return cfg, first
-    return cfg, train(run_dir, model, prefixes, config=cfg, resume=True, **kwargs)
+    # the first epoch's pace is not quite the steady one, and the machine's load may change:
+    # the loop re-fits the epoch count to the time left as it goes
+    return cfg, train(run_dir, model, prefixes, config=cfg, resume=True, fill_minutes=True, **kwargs)
 
 
 class _StepClock:
-    """A progress callback that remembers when the first and the last step of an epoch ended."""
+    """A progress callback that remembers when each step of an epoch ended."""
 
     def __init__(self, forward: Callable[[Any], None] | None):
-        self.forward, self.first, self.last = forward, None, None
+        self.forward = forward
+        self.times: list[float] = []
         self.started = time.monotonic()
 
+    @property
+    def first(self) -> float | None:
+        return self.times[0] if self.times else None
+
+    @property
+    def last(self) -> float | None:
+        return self.times[-1] if self.times else None
+
     def __call__(self, info: Any) -> None:
-        now = time.monotonic()
-        self.first = now if self.first is None else self.first
-        self.last = now
+        self.times.append(time.monotonic())
         if self.forward is not None:
             self.forward(info)
 
     def steady_epoch(self, spent: float, steps: int) -> tuple[float, float]:
         """(seconds of an epoch once running, seconds of start-up) from a first epoch of ``spent`` s.
 
-        The start-up (worker processes, first batch) is the time to the first step less one step;
-        a steady epoch is ``steps`` steps at the pace of steps 2..n, plus what followed the last
-        step (checkpoint, patch validation). With a single step the whole epoch counts.
+        The pace of a step is the median interval between the steps of the epoch's second half:
+        the first steps of a run are slower (allocator and thread-pool warm-up, DataLoader workers
+        filling their queues), and a median ignores a moment of load from another process. A
+        steady epoch is ``steps`` steps at that pace plus what followed the last step (checkpoint,
+        patch validation); the start-up is the time to the first step less one step. With fewer
+        than two recorded steps the whole epoch counts.
         """
-        if self.first is None or self.last is None or steps < 2 or self.last <= self.first:
+        times = np.asarray(self.times, dtype=np.float64)
+        if steps < 2 or times.size < 2 or times[-1] <= times[0]:
             return spent, 0.0
-        step = (self.last - self.first) / (steps - 1)
-        startup = max(0.0, self.first - self.started - step)
-        return max(spent - startup, 1e-3), startup
+        gaps = np.diff(times)
+        step = float(np.median(gaps[len(gaps) // 2 :]))
+        startup = max(0.0, float(times[0]) - self.started - step)
+        tail = max(0.0, spent - (float(times[-1]) - self.started))
+        return max(steps * step + tail, 1e-3), startup
 
 
 def _interactive_sampler(plan, conf):

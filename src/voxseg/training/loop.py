@@ -5,6 +5,7 @@ runner's job (it uses the inference engine's sliding window)."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import math
@@ -55,11 +56,13 @@ class _BatchStream(IterableDataset):
         ignore_label: int | None,
         start_epoch: int,
         make_sampler: Callable | None = None,
+        endless: bool = False,
     ):
         super().__init__()
         self.prefixes, self.patch_size, self.config = list(prefixes), tuple(patch_size), config
         self.ignore_label, self.start_epoch = ignore_label, start_epoch
         self.make_sampler = make_sampler
+        self.endless = endless  # the training loop decides when to stop (its epoch count may change)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         info = get_worker_info()
@@ -78,7 +81,7 @@ class _BatchStream(IterableDataset):
         prompts = int(getattr(sampler, "prompt_channels", 0))  # interactive: spatial transforms only
         augment = build_augmentation(cfg.augmentation, len(self.patch_size), prompt_channels=prompts)
         n = cfg.iterations_per_epoch
-        for epoch in range(self.start_epoch, cfg.epochs):
+        for epoch in itertools.count(self.start_epoch) if self.endless else range(self.start_epoch, cfg.epochs):
             for i in range(n):
                 if (epoch * n + i) % n_workers != worker:
                     continue
@@ -101,6 +104,31 @@ def _lr_factor(cfg: TrainConfig) -> Callable[[int], float]:
     if cfg.lr_schedule == "cosine":
         return lambda e: 0.5 * (1 + math.cos(math.pi * min(e, cfg.epochs) / cfg.epochs))
     return lambda e: 1.0
+
+
+_FILL_MARGIN = 0.97  # fill_minutes plans for this share of the time left (the last epoch may run long)
+
+
+def _refit_epochs(
+    cfg: TrainConfig, epoch: int, ends: list[float], started: float, scheduler: torch.optim.lr_scheduler.LambdaLR
+) -> TrainConfig:
+    """``cfg`` with the epoch count that fits the time left at the recent pace (see ``fill_minutes``).
+
+    Unchanged within 3 % of the current count, with fewer than two timed epochs, and in the last
+    15 % of the run (late changes would jolt a nearly decayed learning rate).
+    """
+    if len(ends) < 2 or epoch >= 0.85 * cfg.epochs:
+        return cfg
+    times = np.diff([started, *ends])[-5:]
+    pace = float(np.median(times))
+    left = cfg.minutes * 60 * _FILL_MARGIN - (ends[-1] - started)
+    fit = min(max(epoch + 1, epoch + math.floor(left / max(pace, 1e-3))), 10_000)
+    if abs(fit - cfg.epochs) <= max(1, 0.03 * cfg.epochs):
+        return cfg
+    log.info("time budget: %d epochs fit at %.1f s an epoch (planned %d)", fit, pace, cfg.epochs)
+    cfg = cfg.with_overrides(epochs=fit)
+    scheduler.lr_lambdas[0] = _lr_factor(cfg)
+    return cfg
 
 
 def _check_resume(run_dir: Path, cfg: TrainConfig) -> None:
@@ -155,6 +183,7 @@ def train(
     epoch_end: Callable[[int, TrainState], dict | None] | None = None,
     distributed: DataParallel | None = None,
     sampler: Callable | None = None,
+    fill_minutes: bool = False,
 ) -> TrainState:
     """Train ``model`` on preprocessed cases; checkpoint into ``run_dir`` every epoch.
 
@@ -175,6 +204,11 @@ def train(
         Batch-source hook: ``sampler(cases, patch_size, ignore_label=...)`` returns an object with
         ``batch(rng, batch_size) -> (images, targets)`` (default: a foreground-oversampling
         :class:`~voxseg.training.sampling.PatchSampler`); picklable when ``num_workers > 0``.
+    fill_minutes
+        With ``config.minutes``: re-fit the epoch count to the time left after every epoch (the
+        median of the recent epochs' wall time), so that the run ends, its learning rate decayed,
+        at its time budget even when the first epoch's pace was not the steady one or the
+        machine's load changes. The LR schedule follows the new count. Single-process only.
     """
     run_dir = Path(run_dir)
     cfg = config
@@ -204,7 +238,8 @@ def train(
     net = model if par is None else par.wrap(model)
     loss_fn = loss_fn if par is None else par.adapt_loss(loss_fn)
     ds_loss = DeepSupervisionLoss(loss_fn, [0.5**k for k in range(8)])
-    stream = _BatchStream(train_cases, patch_size, cfg, ignore_label, state.epoch, sampler)
+    fill = bool(fill_minutes and cfg.minutes is not None and par is None)
+    stream = _BatchStream(train_cases, patch_size, cfg, ignore_label, state.epoch, sampler, endless=fill)
     loader = DataLoader(
         stream,
         batch_size=None,
@@ -215,6 +250,7 @@ def train(
         torch.autocast(device.type, dtype=torch.bfloat16) if cfg.precision == "bf16" else contextlib.nullcontext()
     )
     started = time.monotonic()
+    ends: list[float] = []  # wall time at each epoch's end (fill_minutes)
     batches = iter(loader)
     meta = meta or {}
     while state.epoch < cfg.epochs:
@@ -268,6 +304,9 @@ def train(
         if out_of_time:
             log.info("time budget of %.1f min reached after epoch %d", cfg.minutes, state.epoch)
             break
+        if fill:
+            ends.append(time.monotonic())
+            cfg = _refit_epochs(cfg, state.epoch, ends, started, scheduler)
     if writes:
         _write_run(run_dir, cfg, state, meta, "finished" if state.epoch >= cfg.epochs else "stopped")
     if par is not None:

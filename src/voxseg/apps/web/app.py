@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from voxseg.apps.web import logic, render
+from voxseg.apps.web import logic, prompts, render
 from voxseg.apps.web.uploads import UPLOAD_KINDS, UploadedImage, check_upload, read_upload
 from voxseg.errors import VoxsegError
 
@@ -229,6 +229,118 @@ def _downloads(model: logic.LoadedModel, image: UploadedImage, result: logic.Seg
     )
 
 
+def _clickable(picture: np.ndarray, key: str) -> dict | None:
+    """The picture, clickable when streamlit-image-coordinates is installed; the click or None."""
+    try:
+        from streamlit_image_coordinates import streamlit_image_coordinates
+    except ImportError:
+        st.image(picture)
+        return None
+    return streamlit_image_coordinates(picture, key=key)
+
+
+def _prompt_state(image: UploadedImage) -> prompts.Prompts:
+    """This session's prompts, emptied when another image is uploaded."""
+    ident = st.session_state["upload"][0]
+    if st.session_state.get("prompts_for") != ident or "prompts" not in st.session_state:
+        st.session_state["prompts"] = prompts.Prompts()
+        st.session_state["prompts_for"] = ident
+    return st.session_state["prompts"]
+
+
+def _prompt_views(image: UploadedImage, state: prompts.Prompts, labels, display, positive: bool) -> None:
+    """Three clickable slice views; a click becomes the next point or corrective click."""
+    mode, opacity = display
+    shape = image.image.shape
+    window = render.intensity_window(image.image)
+    for axis, column in enumerate(st.columns(3)):
+        with column:
+            index = st.slider(render.AXIS_NAMES[axis], 0, shape[axis] - 1, shape[axis] // 2, key=f"islice_{axis}")
+            pic = render.render_slice(
+                image.image, labels, axis=axis, index=index, mode=mode, opacity=opacity, window=window, size=400
+            )
+            pic = prompts.draw_prompts(pic, shape, axis, index, state)
+            event = _clickable(pic, key=f"click_{axis}")
+            if event and event != st.session_state.get(f"last_click_{axis}"):
+                st.session_state[f"last_click_{axis}"] = event
+                w, h = event.get("width") or pic.shape[1], event.get("height") or pic.shape[0]
+                try:
+                    voxel = prompts.click_to_voxel(shape, axis, index, event["x"], event["y"], w, h)
+                except VoxsegError as exc:
+                    st.warning(str(exc))
+                    continue
+                state.add(voxel, positive=positive)
+                st.rerun()
+
+
+def _typed_point(image: UploadedImage, state: prompts.Prompts, positive: bool) -> None:
+    with st.expander("Add a point by its voxel coordinates (z, y, x)"):
+        cols = st.columns(4)
+        values = [
+            cols[a].number_input(name, 0, image.image.shape[a] - 1, image.image.shape[a] // 2, key=f"typed_{name}")
+            for a, name in enumerate("zyx")
+        ]
+        if cols[3].button("Add point", key="add_point"):
+            state.add(tuple(int(v) for v in values), positive=positive)
+            st.rerun()
+
+
+def _run_prompts(model: logic.LoadedModel, image: UploadedImage, state: prompts.Prompts, action: str) -> None:
+    lock = _job_lock()
+    if not lock.acquire(blocking=False):
+        st.warning("A segmentation is already running in this session; wait for it to finish.")
+        return
+    try:
+        with st.spinner("Segmenting from the points..." if action == "segment" else "Refining..."):
+            run = prompts.segment_points if action == "segment" else prompts.refine_clicks
+            result = run(model, image, state)
+    except VoxsegError as exc:
+        st.error(" ".join(str(exc).split()))
+        return
+    finally:
+        lock.release()
+    st.session_state["result"] = (model.reference, st.session_state["upload"][0], result)
+
+
+def _interactive(model: logic.LoadedModel, image: UploadedImage, display) -> None:
+    """The interactive page: six extreme points, then corrective clicks, each answered with a mask."""
+    if image.ndim != 3:
+        st.error(f"{image.name}: a {image.ndim}D image; the interactive model {model.name!r} segments 3D volumes.")
+        return
+    state = _prompt_state(image)
+    st.subheader("Click the object's six extreme points, then correct the mask with clicks")
+    st.caption(
+        "Points: the two ends of the object along z, y and x (yellow), on the slices that show them. "
+        "After six points, clicks are corrections: green adds, magenta removes."
+    )
+    kind = st.radio("Corrective clicks", ("add (positive)", "remove (negative)"), horizontal=True, key="click_kind")
+    positive = str(kind).startswith("add")
+    st.info(state.status(image))
+    stored = st.session_state.get("result")
+    current = stored is not None and stored[0] == model.reference and stored[1] == st.session_state["upload"][0]
+    labels = stored[2].labels if current else None
+    _prompt_views(image, state, labels, display, positive)
+    _typed_point(image, state, positive)
+    cols = st.columns(4)
+    if cols[0].button("Segment from points", type="primary", key="segment_points", disabled=not state.complete()):
+        _run_prompts(model, image, state, "segment")
+        st.rerun()
+    if cols[1].button("Refine with clicks", key="refine_clicks", disabled=not state.clicks):
+        _run_prompts(model, image, state, "refine")
+        st.rerun()
+    if cols[2].button("Undo last", key="undo_point"):
+        state.undo()
+        st.rerun()
+    if cols[3].button("Clear", key="clear_points"):
+        state.clear()
+        st.session_state.pop("result", None)
+        st.rerun()
+    if current:
+        _metrics(image, stored[2])
+        _table(stored[2])
+        _downloads(model, image, stored[2])
+
+
 def main() -> None:
     st.set_page_config(page_title="voxseg", layout="wide")
     st.title("voxseg: segment an image")
@@ -241,6 +353,9 @@ def main() -> None:
     display = _sidebar_display()
     image = _upload(config)
     if model is None or image is None:
+        return
+    if model.interactive:
+        _interactive(model, image, display)
         return
     if st.button("Segment", type="primary", key="segment"):
         _start_job(model, image)

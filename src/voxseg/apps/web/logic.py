@@ -155,6 +155,11 @@ class LoadedModel:
     def num_channels(self) -> int:
         return self.predictor.plan.num_channels
 
+    @property
+    def interactive(self) -> bool:
+        """A model prompted with extreme points and clicks (see :mod:`voxseg.apps.web.prompts`)."""
+        return bool(self.predictor.plan.interactive)
+
 
 def _work_card(path: Path, predictor: Predictor) -> str:
     plan, cfg = predictor.plan, predictor.config
