@@ -192,14 +192,15 @@ def test_fill_minutes_refits_the_epoch_count_and_the_lr_schedule():
     cfg = TrainConfig(epochs=10, minutes=1.0, lr=1.0)
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(cfg))
-    # 2 s an epoch, 4 s spent: 60 * 0.97 - 4 = 54.2 s left = 27 more epochs
-    new = _refit_epochs(cfg, 2, [2.0, 4.0], 0.0, sched)
-    assert new.epochs == 29 and new.minutes == 1.0
-    assert sched.lr_lambdas[0](2) == pytest.approx((1 - 2 / 29) ** 0.9)  # the schedule follows
+    # the first epoch (5 s: worker start-up) is left out; then 2 s an epoch, 9 s spent after 3 epochs:
+    # 60 * 0.97 - 9 = 49.2 s left = 24 more epochs
+    new = _refit_epochs(cfg, 3, [5.0, 7.0, 9.0], 0.0, sched)
+    assert new.epochs == 27 and new.minutes == 1.0
+    assert sched.lr_lambdas[0](3) == pytest.approx((1 - 3 / 27) ** 0.9)  # the schedule follows
     # slower than planned: fewer epochs, so the learning rate still decays before the budget ends
-    slow = _refit_epochs(TrainConfig(epochs=100, minutes=1.0), 2, [10.0, 20.0], 0.0, sched)
-    assert slow.epochs == 2 + int((58.2 - 20) // 10)
-    assert _refit_epochs(new, 2, [2.0], 0.0, sched) is new  # one timed epoch: too early to tell
-    assert _refit_epochs(new, 26, [2.0 * k for k in range(1, 27)], 0.0, sched) is new  # late in the run
-    same = TrainConfig(epochs=29, minutes=1.0)
-    assert _refit_epochs(same, 2, [2.0, 4.0], 0.0, sched) is same  # already right
+    slow = _refit_epochs(TrainConfig(epochs=100, minutes=1.0), 3, [10.0, 20.0, 30.0], 0.0, sched)
+    assert slow.epochs == 3 + int((58.2 - 30) // 10)
+    assert _refit_epochs(new, 2, [5.0, 7.0], 0.0, sched) is new  # one steady epoch: too early to tell
+    assert _refit_epochs(new, 24, [5.0 + 2.0 * k for k in range(24)], 0.0, sched) is new  # late in the run
+    same = TrainConfig(epochs=28, minutes=1.0)
+    assert _refit_epochs(same, 3, [5.0, 7.0, 9.0], 0.0, sched) is same  # within 5 %: left alone

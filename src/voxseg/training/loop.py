@@ -114,16 +114,18 @@ def _refit_epochs(
 ) -> TrainConfig:
     """``cfg`` with the epoch count that fits the time left at the recent pace (see ``fill_minutes``).
 
-    Unchanged within 3 % of the current count, with fewer than two timed epochs, and in the last
-    15 % of the run (late changes would jolt a nearly decayed learning rate).
+    The pace is the median wall time of the last 7 epochs, leaving out the first epoch of this
+    call (it carries the DataLoader workers' start-up). Unchanged within 5 % of the current
+    count, before two epochs are timed, and in the last 15 % of the run (late changes would jolt
+    a nearly decayed learning rate).
     """
-    if len(ends) < 2 or epoch >= 0.85 * cfg.epochs:
+    times = np.diff([started, *ends])[1:][-7:]
+    if len(times) < 2 or epoch >= 0.85 * cfg.epochs:
         return cfg
-    times = np.diff([started, *ends])[-5:]
     pace = float(np.median(times))
     left = cfg.minutes * 60 * _FILL_MARGIN - (ends[-1] - started)
     fit = min(max(epoch + 1, epoch + math.floor(left / max(pace, 1e-3))), 10_000)
-    if abs(fit - cfg.epochs) <= max(1, 0.03 * cfg.epochs):
+    if abs(fit - cfg.epochs) <= max(2, 0.05 * cfg.epochs):
         return cfg
     log.info("time budget: %d epochs fit at %.1f s an epoch (planned %d)", fit, pace, cfg.epochs)
     cfg = cfg.with_overrides(epochs=fit)
