@@ -27,7 +27,7 @@ from voxseg.dataset import Dataset, read_dataset
 from voxseg.errors import ConfigError
 from voxseg.evaluation import dice
 from voxseg.interactive.config import PromptConfig
-from voxseg.interactive.pipeline import _mask, constrain, load_interactive_model
+from voxseg.interactive.pipeline import load_interactive_model, refined_mask
 from voxseg.interactive.points import Click
 from voxseg.interactive.session import InteractionCurve, mean_curve, simulate_user
 from voxseg.io import Volume, atomic_path, read_image, write_json_atomic
@@ -49,14 +49,9 @@ def largest_object(label: np.ndarray) -> np.ndarray:
 
 
 def _segmenter(predictor, channels: list[Volume]) -> Callable:
-    spacing = channels[0].spacing
 
     def segment(points: np.ndarray, clicks: list[Click], previous: np.ndarray | None) -> np.ndarray:
-        positive = np.asarray([c.position for c in clicks if c.positive], dtype=np.int64).reshape(-1, 3)
-        negative = np.asarray([c.position for c in clicks if not c.positive], dtype=np.int64).reshape(-1, 3)
-        prompts = np.concatenate([np.asarray(points, dtype=np.int64), positive])
-        mask = _mask(predictor, channels, prompts, prompts)
-        return constrain(mask, positive, negative, prompts, spacing=spacing) if clicks else mask
+        return refined_mask(predictor, channels, np.asarray(points, dtype=np.int64), clicks)
 
     return segment
 

@@ -11,10 +11,12 @@ original geometry and kept inside the points' bounding box grown by ``clip_mm`` 
 mark the object's ends: farther voxels belong to something else).
 
 :func:`refine` corrects a mask with clicks. The models trained here have no click channels, so
-refinement re-runs the model with the positive clicks added to the encoded points, then
-constrains the result: a ball of 2 mm around every positive click is foreground, and voxels
-nearer a negative click than any positive point or click are removed from the component that
-holds it (the click's Voronoi cell).
+the clicks act on the model's probability map of the six points (:func:`refined_mask`): a
+positive click adds the voxels connected to it where the probability exceeds 0.2, within 6 mm
+(and always a 2 mm ball); a negative click removes, within 6 mm, the mask's voxels connected to
+it whose probability is below 0.8 (and always a 2 mm ball). (Re-running the
+model with the clicks as extra points, as before 2026-11-29, fed it an input it was never
+trained on and lowered the mean Dice of a good model at the first click.)
 
 This module imports torch; ``voxseg.interactive`` itself does not.
 """
@@ -44,12 +46,64 @@ __all__ = [
     "load_interactive_model",
     "PromptSamplerFactory",
     "positive_radius_mm",
+    "click_radius_mm",
+    "grow_threshold",
+    "shrink_threshold",
+    "refined_mask",
+    "crop_tile",
+    "WHOLE_CROP_VOXELS",
+    "WHOLE_CROP_MIN_PATCHES",
 ]
 
 log = logging.getLogger(__name__)
 
 positive_radius_mm = 2.0
 """Radius of the ball a positive click forces into the mask in :func:`refine`."""
+
+click_radius_mm = 6.0
+"""How far (mm) from a click :func:`refine` may add (positive) or remove (negative) voxels."""
+
+grow_threshold = 0.2
+"""A positive click adds the voxels connected to it whose probability exceeds this (within the radius)."""
+
+shrink_threshold = 0.8
+"""A negative click removes the mask's voxels connected to it whose probability is below this (within the radius)."""
+
+WHOLE_CROP_VOXELS = 2**21
+"""Large prompt crops up to this many voxels (128^3) are predicted in one network call (:func:`crop_tile`)."""
+
+WHOLE_CROP_MIN_PATCHES = 8.0
+"""Crops of fewer patches than this keep the sliding window's overlapping patch tiles (:func:`crop_tile`)."""
+
+
+def crop_tile(
+    patch: Sequence[int],
+    crop: Sequence[int],
+    strides: Any,
+    *,
+    max_voxels: int = WHOLE_CROP_VOXELS,
+    min_patches: float = WHOLE_CROP_MIN_PATCHES,
+) -> tuple[int, ...]:
+    """The sliding-window tile for a prompt crop: the patch, or the whole crop when it is large.
+
+    A crop of at least ``min_patches`` patches and at most ``max_voxels`` voxels is predicted
+    in one network call: overlapping patch tiles compute every voxel several times (8x at an
+    overlap of 0.5 in 3D), one call computes it once. Smaller crops keep the patch tiles, whose
+    Gaussian-blended overlaps are slightly better (mean Dice 0.910 against 0.896 with whole crops
+    on 8 fresh soft-tissue phantoms) and cheap at that size. The whole crop is rounded up to a
+    multiple of the network's downsampling per axis (the product of its ``strides``); networks
+    without ``strides`` keep the patch.
+    """
+    patch_t = tuple(int(p) for p in patch)
+    if strides is None or float(np.prod(crop)) < min_patches * float(np.prod(patch_t)):
+        return patch_t
+    tile = []
+    for axis, (p, n) in enumerate(zip(patch_t, crop, strict=True)):
+        d = 1
+        for s in strides:
+            d *= int(s[axis]) if isinstance(s, (list, tuple)) else int(s)
+        tile.append(max(p, -(-int(n) // max(d, 1)) * max(d, 1)))
+    return tuple(tile) if int(np.prod(tile)) <= max_voxels else patch_t
 
 
 @dataclass(frozen=True)
@@ -170,10 +224,11 @@ def _predict(predictor, channels: list[Volume], points: np.ndarray) -> np.ndarra
     grid = np.clip(grid, 0, np.asarray(data.shape[1:]) - 1)
     config = PromptConfig.from_json(plan.interactive)
     x, box = prompt_inputs(data, grid, config=config, spacing=conf.target_spacing)
+    tile = crop_tile(conf.patch_size, x.shape[1:], conf.network.kwargs.get("strides"))
     probs = sliding_window(
         x,
         _ensemble(predictor),
-        conf.patch_size,
+        tile,
         overlap=predictor.overlap,
         device=predictor.device,
         num_classes=2,
@@ -290,11 +345,30 @@ def refine(
         raise InputImageError(None, f"the mask's shape differs from the image's {ref.shape}", "pass the image's mask")
     voxels = _voxel_points(points, ref, space, None)
     click_list = _as_clicks(clicks, ref, space)
-    positive = np.asarray([c.position for c in click_list if c.positive], dtype=np.int64).reshape(-1, 3)
-    negative = np.asarray([c.position for c in click_list if not c.positive], dtype=np.int64).reshape(-1, 3)
-    prompts = np.concatenate([voxels, positive])
-    out = _mask(predictor, channels, prompts, prompts)
-    return Volume.like(constrain(out, positive, negative, prompts, spacing=ref.spacing), ref.geometry)
+    return Volume.like(refined_mask(predictor, channels, voxels, click_list), ref.geometry)
+
+
+def refined_mask(predictor, channels: list[Volume], points: np.ndarray, clicks: Sequence[Click]) -> np.ndarray:
+    """The uint8 mask of the six ``points`` corrected by ``clicks`` (see the module docstring).
+
+    The model runs on the six points only (the input it was trained on); the clicks then act on
+    its probability map: the points' clip box grows to hold the positive clicks, a positive click
+    adds the voxels connected to it where the probability exceeds :data:`grow_threshold` within
+    :data:`click_radius_mm` (and a ball of :data:`positive_radius_mm`), a negative click removes
+    the mask's voxels connected to it whose probability is below :data:`shrink_threshold`,
+    within :data:`click_radius_mm` (and a ball of :data:`positive_radius_mm`).
+    """
+    positive = np.asarray([c.position for c in clicks if c.positive], dtype=np.int64).reshape(-1, 3)
+    negative = np.asarray([c.position for c in clicks if not c.positive], dtype=np.int64).reshape(-1, 3)
+    prob = _predict(predictor, channels, points)
+    threshold = 0.5 if predictor.threshold is None else predictor.threshold
+    anchors = np.concatenate([np.asarray(points, dtype=np.int64), positive])
+    box = _margin_box(anchors, channels[0], PromptConfig.from_json(predictor.plan.interactive).clip_mm)
+    mask = np.zeros(prob.shape, dtype=np.uint8)
+    mask[box] = prob[box] > threshold
+    if not len(clicks):
+        return mask
+    return constrain(mask, positive, negative, anchors, spacing=channels[0].spacing, probability=prob)
 
 
 def constrain(
@@ -304,30 +378,65 @@ def constrain(
     anchors: np.ndarray,
     *,
     spacing: Sequence[float],
+    probability: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Apply clicks to a mask: positive balls added, negative clicks' Voronoi cells removed.
+    """Apply clicks to a mask (see :func:`refined_mask`).
 
-    A negative click removes the voxels of its connected component that are nearer (mm) to it
-    than to any of ``anchors`` (the extreme points and positive clicks).
+    Positive: a ball of :data:`positive_radius_mm`, plus (with ``probability``) the voxels
+    connected to the click where the probability exceeds :data:`grow_threshold`, within
+    :data:`click_radius_mm`. Negative, with ``probability``: a ball of :data:`positive_radius_mm`
+    and the mask's voxels connected to the click whose probability is below
+    :data:`shrink_threshold`, within :data:`click_radius_mm` (the unsure rim the user points at,
+    not the confident core); without it, the voxels of the click's connected component within
+    :data:`click_radius_mm` that are nearer (mm) to it than to any of ``anchors`` (the extreme
+    points and positive clicks).
     """
     out = np.asarray(mask).astype(bool, copy=True)
     sp = np.asarray(spacing, dtype=np.float64)
-    r = np.ceil(positive_radius_mm / sp).astype(int)
     for p in positive:
-        lo = np.maximum(p - r, 0)
-        hi = np.minimum(p + r + 1, out.shape)
-        grid = np.ogrid[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
-        d2 = sum(((g - c) * s) ** 2 for g, c, s in zip(grid, p, sp, strict=True))
-        out[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] |= d2 <= positive_radius_mm**2
+        region, ball = _ball(out.shape, p, sp, click_radius_mm)
+        add = ball <= positive_radius_mm**2
+        if probability is not None:
+            near = (np.asarray(probability[region]) > grow_threshold) & (ball <= click_radius_mm**2)
+            near |= add
+            labels, _ = ndi.label(near)
+            local = tuple(int(v - r.start) for v, r in zip(p, region, strict=True))
+            add |= labels == labels[local]
+        out[region] |= add
+    anchors = np.asarray(anchors, dtype=np.int64).reshape(-1, out.ndim)
+    kept = anchors[out[tuple(anchors.T)]] if len(anchors) else anchors  # a negative click spares the points
     for n in negative:
+        region, ball = _ball(out.shape, n, sp, click_radius_mm)
+        if probability is not None:  # the unsure voxels around the click, and a small ball
+            drop = out[region] & (ball <= positive_radius_mm**2)
+            unsure = out[region] & (np.asarray(probability[region]) < shrink_threshold) & (ball <= click_radius_mm**2)
+            labels, _ = ndi.label(unsure | drop)
+            local = tuple(int(v - r.start) for v, r in zip(n, region, strict=True))
+            if labels[local]:
+                drop |= labels == labels[local]
+            out[region] &= ~drop
+            continue
         labels, _ = ndi.label(out)
         comp = labels[tuple(n)]
         if comp == 0:
             continue
-        idx = np.argwhere(labels == comp)
+        idx = np.argwhere((labels[region] == comp) & (ball <= click_radius_mm**2)) + [r.start for r in region]
         mm = idx * sp
         to_neg = np.sum((mm - n * sp) ** 2, axis=1)
         to_pos = np.min(np.sum((mm[:, None, :] - (anchors * sp)[None]) ** 2, axis=2), axis=1)
-        drop = idx[to_neg < to_pos]
-        out[tuple(drop.T)] = False
+        gone = idx[to_neg < to_pos]
+        out[tuple(gone.T)] = False
+    if len(kept):
+        out[tuple(kept.T)] = True
     return out.astype(np.uint8)
+
+
+def _ball(shape: Sequence[int], centre: np.ndarray, spacing: np.ndarray, radius_mm: float):
+    """The box around ``centre`` holding a ``radius_mm`` ball, and the squared mm distances in it."""
+    r = np.ceil(radius_mm / spacing).astype(int)
+    lo = np.maximum(centre - r, 0)
+    hi = np.minimum(centre + r + 1, shape)
+    region = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    grid = np.ogrid[region]
+    d2 = sum(((g - c) * s) ** 2 for g, c, s in zip(grid, centre, spacing, strict=True))
+    return region, np.broadcast_to(d2, tuple(b - a for a, b in zip(lo, hi, strict=True)))

@@ -91,6 +91,10 @@ def test_points_then_clicks_segment_the_pointed_object(make_napari_viewer, brigh
 
 def test_bad_input_is_a_notification_not_a_crash(make_napari_viewer, bright_interactive_work, bright_work, qtbot):
     viewer, widget, image = _widget(make_napari_viewer, None)
+    labels = [c.label for c in widget._choices]
+    assert any(label.startswith("interactive-soft-tissue@") for label in labels)  # the built-in model is offered
+    assert not any(label.startswith("mouse-lung-nodules") for label in labels)  # automatic ones are not
+    widget._set_choices([])  # a machine without any interactive model
     assert widget.segment() is None and "no interactive model" in widget.status.text()
     widget.add_model_path(bright_interactive_work)
     assert widget.segment() is None and "Place six extreme points" in widget.status.text()  # no points yet
@@ -102,3 +106,30 @@ def test_bad_input_is_a_notification_not_a_crash(make_napari_viewer, bright_inte
     assert any("not an interactive model" in m for m in _notifications())
     viewer.layers.remove("MRI")
     assert widget.segment() is None and "no image layer" in widget.status.text()
+
+
+@pytest.mark.slow
+def test_the_builtin_interactive_model_segments_a_fresh_phantom(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    """The shipped interactive-soft-tissue bundle, from the widget, on a phantom it never saw."""
+    from pathlib import Path
+
+    from voxseg.apps.napari.interactive import InteractiveWidget
+    from voxseg.dataset.phantoms import generate_case
+    from voxseg.interactive import PromptConfig
+
+    monkeypatch.setenv("VOXSEG_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("VOXSEG_CACHE", str(tmp_path / "cache"))
+    bundle = Path(__file__).resolve().parents[3] / "src/voxseg/bundle/models/interactive-soft-tissue-v1.zip"
+    case = generate_case("soft-tissue-mri", 0, seed=4242)  # not a training case (seed 0)
+    image, truth = case.images[0], case.label.array > 0
+    viewer = make_napari_viewer()
+    viewer.add_image(image.array, **volume_layer_kwargs(image, name="MRI"))
+    widget = InteractiveWidget(viewer)
+    assert widget.add_model_path(bundle) is not None and widget.current_model.interactive
+    layer = widget.new_points_layer()
+    layer.data = _to_world(layer, extreme_points(truth, inward=PromptConfig.for_spacing(image.spacing).inward), image)
+    widget.segment()
+    qtbot.waitUntil(lambda: not widget.running, timeout=120_000)
+    assert widget.last_outcome.error is None, widget.last_outcome.error
+    mask = np.asarray(viewer.layers["MRI object"].data) > 0
+    assert _dice(mask, truth) >= 0.8
