@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from voxseg.cli.main import main
 from voxseg.interactive import load_points, read_points
@@ -56,3 +57,19 @@ def test_errors_are_one_line(tmp_path, capsys):
     assert main(["points", str(label_path), "-o", str(tmp_path / "p.csv"), "--space", "world"]) == 2
     assert main(["points", str(tmp_path / "missing.nii.gz"), "-o", str(out)]) == 1
     assert not out.exists()
+
+
+def test_predict_without_points_refuses_an_interactive_model(tmp_path, capsys):
+    from tests.bright_model import spheres_image, write_bright_work
+    from voxseg.errors import ConfigError
+    from voxseg.inference import Predictor
+
+    work = write_bright_work(tmp_path / "interactive", interactive=True)
+    image, _ = spheres_image()
+    path = write_image(image, tmp_path / "img.nii.gz")
+    code = main(["predict", "-i", str(path), "-o", str(tmp_path / "out.nii.gz"), "-m", str(work)])
+    err = capsys.readouterr().err
+    assert code == 2 and "is interactive" in err and "--points" in err and "Traceback" not in err
+    assert not (tmp_path / "out.nii.gz").exists()
+    with pytest.raises(ConfigError, match="segment_from_points"):  # the library says it too
+        Predictor.from_work(work).predict(image)

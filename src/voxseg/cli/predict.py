@@ -126,6 +126,11 @@ def predict(
         predictor = _load_onnx(model, folds, tta, overlap, threshold, fast, batch_size, threads)
     else:
         predictor = _load(model, folds, config, tta, overlap, threshold, device, precision, fast, batch_size)
+    if getattr(predictor.plan, "interactive", None):  # before any case: every one would fail alike
+        raise ConfigError(
+            f"model {model} is interactive: it segments one object from six extreme points; "
+            "give them with --points points.json (one image as -i)"
+        )
     if single:
         _predict_file(input, output, mask, predictor, options)
     else:

@@ -294,7 +294,14 @@ class Predictor:
         ------
         InputImageError
             Wrong channel count, a 2D image for a 3D model, a mask whose geometry differs.
+        ConfigError
+            The model is interactive (it needs points: :func:`voxseg.segment_from_points`).
         """
+        if self.plan.interactive:
+            raise ConfigError(
+                f"model {self.model_id} is interactive: it segments one object from six extreme points; "
+                "give them with `voxseg predict --points points.json` or use segment_from_points"
+            )
         t_start = time.perf_counter()
         seconds: dict[str, float] = {}
         channels = self._channels(images, mask)
