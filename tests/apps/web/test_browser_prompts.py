@@ -1,23 +1,25 @@
 """End to end in chromium: six extreme points clicked on the slice pictures, then Segment from points.
 
-The real server runs an interactive work folder (a threshold network with an extreme-point plan,
-tests/bright_model.py) on three bright spheres; the test moves the slice sliders with the
-keyboard, clicks the pictures (the streamlit-image-coordinates component, inside an iframe) at the
-pixels of the middle sphere's extremes, and checks that the downloaded mask is that sphere.
+The real server runs the built-in ``interactive-soft-tissue`` bundle on a soft-tissue phantom it
+never saw; the test moves the slice sliders with the keyboard, clicks the pictures (the
+streamlit-image-coordinates component, inside an iframe) at the pixels of the tumour's extreme
+points, presses Segment from points and checks the downloaded mask against the phantom's label.
 """
 
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.apps.web.test_browser import browser  # noqa: F401  (the module-scoped fixture)
-from tests.bright_model import SPHERES, spheres_image, write_bright_work
 from voxseg.apps.web.logic import WebConfig
+from voxseg.apps.web.render import AXIS_NAMES
 from voxseg.apps.web.server import start_server, url_for, wait_ready
-from voxseg.interactive import extreme_points
+from voxseg.dataset.phantoms import generate_case
+from voxseg.interactive import PromptConfig, extreme_points
 from voxseg.io import read_image, write_image
 
 pytestmark = pytest.mark.slow
@@ -26,12 +28,12 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def interactive_server(tmp_path_factory):
     pytest.importorskip("streamlit_image_coordinates", reason="needs the [web] extra")
-    work = write_bright_work(tmp_path_factory.mktemp("web-int") / "bright-interactive", interactive=True)
+    bundle = Path(__file__).resolve().parents[3] / "src/voxseg/bundle/models/interactive-soft-tissue-v1.zip"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {"VOXSEG_MODELS": str(tmp_path_factory.mktemp("models"))}
-    proc = start_server(WebConfig(model=str(work)), port=port, env=env, quiet=True)
+    env = {"VOXSEG_MODELS": str(tmp_path_factory.mktemp("models")), "VOXSEG_CACHE": str(tmp_path_factory.mktemp("c"))}
+    proc = start_server(WebConfig(model=str(bundle)), port=port, env=env, quiet=True)
     url = url_for("127.0.0.1", port)
     try:
         wait_ready(proc, url, timeout=90)
@@ -42,12 +44,19 @@ def interactive_server(tmp_path_factory):
 
 
 def _set_slider(page, axis: int, value: int, current: int) -> None:
-    thumb = page.get_by_role("slider").nth(axis)
+    """Move the slice slider of ``axis`` to ``value`` with the keyboard (as a user without a mouse would)."""
+    thumb = page.get_by_role("slider", name=AXIS_NAMES[axis])
     thumb.focus()
     key = "ArrowRight" if value > current else "ArrowLeft"
     for _ in range(abs(value - current)):
         thumb.press(key)
-    page.wait_for_timeout(800)
+    page.wait_for_function(  # Streamlit's sliders are <input type=range aria-label=LABEL>
+        "([name, v]) => [...document.querySelectorAll('input[type=range]')].some("
+        "e => e.getAttribute('aria-label') === name && e.value === String(v))",
+        arg=[AXIS_NAMES[axis], value],
+        timeout=30_000,
+    )
+    page.wait_for_timeout(1500)  # the rerun redraws the picture
 
 
 def _click_voxel(page, axis: int, voxel, shape) -> None:
@@ -64,18 +73,16 @@ def _click_voxel(page, axis: int, voxel, shape) -> None:
     img.click(position={"x": x, "y": y})
 
 
-def test_six_clicked_points_segment_the_sphere(browser, interactive_server, tmp_path):  # noqa: F811
-    image, _ = spheres_image()
-    upload = write_image(image, tmp_path / "spheres.nii.gz")
-    grids = np.indices(image.shape, dtype=np.float64)
-    centre, radius = SPHERES[1]
-    target = sum(((g - c) * s) ** 2 for g, c, s in zip(grids, centre, image.spacing, strict=True)) <= radius**2
-    points = extreme_points(target, inward=0)
+def test_six_clicked_points_segment_the_tumour(browser, interactive_server, tmp_path):  # noqa: F811
+    case = generate_case("soft-tissue-mri", 0, seed=4242)  # not a training case (seed 0)
+    image, target = case.images[0], case.label.array > 0
+    upload = write_image(image, tmp_path / "mri.nii.gz")
+    points = extreme_points(target, inward=PromptConfig.for_spacing(image.spacing).inward)
     page = browser.new_page(viewport={"width": 1500, "height": 1300}, accept_downloads=True)
     page.goto(interactive_server)
     page.get_by_text("Upload a 2D image").wait_for(timeout=60_000)
     page.locator("input[type=file]").set_input_files(str(upload))
-    page.get_by_text("six extreme points").first.wait_for(timeout=60_000)
+    page.get_by_text("Click the object's six extreme points").wait_for(timeout=60_000)
     sliders = [n // 2 for n in image.shape]
     for k, p in enumerate(points):
         axis = 0 if k >= 2 else 1  # z ends on the coronal view, the others on the axial view
@@ -95,4 +102,4 @@ def test_six_clicked_points_segment_the_sphere(browser, interactive_server, tmp_
     page.close()
     mask = read_image(path).array > 0
     dice = 2 * np.sum(mask & target) / (mask.sum() + target.sum())
-    assert dice >= 0.9, dice
+    assert dice >= 0.8, dice
