@@ -129,24 +129,31 @@ def path_choice(path: str | Path) -> ModelChoice:
         description = str(data.get("description") or "")
         return ModelChoice(f"{name} ({root.name})", str(root), "bundle", description, str(data.get("task") or ""))
     if root.is_file() and root.suffix.lower() == ".zip":
-        return ModelChoice(f"{root.name}", str(root), "bundle", "model bundle archive", _zip_task(root))
+        data = _zip_manifest(root)
+        task = data.get("task", "")
+        return ModelChoice(
+            f"{root.name}",
+            str(root),
+            "bundle",
+            str(data.get("description") or "model bundle archive"),
+            task if isinstance(task, str) else "",
+        )
     raise VoxsegError(
         f"{root}: not a model (no plan.json of a work folder, no bundle.json, not a .zip); "
         "choose a training work folder or a model bundle"
     )
 
 
-def _zip_task(path: Path) -> str:
-    """The ``task`` in a bundle archive's ``bundle.json`` ("" when unreadable)."""
+def _zip_manifest(path: Path) -> dict[str, Any]:
+    """A bundle archive's ``bundle.json`` ({} when unreadable: loading it will say why)."""
     import zipfile
 
     try:
         with zipfile.ZipFile(path) as archive:
             data = json.loads(archive.read("bundle.json"))
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        return ""
-    task = data.get("task", "") if isinstance(data, dict) else ""
-    return task if isinstance(task, str) else ""
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def load_model(choice: ModelChoice, **options: Any) -> Predictor:
