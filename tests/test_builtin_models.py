@@ -44,6 +44,7 @@ def test_entry_resolves_offline_and_verifies(name, version, tmp_path):
     assert verify_bundle(installed.path) == []
     manifest = open_bundle(installed.path).manifest
     assert (manifest.name, manifest.version, manifest.license) == (name, version, "CC-BY-4.0")
+    assert entry.task == manifest.task  # listings tell interactive models apart before installing
     card = (installed.path / "README.md").read_text()
     assert "synthetic phantoms, not on real data" in card
     fresh = manifest.metrics["fresh_phantoms"]

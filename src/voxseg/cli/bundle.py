@@ -125,10 +125,10 @@ def models(
     if as_json:
         console.print_json(json.dumps([r.to_json() for r in rows]))
         return
-    table = Table("name", "version", "installed", "available", "latest", "description")
+    table = Table("name", "version", "task", "installed", "available", "latest", "description")
     for r in rows:
         yes = {True: "yes", False: ""}
-        table.add_row(r.name, r.version, yes[r.installed], yes[r.available], yes[r.latest], r.description)
+        table.add_row(r.name, r.version, r.task, yes[r.installed], yes[r.available], yes[r.latest], r.description)
     console.print(table if rows else "no models installed or available")
 
 
