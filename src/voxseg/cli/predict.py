@@ -126,11 +126,10 @@ def predict(
         predictor = _load_onnx(model, folds, tta, overlap, threshold, fast, batch_size, threads)
     else:
         predictor = _load(model, folds, config, tta, overlap, threshold, device, precision, fast, batch_size)
-    if getattr(predictor.plan, "interactive", None):  # before any case: every one would fail alike
-        raise ConfigError(
-            f"model {model} is interactive: it segments one object from six extreme points; "
-            "give them with --points points.json (one image as -i)"
-        )
+    if not onnx:  # before any case: every one would fail alike (the onnxruntime backend refuses them itself)
+        from voxseg.interactive.planning import refuse_interactive
+
+        refuse_interactive(predictor.plan, model)
     if single:
         _predict_file(input, output, mask, predictor, options)
     else:

@@ -8,9 +8,8 @@ Chain (the same preprocessing code as training)::
            ─► labels (argmax, or a threshold for binary models) ─► zero outside ``mask``
            ─► apply_postprocessing(spec)
 
-A 2D configuration applied to a 3D image runs slice by slice along axis 0. Probabilities are
-accumulated per class in float32 (float16 for volumes whose probabilities would exceed
-:data:`FLOAT16_ABOVE_BYTES`), never in float64 nor as one-hot tensors.
+A 2D configuration applied to a 3D image runs slice by slice along axis 0. Probabilities are accumulated
+per class in float32 (float16 above :data:`FLOAT16_ABOVE_BYTES`), never in float64 nor as one-hot tensors.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ from voxseg.errors import ConfigError, InputImageError, VoxsegError
 from voxseg.inference.runtime import configure_threads, cpu_supports_bf16, resolve_precision
 from voxseg.inference.sliding_window import sliding_window, tile_grid
 from voxseg.inference.wrappers import AutocastPredictor, Ensemble, MirrorTTA, probabilities_to_labels
+from voxseg.interactive.planning import refuse_interactive
 from voxseg.io import Volume, require_same_grid
 from voxseg.planning import ConfigurationPlan, Plan
 from voxseg.postprocessing import PostprocessingSpec, apply_postprocessing
@@ -297,11 +297,7 @@ class Predictor:
         ConfigError
             The model is interactive (it needs points: :func:`voxseg.segment_from_points`).
         """
-        if self.plan.interactive:
-            raise ConfigError(
-                f"model {self.model_id} is interactive: it segments one object from six extreme points; "
-                "give them with `voxseg predict --points points.json` or use segment_from_points"
-            )
+        refuse_interactive(self.plan, self.model_id)
         t_start = time.perf_counter()
         seconds: dict[str, float] = {}
         channels = self._channels(images, mask)

@@ -9,6 +9,8 @@ About 5-10 s on 2 CPU cores.
 
 from __future__ import annotations
 
+import socket
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -96,3 +98,22 @@ def as_uint8(image: Volume) -> Volume:
     arr = np.asarray(image.array, dtype=np.float64)
     lo, hi = float(arr.min()), float(arr.max())
     return image.with_array(np.round((arr - lo) / max(hi - lo, 1e-9) * 255).astype(np.uint8))
+
+
+@contextmanager
+def running_server(model: str, env: dict[str, str]):
+    """``voxseg web`` for ``model`` on a free port of 127.0.0.1 (yields its URL; stopped afterwards)."""
+    from voxseg.apps.web.logic import WebConfig
+    from voxseg.apps.web.server import start_server, url_for, wait_ready
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = start_server(WebConfig(model=model), port=port, env=env, quiet=True)
+    url = url_for("127.0.0.1", port)
+    try:
+        wait_ready(proc, url, timeout=90)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.apps.web.helpers import pet_case
-from voxseg.apps.web.logic import WebConfig
-from voxseg.apps.web.server import start_server, url_for, wait_ready
+from tests.apps.web.helpers import pet_case, running_server
 from voxseg.inference import Predictor
 from voxseg.io import read_image, write_image
 from voxseg.postprocessing import connected_components, object_table, write_object_table
@@ -54,18 +51,8 @@ def browser():
 
 @pytest.fixture(scope="module")
 def server(work_2d, tmp_path_factory):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {"VOXSEG_MODELS": str(tmp_path_factory.mktemp("models"))}
-    proc = start_server(WebConfig(model=str(work_2d)), port=port, env=env, quiet=True)
-    url = url_for("127.0.0.1", port)
-    try:
-        wait_ready(proc, url, timeout=90)
+    with running_server(str(work_2d), {"VOXSEG_MODELS": str(tmp_path_factory.mktemp("models"))}) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def test_upload_segment_download_equals_the_library(browser, server, work_2d, tmp_path):

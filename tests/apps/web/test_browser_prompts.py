@@ -8,16 +8,14 @@ points, presses Segment from points and checks the downloaded mask against the p
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.apps.web.helpers import running_server
 from tests.apps.web.test_browser import browser  # noqa: F401  (the module-scoped fixture)
-from voxseg.apps.web.logic import WebConfig
 from voxseg.apps.web.render import AXIS_NAMES
-from voxseg.apps.web.server import start_server, url_for, wait_ready
 from voxseg.dataset.phantoms import generate_case
 from voxseg.interactive import PromptConfig, extreme_points
 from voxseg.io import read_image, write_image
@@ -29,18 +27,9 @@ pytestmark = pytest.mark.slow
 def interactive_server(tmp_path_factory):
     pytest.importorskip("streamlit_image_coordinates", reason="needs the [web] extra")
     bundle = Path(__file__).resolve().parents[3] / "src/voxseg/bundle/models/interactive-soft-tissue-v1.zip"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     env = {"VOXSEG_MODELS": str(tmp_path_factory.mktemp("models")), "VOXSEG_CACHE": str(tmp_path_factory.mktemp("c"))}
-    proc = start_server(WebConfig(model=str(bundle)), port=port, env=env, quiet=True)
-    url = url_for("127.0.0.1", port)
-    try:
-        wait_ready(proc, url, timeout=90)
+    with running_server(str(bundle), env) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def _set_slider(page, axis: int, value: int, current: int) -> None:

@@ -24,7 +24,6 @@ import numpy as np
 from napari.layers import Image, Labels, Points
 from qtpy.QtWidgets import (
     QComboBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -35,6 +34,7 @@ from qtpy.QtWidgets import (
 )
 
 from voxseg.apps.napari._layers import METADATA_KEY, layer_volume
+from voxseg.apps.napari._picker import ModelPicker
 from voxseg.apps.napari._points import points_status, world_to_voxels
 from voxseg.errors import VoxsegError
 from voxseg.io import Volume
@@ -144,7 +144,7 @@ class _Outcome:
     finished_at: float = field(default_factory=time.perf_counter)
 
 
-class InteractiveWidget(ExtremePointsWidget):
+class InteractiveWidget(ModelPicker, ExtremePointsWidget):
     """Segment one object from six extreme points and refine it with clicks (see the module docstring)."""
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None):
@@ -185,55 +185,17 @@ class InteractiveWidget(ExtremePointsWidget):
             self.main_layout.insertWidget(index + offset, widget)
         self.refresh_models()
 
-    # ---- models ------------------------------------------------------------------------------
-    def refresh_models(self) -> None:
-        """List the installed interactive models again (plus the folders added with Browse)."""
-        from voxseg.apps.napari._models import installed_choices
+    # ---- models (the list is ModelPicker's) -----------------------------------------------------
+    empty_text = "no interactive model: voxseg install interactive-soft-tissue"
+    browse_title = "Choose an interactive bundle or work folder"
 
-        added = [c for c in self._choices if c.kind in ("work", "bundle")]
-        self._set_choices([c for c in installed_choices() if c.interactive] + added)
+    def _listed(self, choices: list) -> list:
+        return [c for c in choices if c.interactive]
 
-    def _set_choices(self, choices: list, current: Any = None) -> None:
-        self._choices = choices
-        self.model_combo.blockSignals(True)
-        self.model_combo.clear()
-        self.model_combo.addItems([c.label for c in choices])
-        if current is not None:
-            self.model_combo.setCurrentIndex(choices.index(current))
-        self.model_combo.blockSignals(False)
-        if not choices:
-            self.model_combo.setPlaceholderText("no interactive model: voxseg install interactive-soft-tissue")
-        self._on_model_choice()
-
-    def add_model_path(self, path: Any) -> Any:
-        """Add an interactive bundle or work folder and choose it (None and a notification if unusable)."""
-        from voxseg.apps.napari._models import path_choice
-
-        try:
-            choice = path_choice(path)
-        except VoxsegError as exc:
-            self._notify_error(str(exc))
-            return None
+    def _refusal(self, choice: Any) -> str | None:
         if choice.task and not choice.interactive:
-            self._notify_error(f"{choice.label} is not an interactive model; use the Segment widget for it")
-            return None
-        kept = [c for c in self._choices if c.ref != choice.ref]
-        self._set_choices([*kept, choice], current=choice)
-        return choice
-
-    def _browse(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Choose an interactive bundle or work folder")
-        if folder:
-            self.add_model_path(folder)
-
-    def _on_model_choice(self, index: int | None = None) -> None:
-        choice = self.current_model
-        self.description.setText(choice.description if choice is not None else "")
-
-    @property
-    def current_model(self) -> Any:
-        index = self.model_combo.currentIndex()
-        return self._choices[index] if 0 <= index < len(self._choices) else None
+            return f"{choice.label} is not an interactive model; use the Segment widget for it"
+        return None
 
     def _predictor(self, choice: Any) -> Any:
         from voxseg.apps.napari._models import load_model

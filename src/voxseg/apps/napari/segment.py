@@ -30,7 +30,6 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -44,7 +43,8 @@ from qtpy.QtWidgets import (
 
 from voxseg.apps.napari._features import object_features
 from voxseg.apps.napari._layers import METADATA_KEY, layer_volume
-from voxseg.apps.napari._models import ModelChoice, installed_choices, load_model, path_choice
+from voxseg.apps.napari._models import ModelChoice, load_model
+from voxseg.apps.napari._picker import ModelPicker
 from voxseg.errors import VoxsegError
 from voxseg.io import Volume
 
@@ -100,7 +100,7 @@ class _Bridge(QObject):
     phase = Signal(str)
 
 
-class SegmentWidget(QWidget):
+class SegmentWidget(ModelPicker, QWidget):
     """Segment an image layer with a voxseg model (see the module docstring).
 
     Parameters
@@ -199,48 +199,6 @@ class SegmentWidget(QWidget):
             if keep in names:
                 combo.setCurrentText(keep)
             combo.blockSignals(False)
-
-    def refresh_models(self) -> None:
-        """List the installed models again (plus the folders added with Browse)."""
-        added = [c for c in self._choices if c.kind in ("work", "bundle")]
-        self._set_choices(installed_choices() + added)
-
-    def _set_choices(self, choices: list[ModelChoice], current: ModelChoice | None = None) -> None:
-        self._choices = choices
-        self.model_combo.blockSignals(True)
-        self.model_combo.clear()
-        self.model_combo.addItems([c.label for c in choices])
-        if current is not None:
-            self.model_combo.setCurrentIndex(choices.index(current))
-        self.model_combo.blockSignals(False)
-        if not choices:
-            self.model_combo.setPlaceholderText("no model installed: Browse...")
-        self._on_model_choice()
-
-    def add_model_path(self, path: str | Path) -> ModelChoice | None:
-        """Add a work folder or bundle to the model list and choose it (None and a notification if unusable)."""
-        try:
-            choice = path_choice(path)
-        except VoxsegError as exc:
-            self._notify_error(str(exc))
-            return None
-        kept = [c for c in self._choices if c.ref != choice.ref]
-        self._set_choices([*kept, choice], current=choice)
-        return choice
-
-    def _browse(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Choose a work folder or a model bundle folder")
-        if folder:
-            self.add_model_path(folder)
-
-    def _on_model_choice(self, index: int | None = None) -> None:
-        choice = self.current_model
-        self.description.setText(choice.description if choice is not None else "")
-
-    @property
-    def current_model(self) -> ModelChoice | None:
-        index = self.model_combo.currentIndex()
-        return self._choices[index] if 0 <= index < len(self._choices) else None
 
     def options(self) -> SegmentOptions:
         """The options the controls show."""

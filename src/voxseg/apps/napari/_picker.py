@@ -1,0 +1,79 @@
+"""The model list shared by the Segment and Interactive widgets (a mixin for their QWidget).
+
+The widget provides ``model_combo`` (a QComboBox), ``description`` (a QLabel) and
+``_notify_error(message)``; it may narrow the list (:meth:`ModelPicker._listed`) and refuse a
+Browsed model (:meth:`ModelPicker._refusal`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qtpy.QtWidgets import QFileDialog
+
+from voxseg.apps.napari._models import ModelChoice, installed_choices, path_choice
+from voxseg.errors import VoxsegError
+
+__all__ = ["ModelPicker"]
+
+
+class ModelPicker:
+    """Installed models plus the folders added with Browse, in ``model_combo``."""
+
+    _choices: list[ModelChoice]
+    empty_text = "no model installed: Browse..."
+    browse_title = "Choose a work folder or a model bundle folder"
+
+    def _listed(self, choices: list[ModelChoice]) -> list[ModelChoice]:
+        """The installed models this widget offers (all of them by default)."""
+        return choices
+
+    def _refusal(self, choice: ModelChoice) -> str | None:
+        """Why a Browsed model cannot be used here (None: it can)."""
+        return None
+
+    def refresh_models(self) -> None:
+        """List the installed models again (plus the folders added with Browse)."""
+        added = [c for c in getattr(self, "_choices", []) if c.kind in ("work", "bundle")]
+        self._set_choices(self._listed(installed_choices()) + added)
+
+    def _set_choices(self, choices: list[ModelChoice], current: ModelChoice | None = None) -> None:
+        self._choices = choices
+        self.model_combo.blockSignals(True)
+        self.model_combo.clear()
+        self.model_combo.addItems([c.label for c in choices])
+        if current is not None:
+            self.model_combo.setCurrentIndex(choices.index(current))
+        self.model_combo.blockSignals(False)
+        if not choices:
+            self.model_combo.setPlaceholderText(self.empty_text)
+        self._on_model_choice()
+
+    def add_model_path(self, path: str | Path) -> ModelChoice | None:
+        """Add a work folder or bundle to the model list and choose it (None and a notification if unusable)."""
+        try:
+            choice = path_choice(path)
+        except VoxsegError as exc:
+            self._notify_error(str(exc))
+            return None
+        refusal = self._refusal(choice)
+        if refusal is not None:
+            self._notify_error(refusal)
+            return None
+        kept = [c for c in self._choices if c.ref != choice.ref]
+        self._set_choices([*kept, choice], current=choice)
+        return choice
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, self.browse_title)
+        if folder:
+            self.add_model_path(folder)
+
+    def _on_model_choice(self, index: int | None = None) -> None:
+        choice = self.current_model
+        self.description.setText(choice.description if choice is not None else "")
+
+    @property
+    def current_model(self) -> ModelChoice | None:
+        index = self.model_combo.currentIndex()
+        return self._choices[index] if 0 <= index < len(self._choices) else None
