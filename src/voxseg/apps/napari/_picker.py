@@ -1,7 +1,7 @@
 """The model list shared by the Segment and Interactive widgets (a mixin for their QWidget).
 
-The widget provides ``model_combo`` (a QComboBox), ``description`` (a QLabel) and
-``_notify_error(message)``; it may narrow the list (:meth:`ModelPicker._listed`) and refuse a
+The widget calls :meth:`ModelPicker._build_model_controls` (the combo, Browse and the
+description) and provides ``_notify_error(message)``; it may narrow the list (:meth:`ModelPicker._listed`) and refuse a
 Browsed model (:meth:`ModelPicker._refusal`).
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qtpy.QtWidgets import QFileDialog
+from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton
 
 from voxseg.apps.napari._models import ModelChoice, installed_choices, path_choice
 from voxseg.errors import VoxsegError
@@ -23,6 +23,20 @@ class ModelPicker:
     _choices: list[ModelChoice]
     empty_text = "no model installed: Browse..."
     browse_title = "Choose a work folder or a model bundle folder"
+
+    def _build_model_controls(self, browse_tip: str) -> QHBoxLayout:
+        """Make ``model_combo``, ``browse_button`` and ``description``; return the combo + Browse row."""
+        self.model_combo = QComboBox()
+        self.model_combo.currentIndexChanged.connect(self._on_model_choice)
+        self.browse_button = QPushButton("Browse...")
+        self.browse_button.setToolTip(browse_tip)
+        self.browse_button.clicked.connect(self._browse)
+        self.description = QLabel("")
+        self.description.setWordWrap(True)
+        row = QHBoxLayout()
+        row.addWidget(self.model_combo, 1)
+        row.addWidget(self.browse_button)
+        return row
 
     def _listed(self, choices: list[ModelChoice]) -> list[ModelChoice]:
         """The installed models this widget offers (all of them by default)."""

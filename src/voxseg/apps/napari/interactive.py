@@ -25,7 +25,6 @@ from napari.layers import Image, Labels, Points
 from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
-    QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -157,14 +156,7 @@ class InteractiveWidget(ModelPicker, ExtremePointsWidget):
         self.last_outcome: _Outcome | None = None
         self.positive_layer: Points | None = None
         self.negative_layer: Points | None = None
-        self._last_points: np.ndarray | None = None  # voxel points of the last segmentation
-        self.model_combo = QComboBox()
-        self.model_combo.currentIndexChanged.connect(self._on_model_choice)
-        self.browse_button = QPushButton("Browse...")
-        self.browse_button.setToolTip("An interactive bundle folder, or a work folder planned with --interactive")
-        self.browse_button.clicked.connect(self._browse)
-        self.description = QLabel("")
-        self.description.setWordWrap(True)
+        model_row = self._build_model_controls("An interactive bundle, or a work folder planned with --interactive")
         self.segment_button = QPushButton("Segment from points")
         self.segment_button.clicked.connect(self.segment)
         self.clicks_button = QPushButton("Add clicks")
@@ -175,9 +167,6 @@ class InteractiveWidget(ModelPicker, ExtremePointsWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         super().__init__(napari_viewer, parent)
-        model_row = QHBoxLayout()
-        model_row.addWidget(self.model_combo, 1)
-        model_row.addWidget(self.browse_button)
         self.form.addRow("Model", model_row)
         self.form.addRow("", self.description)
         index = self.main_layout.indexOf(self.status)
