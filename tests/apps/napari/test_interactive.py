@@ -105,7 +105,11 @@ def test_bad_input_is_a_notification_not_a_crash(make_napari_viewer, bright_inte
     assert widget.refine() is None
     assert widget.add_model_path(bright_work) is None  # an automatic model is refused
     assert any("not an interactive model" in m for m in _notifications())
+    viewer.add_image(np.zeros((32, 32), np.float32), name="flat")
+    widget.image_combo.setCurrentText("flat")
+    assert widget.segment() is None and "is not 3D" in widget.status.text()
     viewer.layers.remove("MRI")
+    viewer.layers.remove("flat")
     assert widget.segment() is None and "no image layer" in widget.status.text()
 
 
