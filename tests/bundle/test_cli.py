@@ -28,6 +28,7 @@ def test_export_verify_show_entry(work_folder, tmp_path, capsys):
     assert main(["bundle", "entry", str(out), "--url", "https://example.org/tiny.zip"]) == 0
     entry = json.loads(capsys.readouterr().out)["models"]["tiny"]["versions"]["v3"]
     assert entry["sha256"] == sha256_file(out) and entry["size"] == out.stat().st_size
+    assert entry["task"] == "instances"  # the bundle's (its postprocessing makes instances): indexes list it
 
 
 def test_install_models_and_env_folders(bundle_zip, tmp_path, capsys, monkeypatch):

@@ -179,11 +179,12 @@ def entry(
     url: list[str] = typer.Option(..., "--url", help="Where it will be downloaded from (repeatable: mirrors)."),
     description: str = typer.Option(None, "--description", help="Description (default: the bundle's)."),
 ) -> None:
-    """Print the index entry (urls, sha256, size) that publishes a bundle .zip."""
+    """Print the index entry (urls, sha256, size, task) that publishes a bundle .zip."""
     from voxseg.bundle import open_bundle
     from voxseg.bundle._util import sha256_file
 
     m = open_bundle(bundle).manifest
     info = {"urls": list(url), "sha256": sha256_file(bundle), "size": bundle.stat().st_size}
     info["description"] = description if description is not None else m.description
+    info["task"] = m.task  # lets listings tell interactive models apart before installing
     console.print_json(json.dumps({"models": {m.name: {"versions": {m.version: info}}}}))
