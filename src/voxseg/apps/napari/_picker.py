@@ -1,8 +1,9 @@
 """The model list shared by the Segment and Interactive widgets (a mixin for their QWidget).
 
 The widget calls :meth:`ModelPicker._build_model_controls` (the combo, Browse and the
-description) and provides ``_notify_error(message)``; it may narrow the list (:meth:`ModelPicker._listed`) and refuse a
-Browsed model (:meth:`ModelPicker._refusal`).
+description) and provides ``viewer``, ``image_combo`` and ``_notify_error(message)``; it may
+narrow the list (:meth:`ModelPicker._listed`) and refuse a Browsed model
+(:meth:`ModelPicker._refusal`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,18 @@ class ModelPicker:
         row.addWidget(self.model_combo, 1)
         row.addWidget(self.browse_button)
         return row
+
+    def _chosen_image_and_model(self, no_model: str) -> tuple[object, ModelChoice] | None:
+        """The chosen image layer and model, or None after a notification (``no_model`` when no model)."""
+        name = self.image_combo.currentText()
+        if not name or name not in self.viewer.layers:
+            self._notify_error("no image layer: open an image (File > Open) or load a sample first")
+            return None
+        choice = self.current_model
+        if choice is None:
+            self._notify_error(no_model)
+            return None
+        return self.viewer.layers[name], choice
 
     def _listed(self, choices: list[ModelChoice]) -> list[ModelChoice]:
         """The installed models this widget offers (all of them by default)."""

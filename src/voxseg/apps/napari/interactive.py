@@ -262,14 +262,11 @@ class InteractiveWidget(ModelPicker, ExtremePointsWidget):
     def _start(self, action: str) -> Any:
         if self.running:
             return self.worker
-        name = self.image_combo.currentText()
-        if not name or name not in self.viewer.layers:
-            self._notify_error("no image layer: open an image (File > Open) or load a sample first")
+        chosen = self._chosen_image_and_model("no interactive model: voxseg install interactive-soft-tissue, or Browse")
+        if chosen is None:
             return None
-        choice = self.current_model
-        if choice is None:
-            self._notify_error("no interactive model: voxseg install interactive-soft-tissue, or Browse to one")
-            return None
+        layer, choice = chosen
+        name = layer.name
         try:
             image = self.image()
             if image is None or image.ndim != 3:
@@ -285,7 +282,6 @@ class InteractiveWidget(ModelPicker, ExtremePointsWidget):
             return None
         from napari.qt.threading import create_worker
 
-        layer = self.viewer.layers[name]
         self.worker = create_worker(self._run, action, choice, image, points, clicks, _start_thread=False)
         self.worker.returned.connect(lambda outcome: self._on_done(outcome, layer, action))
         self.worker.finished.connect(self._on_finished)

@@ -231,15 +231,10 @@ class SegmentWidget(ModelPicker, QWidget):
             self.status.setText("Cancelling...")
 
     def _inputs(self) -> tuple[Image, Volume, Volume | None, ModelChoice] | None:
-        name = self.image_combo.currentText()
-        if not name or name not in self.viewer.layers:
-            self._notify_error("no image layer: open an image (File > Open) or load a sample first")
+        chosen = self._chosen_image_and_model("no model chosen: voxseg install NAME, or Browse to a work folder")
+        if chosen is None:
             return None
-        choice = self.current_model
-        if choice is None:
-            self._notify_error("no model chosen: install one (voxseg install NAME) or Browse to a work folder")
-            return None
-        layer = self.viewer.layers[name]
+        layer, choice = chosen
         try:
             image = layer_volume(layer)
             mask = None
