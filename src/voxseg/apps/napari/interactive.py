@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from napari.layers import Image, Labels, Points
+from napari.layers import Image, Points
 from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -319,23 +319,11 @@ class InteractiveWidget(ModelPicker, ExtremePointsWidget):
         if outcome.error is not None:
             self._notify_error(outcome.error)
             return
+        from voxseg.apps.napari.segment import show_labels
+
         name = f"{layer.name} object"
         meta = {METADATA_KEY: dict((layer.metadata or {}).get(METADATA_KEY) or {})}
-        existing = self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401 (no .get)
-        if isinstance(existing, Labels) and existing.data.shape == outcome.mask.shape:
-            existing.data = outcome.mask.array
-            existing.scale, existing.translate = layer.scale, layer.translate
-            existing.features = outcome.features
-        else:
-            self.viewer.add_labels(
-                outcome.mask.array,
-                name=name,
-                scale=layer.scale,
-                translate=layer.translate,
-                metadata=meta,
-                features=outcome.features,
-                opacity=0.5,
-            )
+        show_labels(self.viewer, name, outcome.mask, layer, meta, outcome.features, 0.5)
         volume = outcome.features.get("volume_mm3", [0.0])
         size = f"{float(volume[0]):.1f} mm³" if volume else "empty"
         verb = "Segmented" if action == "segment" else "Refined"

@@ -319,24 +319,8 @@ class SegmentWidget(ModelPicker, QWidget):
         self.status.setText(f"{result.name}: {n} object(s) in {outcome.seconds:.1f} s.")
 
     def _show(self, outcome: _Outcome, layer: Image, choice: ModelChoice) -> Labels:
-        name = _model_name(choice)
-        existing = self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401 (no .get)
         meta = {METADATA_KEY: dict((layer.metadata or {}).get(METADATA_KEY) or {}, model=choice.ref)}
-        if isinstance(existing, Labels) and existing.data.shape == outcome.labels.shape:
-            existing.data = outcome.labels.array
-            existing.scale, existing.translate, existing.metadata = layer.scale, layer.translate, meta
-            existing.features = outcome.features
-            self.viewer.layers.selection.active = existing
-            return existing
-        return self.viewer.add_labels(
-            outcome.labels.array,
-            name=name,
-            scale=layer.scale,
-            translate=layer.translate,
-            metadata=meta,
-            features=outcome.features,
-            opacity=0.6,
-        )
+        return show_labels(self.viewer, _model_name(choice), outcome.labels, layer, meta, outcome.features, 0.6)
 
     def _on_finished(self) -> None:
         self.worker = None
@@ -348,6 +332,26 @@ class SegmentWidget(ModelPicker, QWidget):
     def _notify_error(self, message: str) -> None:
         self.status.setText(message)
         show_error(f"Segment: {message}")
+
+
+def show_labels(viewer: Any, name: str, labels: Volume, layer: Image, meta: dict, features: dict, opacity: float):
+    """Update the Labels layer ``name`` in place (same shape) or add it, on ``layer``'s grid; return it."""
+    existing = viewer.layers[name] if name in viewer.layers else None  # noqa: SIM401 (no .get)
+    if isinstance(existing, Labels) and existing.data.shape == labels.shape:
+        existing.data = labels.array
+        existing.scale, existing.translate, existing.metadata = layer.scale, layer.translate, meta
+        existing.features = features
+        viewer.layers.selection.active = existing
+        return existing
+    return viewer.add_labels(
+        labels.array,
+        name=name,
+        scale=layer.scale,
+        translate=layer.translate,
+        metadata=meta,
+        features=features,
+        opacity=opacity,
+    )
 
 
 def _preload() -> None:
