@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from voxseg.bundle.archive import ArchiveLimits
 from voxseg.bundle.load import open_bundle
@@ -17,24 +17,15 @@ if TYPE_CHECKING:
 __all__ = ["verify_bundle", "dry_run_shape"]
 
 
-def _divisor(strides: Any, axis: int) -> int:
-    """How many times the network downsamples ``axis`` (product of its strides)."""
-    total = 1
-    for s in strides or ():
-        total *= int(s[axis]) if isinstance(s, (list, tuple)) else int(s)
-    return max(total, 1)
-
-
 def dry_run_shape(manifest: BundleManifest) -> tuple[int, ...]:
     """A small input shape the network accepts: the fixed shape, or twice its downsampling factor
     per axis (at least 8 voxels), capped at the patch size."""
     cfg = manifest.config
     if cfg.fixed_shape is not None:
         return tuple(cfg.fixed_shape)
-    strides = cfg.network.kwargs.get("strides")
     shape = []
     for axis, patch in enumerate(cfg.patch_size):
-        d = _divisor(strides, axis)
+        d = cfg.network.downsampling(axis)
         shape.append(min(patch, d * max(2, math.ceil(8 / d))))
     return tuple(shape)
 

@@ -68,6 +68,13 @@ class NetworkSpec:
     def out_channels(self) -> int:
         return int(self.kwargs["out_channels"])
 
+    def downsampling(self, axis: int) -> int:
+        """How many times the network downsamples ``axis``: the product of its ``strides`` (1 without)."""
+        total = 1
+        for s in self.kwargs.get("strides") or ():
+            total *= int(s[axis]) if isinstance(s, (list, tuple)) else int(s)
+        return max(total, 1)
+
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Mapping):

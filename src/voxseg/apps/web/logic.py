@@ -268,6 +268,16 @@ def _objects(labels: Volume, image: Volume, *, instances: bool) -> list[ObjectRo
     return object_table(labels.with_array(components), image=image, class_map=labels)
 
 
+def check_channels(model: LoadedModel, upload: UploadedImage) -> None:
+    """Refuse an upload whose channel count is not the model's (one line naming the upload)."""
+    if len(upload.channels) != model.num_channels:
+        raise InputImageError(
+            upload.name,
+            f"the image has {len(upload.channels)} channel(s), the model {model.name!r} expects {model.num_channels}",
+            "upload an image with the model's channels (see its card)",
+        )
+
+
 def segment(
     model: LoadedModel, upload: UploadedImage, *, progress: Callable[[int, int], None] | None = None
 ) -> SegmentationResult:
@@ -278,13 +288,8 @@ def segment(
     InputImageError
         The image does not fit the model (channels, 2D image for a 3D model), naming the upload.
     """
+    check_channels(model, upload)
     channels = list(upload.channels)
-    if len(channels) != model.num_channels:
-        raise InputImageError(
-            upload.name,
-            f"the image has {len(channels)} channel(s), the model {model.name!r} expects {model.num_channels}",
-            "upload an image with the model's channels (see its card)",
-        )
     try:
         with model.lock:
             prediction = model.predictor.predict(channels, progress=progress)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw
 
-from voxseg.apps.web.logic import LoadedModel, SegmentationResult, _objects, summarize
+from voxseg.apps.web.logic import LoadedModel, SegmentationResult, _objects, check_channels, summarize
 from voxseg.apps.web.uploads import UploadedImage
 from voxseg.errors import ConfigError, InputImageError
 from voxseg.interactive.roles import points_status
@@ -113,59 +113,44 @@ def draw_prompts(picture: np.ndarray, shape: tuple[int, ...], axis: int, index: 
     return np.asarray(img)
 
 
-def _check(model: LoadedModel, upload: UploadedImage) -> None:
+def _answer(model: LoadedModel, upload: UploadedImage, prompts: Prompts, *, clicks: bool) -> SegmentationResult:
+    """Check the model, image and prompts; segment (six points) or refine (with the clicks); measure."""
+    import time
+
+    from voxseg.interactive import Click
+    from voxseg.interactive.pipeline import refine
+
     if not model.predictor.plan.interactive:
         raise ConfigError(f"model {model.name!r} is not interactive: use the Segment button")
     if upload.ndim != 3:
         raise InputImageError(
             upload.name, f"a {upload.ndim}D image; interactive models segment 3D images", "upload a volume"
         )
-    if len(upload.channels) != model.num_channels:
-        raise InputImageError(
-            upload.name,
-            f"the image has {len(upload.channels)} channel(s), the model {model.name!r} expects {model.num_channels}",
-            "upload an image with the model's channels (see its card)",
+    check_channels(model, upload)
+    if not prompts.complete(upload.ndim):
+        raise ConfigError(f"{prompts.status(upload)} Six extreme points are needed")
+    if clicks and not prompts.clicks:
+        raise ConfigError("no corrective click yet: click where the mask is wrong, then refine")
+    corrections = [Click(v, p) for v, p in prompts.clicks] if clicks else []
+    started = time.perf_counter()
+    with model.lock:  # no clicks: refine is segment_from_points
+        mask = refine(
+            list(upload.channels),
+            None,
+            corrections,
+            model=model.predictor,
+            points=np.asarray(prompts.points),
+            space="voxel",
         )
-
-
-def _result(mask, upload: UploadedImage, seconds: float) -> SegmentationResult:
     rows = _objects(mask, upload.image, instances=False)
-    return SegmentationResult(mask, tuple(rows), summarize(rows, mask.ndim), {"total": seconds})
+    return SegmentationResult(mask, tuple(rows), summarize(rows, mask.ndim), {"total": time.perf_counter() - started})
 
 
 def segment_points(model: LoadedModel, upload: UploadedImage, prompts: Prompts) -> SegmentationResult:
     """The object marked by the six extreme points (voxel indices of the upload)."""
-    import time
-
-    from voxseg.interactive.pipeline import segment_from_points
-
-    _check(model, upload)
-    if not prompts.complete(upload.ndim):
-        raise ConfigError(f"{prompts.status(upload)} Six extreme points are needed")
-    started = time.perf_counter()
-    with model.lock:
-        mask = segment_from_points(
-            list(upload.channels), np.asarray(prompts.points), model=model.predictor, space="voxel"
-        )
-    return _result(mask, upload, time.perf_counter() - started)
+    return _answer(model, upload, prompts, clicks=False)
 
 
 def refine_clicks(model: LoadedModel, upload: UploadedImage, prompts: Prompts) -> SegmentationResult:
     """The object of the six points corrected by the clicks."""
-    import time
-
-    from voxseg.interactive import Click
-    from voxseg.interactive.pipeline import refine
-
-    _check(model, upload)
-    if not prompts.complete(upload.ndim):
-        raise ConfigError(f"{prompts.status(upload)} Six extreme points are needed")
-    if not prompts.clicks:
-        raise ConfigError("no corrective click yet: click where the mask is wrong, then refine")
-    clicks = [Click(v, p) for v, p in prompts.clicks]
-    started = time.perf_counter()
-    with model.lock:
-        mask = refine(
-            list(upload.channels), None, clicks, model=model.predictor, points=np.asarray(prompts.points), space="voxel"
-        )
-    return _result(mask, upload, time.perf_counter() - started)
+    return _answer(model, upload, prompts, clicks=True)
