@@ -80,11 +80,11 @@ def test_fresh_phantom_case_reaches_the_card(name, version, tmp_path):
         path, cache=tmp_path / "cache", offline=True, tta=False, postprocessing=PostprocessingSpec()
     )
     if manifest.task == "interactive":  # the card's session: jittered simulated points, case i seeded with i
-        from voxseg.interactive.evaluate import _session, largest_object
+        from voxseg.interactive.evaluate import largest_object, simulated_session
         from voxseg.interactive.pipeline import load_interactive_model
 
         ref = largest_object(case.label.array)
-        curve = _session(load_interactive_model(predictor), list(case.images), ref, 0, row["index"])
+        curve = simulated_session(load_interactive_model(predictor), list(case.images), ref, 0, row["index"])
         assert curve.dice[0] == pytest.approx(row["mean_dice"], abs=1e-6)  # the card's figure, reproduced
         score = curve.dice[0]
         assert score >= fresh["dice"] - QUALITY_MARGIN - SINGLE_CASE_STDS * fresh["case_dice_std"]

@@ -394,7 +394,7 @@ def evaluate_fresh_interactive(recipe: Recipe, bundle: Path, out: Path) -> dict[
     """An interactive bundle on fresh phantoms: six jittered simulated points, then corrective clicks."""
     from voxseg.bundle import load_predictor
     from voxseg.dataset.phantoms import generate_case
-    from voxseg.interactive.evaluate import _session, largest_object
+    from voxseg.interactive.evaluate import largest_object, simulated_session
     from voxseg.interactive.pipeline import load_interactive_model
 
     predictor = load_interactive_model(
@@ -404,7 +404,7 @@ def evaluate_fresh_interactive(recipe: Recipe, bundle: Path, out: Path) -> dict[
     for index in range(recipe.fresh_cases):
         case = generate_case(recipe.phantom, index, seed=FRESH_SEED, size=recipe.size, options=recipe.options)
         started = time.perf_counter()
-        curve = _session(predictor, list(case.images), largest_object(case.label.array), recipe.clicks, index)
+        curve = simulated_session(predictor, list(case.images), largest_object(case.label.array), recipe.clicks, index)
         seconds.append((time.perf_counter() - started) / (recipe.clicks + 1))
         curves.append(curve.dice)
         rows.append({"index": index, "dice": {"1": curve.dice[0]}, "mean_dice": curve.dice[0], "curve": curve.dice})

@@ -32,7 +32,7 @@ from voxseg.interactive.points import Click
 from voxseg.interactive.session import InteractionCurve, mean_curve, simulate_user
 from voxseg.io import Volume, atomic_path, read_image, write_json_atomic
 
-__all__ = ["evaluate_interactive", "validate_interactive", "largest_object", "plot_curve"]
+__all__ = ["evaluate_interactive", "validate_interactive", "simulated_session", "largest_object", "plot_curve"]
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,10 @@ def _segmenter(predictor, channels: list[Volume]) -> Callable:
     return segment
 
 
-def _session(predictor, channels: list[Volume], reference: np.ndarray, clicks: int, seed: int) -> InteractionCurve:
+def simulated_session(
+    predictor, channels: list[Volume], reference: np.ndarray, clicks: int, seed: int
+) -> InteractionCurve:
+    """One simulated user on one case: six jittered points (the plan's jitter), then ``clicks`` corrections."""
     config = PromptConfig.from_json(predictor.plan.interactive)
     spacing = channels[0].spacing
     inward = PromptConfig.for_spacing(spacing).inward
@@ -103,7 +106,7 @@ def validate_interactive(
         reference = largest_object(label)
         if not reference.any():
             continue
-        scores[case.case_id] = _session(predictor, channels, reference, 0, seed + index).dice[0]
+        scores[case.case_id] = simulated_session(predictor, channels, reference, 0, seed + index).dice[0]
     report = {
         "mean_dice": float(np.mean(list(scores.values()))) if scores else None,
         "cases": scores,
@@ -185,7 +188,7 @@ def evaluate_interactive(
         if not reference.any():
             log.warning("%s: empty label, skipped", case.case_id)
             continue
-        curve = _session(predictor, channels, reference, int(clicks), seed + index)
+        curve = simulated_session(predictor, channels, reference, int(clicks), seed + index)
         curves.append(curve)
         per_case[case.case_id] = curve.to_json()
         if auto is not None:
