@@ -107,7 +107,7 @@ RECIPES: dict[str, Recipe] = {
             "150 voxels removed.",
             cases=16,
             overrides=("target_spacing=0.2,0.2,0.2", "patch_size=32,32,32"),
-            minutes=22.0,
+            minutes=15.0,
             postprocessing=NODULE_POST,
             detection="instances150",
             train_folds=(0,),

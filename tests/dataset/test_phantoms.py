@@ -148,12 +148,15 @@ def test_lung_ct_intensities_and_nodules_inside_the_body():
         assert case.info["nodules"] >= int(fg.any())
 
 
-def test_lung_ct_nodule_sizes_vary():
+def test_lung_ct_nodule_sizes_vary_above_the_seeds_floor():
+    """Nodules of very different sizes, nearly all at least the 150 voxels the seed's pipeline keeps."""
     sizes = []
     for i in range(6):
         lab, n = ndi.label(generate_case("mouse-lung-ct", i, seed=3).label.array)
         sizes += ndi.sum_labels(lab > 0, lab, index=np.arange(1, n + 1)).tolist()
-    assert min(sizes) < 150 < max(sizes)
+    sizes = np.asarray(sizes)
+    assert len(sizes) >= 6 and sizes.max() > 8 * sizes.min()
+    assert np.mean(sizes >= 150) >= 0.9 and sizes.min() >= 100  # a lung-border cut may trim one a little
 
 
 def test_soft_tissue_has_exactly_one_connected_tumour():

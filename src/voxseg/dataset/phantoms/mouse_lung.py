@@ -23,6 +23,7 @@ __all__ = ["SPEC", "generate"]
 SPACING = (0.1, 0.1, 0.1)
 DEFAULT_SHAPE = (96, 112, 112)
 _P_NO_NODULES = 0.2
+_R_MIN, _R_MAX = 3.5, 8.0  # nodule radii in voxels at the default size (log-uniform); 3.5 ≈ the seed's 150-voxel floor
 
 
 def _body(grid: list[np.ndarray], shape: tuple[int, ...], rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -171,9 +172,10 @@ def _nodules(
     lung_hard = lung >= 0.5
     label = np.zeros(shape, dtype=bool)
     n = 0 if rng.random() < _P_NO_NODULES or max_nodules < 1 else int(np.ceil(max_nodules * rng.random() ** 1.6))
-    r_max = max(2.0, 8.0 * sf)
+    r_max = max(2.0, _R_MAX * sf)
+    r_min = min(r_max, max(1.0, _R_MIN * sf))
     for centre in S.sample_in_mask(rng, lung_hard, n):
-        radius = float(np.exp(rng.uniform(np.log(1.0), np.log(r_max))))
+        radius = float(np.exp(rng.uniform(np.log(r_min), np.log(r_max))))
         towards = hilum_idx - centre
         towards = towards / max(float(np.linalg.norm(towards)), 1e-6)
         end = centre + towards * (radius + rng.uniform(3, 10) * sf)
