@@ -88,6 +88,13 @@ def test_bad_inputs_one_line_exit_1_nothing_written(unet_works, tmp_path, capsys
     write_image(Volume(np.ones((10, 24, 24), np.uint8), SPACING, (9.0, 2.0, 3.0)), shifted)
     (tmp_path / "a_folder").mkdir()
     (tmp_path / "a_file").write_text("x")
+    culprit = {  # the file each one-line error names
+        "expects 2 channel": "img.nii.gz",
+        "2D image": "flat.nii.gz",
+        "mask geometry differs": "shifted_mask.nii.gz",
+        "output path is a folder": "a_folder",
+        "is a file": "a_file",
+    }
     cases = {
         "expects 2 channel": ["-i", str(img), "-o", str(tmp_path / "o1.nii.gz"), "-m", str(work2ch)],
         "2D image": ["-i", str(flat), "-o", str(tmp_path / "o2.nii.gz"), "-m", str(work)],
@@ -110,6 +117,7 @@ def test_bad_inputs_one_line_exit_1_nothing_written(unet_works, tmp_path, capsys
         err = capsys.readouterr().err
         lines = error_lines(err)
         assert code == 1 and len(lines) == 1 and expected in lines[0], (expected, err)
+        assert culprit[expected] in lines[0], (expected, err)
         assert "Traceback" not in err
     r = run_cli("predict", *cases["2D image"])  # the real process: exit status and stderr
     assert r.returncode == 1 and len(error_lines(r.stderr)) == 1 and "Traceback" not in r.stderr

@@ -73,3 +73,18 @@ def test_predict_without_points_refuses_an_interactive_model(tmp_path, capsys):
     assert not (tmp_path / "out.nii.gz").exists()
     with pytest.raises(ConfigError, match="segment_from_points"):  # the library says it too
         Predictor.from_work(work).predict(image)
+
+
+def test_predict_with_points_on_a_2d_image_names_the_image(tmp_path, capsys):
+    """The image is checked before the points: a 2D image is the image's fault, not the point file's."""
+    from tests.bright_model import write_bright_work
+
+    work = write_bright_work(tmp_path / "interactive", interactive=True)
+    flat = write_image(Volume(np.zeros((30, 30), np.float32)), tmp_path / "flat.nii.gz")
+    points = tmp_path / "points.json"
+    points.write_text(json.dumps([[1, 2, 3]] * 6))
+    argv = ["predict", "-i", str(flat), "-o", str(tmp_path / "out.nii.gz"), "-m", str(work), "--points", str(points)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "flat.nii.gz: interactive models are 3D" in err and "points.json" not in err and "Traceback" not in err
+    assert not (tmp_path / "out.nii.gz").exists()

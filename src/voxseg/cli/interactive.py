@@ -13,14 +13,14 @@ from pathlib import Path
 import typer
 
 from voxseg.cli._common import console, err_console, progress_bar
-from voxseg.errors import ConfigError, VoxsegError
+from voxseg.errors import ConfigError, InputImageError, VoxsegError
 
 __all__ = ["predict_with_points", "evaluate_interactive"]
 
 
 def predict_with_points(input: Path, output: Path, predictor, points: Path, space: str | None) -> None:
     """Segment the object the points mark in one image file; write the mask to ``output``."""
-    from voxseg.interactive.pipeline import load_interactive_model, segment_from_points
+    from voxseg.interactive.pipeline import check_image, load_interactive_model, segment_from_points
     from voxseg.interactive.pointfile import load_points, read_points
     from voxseg.io import read_channels, write_image
 
@@ -30,6 +30,10 @@ def predict_with_points(input: Path, output: Path, predictor, points: Path, spac
         raise VoxsegError(f"{input}: --points needs one image file as -i (not a folder or a list)")
     predictor = load_interactive_model(predictor)
     channels = read_channels(input)
+    try:  # the image first: a 2D image makes every point "wrong"
+        check_image(channels, predictor.plan)
+    except InputImageError as exc:
+        raise InputImageError(input, exc.problem, exc.fix) from None
     try:  # a bad point file is bad input (exit 1), not a bad option
         prompt = read_points(points, space=space)
         load_points(prompt, channels[0])

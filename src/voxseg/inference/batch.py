@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -282,7 +283,12 @@ def predict_case(
     inputs = _fingerprint(case)
     images, mask = _read_case(case)
     t_read = time.perf_counter() - t0
-    pred = predictor.predict(images, mask=mask, probabilities=probabilities, progress=progress)
+    try:
+        pred = predictor.predict(images, mask=mask, probabilities=probabilities, progress=progress)
+    except InputImageError as exc:
+        if exc.path is not None:
+            raise
+        raise InputImageError(_culprit(case, exc.problem), exc.problem, exc.fix) from None
     t1 = time.perf_counter()
     labels, n_objects, table = _postprocess(pred.labels, images[0], predictor, instances, min_size, min_volume)
     csv_path, npz_path = extra_paths(output)
@@ -306,6 +312,16 @@ def predict_case(
         "seconds": seconds,
         "error": None,
     }
+
+
+def _culprit(case: CaseInput, problem: str) -> Path:
+    """The file an in-memory input error is about: the channel it names, the mask, or the first image."""
+    m = re.match(r"channel (\d+)\b", problem)
+    if m and int(m.group(1)) < len(case.images):
+        return case.images[int(m.group(1))]
+    if case.mask is not None and "mask" in problem:
+        return case.mask
+    return case.images[0]
 
 
 def _postprocess(labels: Volume, image: Volume, predictor: Predictor, instances: bool, min_size, min_volume):

@@ -44,6 +44,7 @@ __all__ = [
     "segment_from_points",
     "refine",
     "load_interactive_model",
+    "check_image",
     "PromptSamplerFactory",
     "positive_radius_mm",
     "click_radius_mm",
@@ -160,7 +161,8 @@ def load_interactive_model(model: Any, **options: Any):
     return predictor
 
 
-def _channels(image: Any, plan) -> list[Volume]:
+def check_image(image: Any, plan) -> list[Volume]:
+    """The image as a list of channels, checked against an interactive plan (count, 3D)."""
     channels = [image] if isinstance(image, Volume) else list(image) if isinstance(image, (list, tuple)) else None
     if not channels or not all(isinstance(c, Volume) for c in channels):
         raise InputImageError(None, "image must be a Volume or a list of Volumes (one per channel)")
@@ -276,7 +278,7 @@ def segment_from_points(
         or a model that is not interactive.
     """
     predictor = load_interactive_model(model, **options)
-    channels = _channels(image, predictor.plan)
+    channels = check_image(image, predictor.plan)
     voxels = _voxel_points(points, channels[0], space, None)
     mask = refined_mask(predictor, channels, voxels, [])
     return Volume.like(mask, channels[0].geometry)
@@ -326,7 +328,7 @@ def refine(
         The corrected uint8 mask on the image's geometry.
     """
     predictor = load_interactive_model(model, **options)
-    channels = _channels(image, predictor.plan)
+    channels = check_image(image, predictor.plan)
     ref = channels[0]
     if mask is not None and tuple(np.shape(mask.array if isinstance(mask, Volume) else mask)) != ref.shape:
         raise InputImageError(None, f"the mask's shape differs from the image's {ref.shape}", "pass the image's mask")
