@@ -41,11 +41,13 @@ def _train_progress() -> Iterator[Callable[[Any], None]]:
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=err_console, transient=False) as bar:
-        task = bar.add_task("training", total=None, epoch=0, epochs="?", loss=float("nan"), spi=0.0)
+        tasks = []  # the bar appears with the first step: a refused run shows none
 
         def update(info: Any) -> None:
+            if not tasks:
+                tasks.append(bar.add_task("training", total=None, epoch=0, epochs="?", loss=0.0, spi=0.0))
             bar.update(
-                task,
+                tasks[0],
                 completed=info.epoch * info.iterations + info.iteration,
                 total=info.epochs * info.iterations,
                 epoch=info.epoch + 1,
