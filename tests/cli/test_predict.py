@@ -78,7 +78,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_bad_inputs_one_line_exit_1_nothing_written(unet_works, tmp_path, capsys):
-    """Wrong channel count, 2D image for a 3D model, mask geometry, output folder, unwritable folder."""
+    """Wrong channel count, 2D image for a 3D model, mask geometry, output folder, unwritable folder, all NaN."""
     work, work2ch = unet_works
     img = tmp_path / "img.nii.gz"
     write_image(ball(), img)
@@ -86,6 +86,8 @@ def test_bad_inputs_one_line_exit_1_nothing_written(unet_works, tmp_path, capsys
     write_image(Volume(np.zeros((24, 24), np.float32)), flat)
     shifted = tmp_path / "shifted_mask.nii.gz"
     write_image(Volume(np.ones((10, 24, 24), np.uint8), SPACING, (9.0, 2.0, 3.0)), shifted)
+    all_nan = tmp_path / "nan.nii.gz"
+    write_image(Volume(np.full((10, 24, 24), np.nan, np.float32), SPACING), all_nan)
     (tmp_path / "a_folder").mkdir()
     (tmp_path / "a_file").write_text("x")
     culprit = {  # the file each one-line error names
@@ -94,6 +96,7 @@ def test_bad_inputs_one_line_exit_1_nothing_written(unet_works, tmp_path, capsys
         "mask geometry differs": "shifted_mask.nii.gz",
         "output path is a folder": "a_folder",
         "is a file": "a_file",
+        "every voxel is NaN": "nan.nii.gz",
     }
     cases = {
         "expects 2 channel": ["-i", str(img), "-o", str(tmp_path / "o1.nii.gz"), "-m", str(work2ch)],
@@ -110,6 +113,7 @@ def test_bad_inputs_one_line_exit_1_nothing_written(unet_works, tmp_path, capsys
         ],
         "output path is a folder": ["-i", str(img), "-o", str(tmp_path / "a_folder"), "-m", str(work)],
         "is a file": ["-i", str(img), "-o", str(tmp_path / "a_file" / "o.nii.gz"), "-m", str(work)],
+        "every voxel is NaN": ["-i", str(all_nan), "-o", str(tmp_path / "o5.nii.gz"), "-m", str(work)],
     }
     before = sorted(p.name for p in tmp_path.iterdir())
     for expected, args in cases.items():

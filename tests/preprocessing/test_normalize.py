@@ -121,6 +121,15 @@ def test_nan_and_inf_become_zero_with_a_warning(norm: Normalization, caplog: pyt
         np.testing.assert_allclose(out[[0, 2, 4, 6]], (good - good.mean()) / good.std(), rtol=1e-6)
 
 
+def test_a_channel_with_no_finite_voxel_is_refused() -> None:
+    """All NaN/Inf is a broken file, not an image to segment as empty."""
+    from voxseg.errors import InputImageError
+
+    x = np.array([np.nan, np.inf, -np.inf], np.float32)
+    with pytest.raises(InputImageError, match="case_7 channel 0: every voxel is NaN or Inf"):
+        normalize(_ch(x), [Normalization("zscore")], name="case_7")
+
+
 def test_normalize_returns_a_new_array_and_normalize_channel_works_in_place() -> None:
     data = np.array([[1.0, 2.0, 3.0]], np.float32)
     out = normalize(data, [Normalization("zscore")])

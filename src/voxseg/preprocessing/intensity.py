@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from voxseg.errors import InputImageError
 from voxseg.planning.normalization import Normalization
 
 from .cropping import fill_holes, nonzero_region
@@ -111,8 +112,11 @@ def normalize_channel(
         raise TypeError(f"normalize_channel works in place on float32, got {x.dtype}")
     finite = np.isfinite(x)
     bad = int(finite.size - np.count_nonzero(finite))
+    where = f"{name}: " if name else ""
+    if bad and bad == finite.size:
+        raise InputImageError(None, f"{where}every voxel is NaN or Inf", "the file holds no image")
     if bad:
-        log.warning("%s%d NaN/Inf voxels of %d set to 0 after normalization", f"{name}: " if name else "", bad, x.size)
+        log.warning("%s%d NaN/Inf voxels of %d set to 0 after normalization", where, bad, x.size)
         x[~finite] = 0.0
     else:
         finite = None
