@@ -1,13 +1,6 @@
 """Batch prediction over files: one model load, resumable, a ``predictions.json`` manifest.
 
-Inputs are a file, a folder or a list file:
-
-- an image file: one case (a ``CASE_0000`` file of a multi-channel model brings its ``_0001``...
-  siblings along);
-- a folder: nnU-Net naming ``CASE_0000<ending>`` groups channels; other image files are
-  single-channel cases named after the file;
-- a ``.txt`` / ``.csv`` list: one case per line, its channel files separated by commas (relative
-  paths start at the list's folder; ``#`` comments, blank lines and a header line are skipped).
+Inputs are a file, a folder or a list file (:mod:`voxseg.inference.inputs`).
 
 For each case :func:`predict_case` writes ``OUT/CASE<ending>`` (and ``CASE_objects.csv`` with
 ``instances``, ``CASE_probabilities.npz`` with ``probabilities``), every file atomically, and
@@ -17,7 +10,6 @@ manifest, progress, and one bad case reported without stopping the others.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -32,13 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from voxseg.dataset.layout import CHANNEL_RE
 from voxseg.errors import ConfigError, InputImageError, VoxsegError
+from voxseg.inference.inputs import CaseInput, collect_inputs, output_ending
 from voxseg.io import (
     Volume,
     atomic_path,
     image_suffix,
-    is_image_file,
     read_channels,
     read_image,
     write_image,
@@ -70,17 +61,6 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "predictions.json"
 MANIFEST_SCHEMA_VERSION = 1
-LIST_SUFFIXES = (".txt", ".csv")
-_LOSSY_OR_READONLY = {".jpg": ".png", ".jpeg": ".png", ".dcm": ".nii.gz"}
-
-
-@dataclass(frozen=True)
-class CaseInput:
-    """One case to predict: its channel files in channel order and an optional mask file."""
-
-    case_id: str
-    images: tuple[Path, ...]
-    mask: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -102,122 +82,6 @@ class BatchReport:
     @property
     def ok(self) -> bool:
         return not self.failed
-
-
-# ---- inputs ------------------------------------------------------------------------------------
-def _case_name(path: Path) -> tuple[str, int | None]:
-    """(case id, channel index or None) of an image file name."""
-    stem = path.name[: len(path.name) - len(image_suffix(path))] if image_suffix(path) else path.stem
-    m = CHANNEL_RE.match(stem)
-    return (m["case"], int(m["channel"])) if m else (stem, None)
-
-
-def _from_folder(folder: Path, file_ending: str | None) -> list[CaseInput]:
-    groups: dict[str, dict[int, Path]] = {}
-    for f in sorted(folder.iterdir()):
-        if not is_image_file(f) or (file_ending and not f.name.endswith(file_ending)):
-            continue
-        case, channel = _case_name(f)
-        if channel is None:
-            case, channel = f"{case}", -1
-        if channel in groups.setdefault(case, {}):
-            raise InputImageError(f, f"case {case!r} has two files for channel {channel}", "rename one of them")
-        groups[case][channel] = f
-    cases = []
-    for case, files in groups.items():
-        if -1 in files and len(files) > 1:
-            raise InputImageError(folder, f"case {case!r} mixes a plain file and _XXXX channel files", "rename one")
-        cases.append(CaseInput(case, tuple(files[k] for k in sorted(files))))
-    return cases
-
-
-def _from_file(path: Path) -> CaseInput:
-    case, channel = _case_name(path)
-    if channel != 0:
-        return CaseInput(case if channel is None else f"{case}_{channel:04d}", (path,))
-    suffix = image_suffix(path)
-    files = [path]
-    k = 1
-    while (path.parent / f"{case}_{k:04d}{suffix}").is_file():
-        files.append(path.parent / f"{case}_{k:04d}{suffix}")
-        k += 1
-    return CaseInput(case, tuple(files))
-
-
-def _from_list(path: Path) -> list[CaseInput]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputImageError(path, f"cannot read the list of inputs ({exc})") from None
-    cases, seen = [], set()
-    for number, row in enumerate(csv.reader(line for line in text.splitlines() if not line.lstrip().startswith("#"))):
-        cells = [c.strip() for c in row if c.strip()]
-        if not cells:
-            continue
-        files = [Path(c).expanduser() if Path(c).expanduser().is_absolute() else path.parent / c for c in cells]
-        if number == 0 and image_suffix(files[0]) not in _known_suffixes():
-            continue  # a header line
-        case, _ = _case_name(files[0])
-        if case in seen:
-            raise InputImageError(path, f"case {case!r} is listed twice", "list each case once")
-        seen.add(case)
-        cases.append(CaseInput(case, tuple(files)))
-    return cases
-
-
-def _known_suffixes() -> tuple[str, ...]:
-    from voxseg.io import READ_SUFFIXES
-
-    return READ_SUFFIXES
-
-
-def _find_mask(mask_dir: Path, case_id: str) -> Path | None:
-    for f in sorted(mask_dir.iterdir()):
-        if is_image_file(f) and _case_name(f)[0] == case_id:
-            return f
-    return None
-
-
-def collect_inputs(
-    inputs: str | Path, *, file_ending: str | None = None, mask_dir: str | Path | None = None
-) -> list[CaseInput]:
-    """The cases named by ``inputs`` (a file, a folder or a list file), see the module docstring.
-
-    ``mask_dir`` is a folder holding ``CASE<suffix>`` masks (a case without one is predicted
-    without a mask), or a mask file when ``inputs`` is one image file.
-    """
-    path = Path(inputs).expanduser()
-    if not path.exists():
-        raise InputImageError(path, "input not found", "give an image file, a folder of images or a .txt/.csv list")
-    if path.is_dir():
-        cases = _from_folder(path, file_ending)
-        if not cases:
-            ending = f" ending in {file_ending}" if file_ending else ""
-            raise InputImageError(path, f"no image files{ending} in this folder", "check the folder and --file-ending")
-    elif path.suffix.lower() in LIST_SUFFIXES:
-        cases = _from_list(path)
-        if not cases:
-            raise InputImageError(path, "the list names no image files", "one case per line: CHANNEL0[,CHANNEL1...]")
-    else:
-        cases = [_from_file(path)]
-    if mask_dir is None:
-        return cases
-    masks = Path(mask_dir).expanduser()
-    if masks.is_file():
-        if len(cases) != 1:
-            raise InputImageError(masks, "a mask file fits a single input image", "give a folder of CASE masks")
-        return [CaseInput(cases[0].case_id, cases[0].images, masks)]
-    if not masks.is_dir():
-        raise InputImageError(masks, "mask file or folder not found", "check the path given with -b/--mask")
-    return [CaseInput(c.case_id, c.images, _find_mask(masks, c.case_id)) for c in cases]
-
-
-def output_ending(case: CaseInput, file_ending: str | None = None) -> str:
-    """``file_ending`` or the first input's suffix (JPEG -> .png, DICOM -> .nii.gz)."""
-    if file_ending:
-        return file_ending
-    suffix = image_suffix(case.images[0]) or ".nii.gz"
-    return _LOSSY_OR_READONLY.get(suffix, suffix)
 
 
 def file_sha256(path: Path) -> str:
