@@ -45,6 +45,10 @@ class InputImageError(VoxsegError):
             message += f" ({fix})"
         super().__init__(message)
 
+    def naming(self, path: str | Path) -> InputImageError:
+        """The same problem and fix, about ``path`` (for an error raised about an array or a temporary file)."""
+        return InputImageError(path, self.problem, self.fix)
+
 
 class DatasetFormatError(VoxsegError):
     """A dataset folder does not follow the expected layout (dataset.json, imagesTr, ...)."""

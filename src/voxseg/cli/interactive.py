@@ -33,7 +33,7 @@ def predict_with_points(input: Path, output: Path, predictor, points: Path, spac
     try:  # the image first: a 2D image makes every point "wrong"
         check_image(channels, predictor.plan)
     except InputImageError as exc:
-        raise InputImageError(input, exc.problem, exc.fix) from None
+        raise exc.naming(input) from None
     try:  # a bad point file is bad input (exit 1), not a bad option
         prompt = read_points(points, space=space)
         load_points(prompt, channels[0])

@@ -80,7 +80,9 @@ def predict(
         _check_file_output(output)
         predictor = _load(model, folds, config, tta, overlap, threshold, device, precision, fast, batch_size)
         return predict_with_points(input, output, predictor, points, points_space)
-    single = input.is_file() and input.suffix.lower() not in (".txt", ".csv")
+    from voxseg.inference.inputs import LIST_SUFFIXES
+
+    single = input.is_file() and input.suffix.lower() not in LIST_SUFFIXES
     if single:
         _check_file_output(output)
     else:

@@ -152,7 +152,7 @@ def predict_case(
     except InputImageError as exc:
         if exc.path is not None:
             raise
-        raise InputImageError(_culprit(case, exc.problem), exc.problem, exc.fix) from None
+        raise exc.naming(_culprit(case, exc.problem)) from None
     t1 = time.perf_counter()
     labels, n_objects, table = _postprocess(pred.labels, images[0], predictor, instances, min_size, min_volume)
     csv_path, npz_path = extra_paths(output)

@@ -253,7 +253,7 @@ def write_image(volume: Volume, path: str | Path, *, compress: bool = True) -> P
         if suffix in _SIDECAR_SUFFIXES:
             write_sidecar(path, volume.geometry)
     except InputImageError as exc:  # raised about the temporary file: name the target instead
-        raise InputImageError(path, exc.problem, exc.fix) from None
+        raise exc.naming(path) from None
     except OSError as exc:
         raise _write_error(path, exc) from None
     except RuntimeError as exc:  # ITK writer errors

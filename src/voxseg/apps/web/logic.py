@@ -294,7 +294,7 @@ def segment(
         with model.lock:
             prediction = model.predictor.predict(channels, progress=progress)
     except InputImageError as exc:
-        raise InputImageError(upload.name, exc.problem, exc.fix) from None
+        raise exc.naming(upload.name) from None
     labels = prediction.labels
     rows = _objects(labels, upload.image, instances=model.predictor.postprocessing.makes_instances)
     return SegmentationResult(labels, tuple(rows), summarize(rows, labels.ndim), dict(prediction.seconds))
