@@ -1,4 +1,4 @@
-"""``voxseg dataset ...``: make phantoms, verify, convert, show, extract slices, crop, pseudo-label."""
+"""``voxseg dataset ...``: make phantoms, verify, import, convert, show, extract slices, crop, pseudo-label."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 from voxseg.cli._common import console, err_console, parse_key_values, parse_size, progress_bar
 from voxseg.errors import ConfigError, VoxsegError
 
-app = typer.Typer(no_args_is_help=True, help="Make, check, convert and look at datasets (nnU-Net v2 layout).")
+app = typer.Typer(no_args_is_help=True, help="Make, check, import, convert and look at datasets (nnU-Net v2 layout).")
 
 
 class VerifyFailed(VoxsegError):
@@ -91,6 +91,104 @@ def convert(
     with progress_bar("converting") as update:
         convert_dataset(src, out_dir, file_ending=file_ending, progress=update)
     console.print(f"wrote {out_dir}")
+
+
+@app.command("import")
+def import_(
+    source: Path = typer.Argument(
+        ..., help="Folder of images (then MASKS), a folder with images/ and masks/, or a .csv/.tsv of pairs."
+    ),
+    masks: Path = typer.Argument(None, help="Folder of masks, paired with the images by name."),
+    output: Path = typer.Option(..., "--output", "-o", help="New dataset folder (nnU-Net v2 layout)."),
+    labels: str = typer.Option(None, "--labels", help='Label names: \'{"1":"liver","2":"tumour"}\' or a .json file.'),
+    channels: str = typer.Option(None, "--channels", help="Channel names, comma-separated: CT or T1,T2 (CT: CT norm)."),
+    name: str = typer.Option(None, "--name", help="Dataset name in dataset.json (default: the output folder's)."),
+    file_ending: str = typer.Option(".nii.gz", "--file-ending", help="Suffix of the written files."),
+    fix_geometry: bool = typer.Option(
+        False, "--fix-geometry", help="Copy the image's header onto a mask of the same shape whose header differs."
+    ),
+    tolerance: float = typer.Option(1e-4, "--tolerance", help="Spacing/origin agreement, in mm."),
+    unlabelled_to_test: bool = typer.Option(
+        False, "--unlabelled-to-test", help="Put images without a mask in imagesTs (refused otherwise)."
+    ),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Import the good cases when some are refused."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
+) -> None:
+    """Make a dataset from a folder of images and a folder of masks (any format), or a CSV of pairs."""
+    from voxseg.dataset.importer import ImportRefused, import_dataset
+
+    names = _channel_names(channels)
+    try:
+        with progress_bar("importing") as update:
+            report = import_dataset(
+                source,
+                masks,
+                out=output,
+                labels=labels,
+                channels=names,
+                name=name,
+                file_ending=file_ending,
+                fix_geometry=fix_geometry,
+                tolerance=tolerance,
+                unlabelled_to_test=unlabelled_to_test,
+                skip_bad=skip_bad,
+                overwrite=overwrite,
+                progress=update,
+            )
+    except ImportRefused as exc:
+        _print_import(exc.report)
+        raise
+    if report.up_to_date:
+        console.print(f"{output}: already holds this import (inputs unchanged): nothing to do", soft_wrap=True)
+        return
+    _print_import(report)
+    train = sum(c.status == "training" for c in report.cases)
+    test = sum(c.status == "test" for c in report.cases)
+    console.print(
+        f"wrote {output}: {train} training, {test} test case(s), {len(report.refused)} refused; "
+        f"labels {report.labels} (next: voxseg dataset verify {output})",
+        soft_wrap=True,
+        highlight=False,
+    )
+
+
+def _channel_names(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    import json
+
+    stripped = text.strip()
+    if stripped.startswith("["):
+        try:
+            values = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--channels {text!r}: not a JSON list ({exc})") from None
+    else:
+        values = stripped.split(",")
+    names = [str(v).strip() for v in values]
+    if not names or not all(names):
+        raise ConfigError(f"--channels {text!r}: expected names like CT or T1,T2")
+    return names
+
+
+def _print_import(report) -> None:
+    from rich.table import Table
+
+    table = Table("case", "status", "channels", "shape", "spacing mm", "mask values", title="import")
+    for c in report.cases:
+        style = {"refused": "red", "test": "yellow"}.get(c.status, "")
+        table.add_row(
+            c.case_id,
+            f"[{style}]{c.status}[/{style}]" if style else c.status,
+            str(c.channels or "-"),
+            "x".join(map(str, c.shape)) or "-",
+            "x".join(f"{v:.3g}" for v in c.spacing) or "-",
+            ",".join(map(str, c.values)) or "-",
+        )
+    console.print(table)
+    for p in report.problems:
+        style = "red" if p.severity == "error" else "yellow"
+        err_console.print(f"[{style}]{p.severity}[/{style}]: {p.path}: {p.message}", highlight=False, soft_wrap=True)
 
 
 @app.command()

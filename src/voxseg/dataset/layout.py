@@ -194,6 +194,11 @@ def read_dataset(path: str | Path) -> Dataset:
         hint = (
             " (looks like an MSD task: import it with 'voxseg dataset convert')" if (root / "imagesTr").is_dir() else ""
         )
+        if not hint:
+            from voxseg.dataset.importer import import_hint  # imports this module
+
+            command = import_hint(root)
+            hint = f" (it looks like images and masks: make a dataset with '{command}')" if command else ""
         raise DatasetFormatError(f"{dj}: missing; a dataset folder needs dataset.json and imagesTr/{hint}")
     try:
         data = json.loads(dj.read_text(encoding="utf-8"))
