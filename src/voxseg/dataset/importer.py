@@ -107,6 +107,7 @@ class _State:
     ndim: int | None = None
     values: set[int] = field(default_factory=set)
     ct_like: set[int] = field(default_factory=set)
+    digests: dict[str, str] = field(default_factory=dict)
 
 
 def parse_labels(labels: str | Path | Mapping[Any, Any] | None) -> dict[int, str] | None:
@@ -269,10 +270,16 @@ def _agree(case: SourceCase, images: list[Volume], state: _State, problems: list
     """Whether the case has the channel count and dimensionality of the cases before it."""
     state.channels = len(images) if state.channels is None else state.channels
     state.ndim = images[0].ndim if state.ndim is None else state.ndim
+    digest = hashlib.sha1(np.ascontiguousarray(images[0].array).tobytes()).hexdigest()
     if len(images) != state.channels:
         problems.append(Problem(case.images[0], f"{len(images)} channel(s), the cases before {state.channels}"))
     elif images[0].ndim != state.ndim:
         problems.append(Problem(case.images[0], f"{images[0].ndim}D image, the cases before are {state.ndim}D"))
+    elif digest in state.digests:
+        twin = state.digests[digest]
+        problems.append(Problem(case.images[0], f"same image as case {twin} (a duplicate would leak between folds)"))
+    else:
+        state.digests[digest] = case.case_id
     return not problems
 
 
