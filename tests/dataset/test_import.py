@@ -214,7 +214,7 @@ def test_output_folder_rules_rerun_and_overwrite(tmp_path: Path) -> None:
     stamp = (out / "dataset.json").stat().st_mtime_ns
     again = import_dataset(images, masks, out=out)  # same inputs and options: nothing to do
     assert again.up_to_date and (out / "dataset.json").stat().st_mtime_ns == stamp
-    with pytest.raises(ConfigError, match="not empty.*--overwrite"):
+    with pytest.raises(ConfigError, match=r"not empty.*--overwrite"):
         import_dataset(images, masks, out=out, labels={1: "liver"})
     report = import_dataset(images, masks, out=out, labels={1: "liver"}, overwrite=True)
     assert report.labels == {"background": 0, "liver": 1} and read_dataset(out).spec.labels["liver"] == 1
@@ -229,7 +229,7 @@ def test_output_folder_rules_rerun_and_overwrite(tmp_path: Path) -> None:
 def test_one_folder_with_subfolders_or_seg_files_and_the_hint(tmp_path: Path) -> None:
     _mixed_folder(tmp_path / "mydata")
     assert import_hint(tmp_path / "mydata").startswith("voxseg dataset import")
-    with pytest.raises(DatasetFormatError, match="voxseg dataset import .*images .*masks -o"):
+    with pytest.raises(DatasetFormatError, match=r"voxseg dataset import .*images .*masks -o"):
         read_dataset(tmp_path / "mydata")
     report = import_dataset(tmp_path / "mydata", out=tmp_path / "ds")
     assert len(report.cases) == 5 and not report.errors

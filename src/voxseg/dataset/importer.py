@@ -33,6 +33,8 @@ from voxseg.dataset.pairing import (
     Pairing,
     SourceCase,
     case_problems,
+    import_hint,
+    input_digest,
     is_table,
     looks_like_image_mask_folder,
     pair_folders,
@@ -144,18 +146,6 @@ def parse_labels(labels: str | Path | Mapping[Any, Any] | None) -> dict[int, str
     if len(set(out.values())) != len(out):
         raise ConfigError(f"--labels: two values share a name in {out}")
     return out
-
-
-def import_hint(folder: Path) -> str:
-    """For a folder that is not a dataset yet: the ``voxseg dataset import`` command that makes one
-    (empty when the folder does not look like images and masks)."""
-    found = looks_like_image_mask_folder(Path(folder))
-    if found is None:
-        return ""
-    out = Path(folder).parent / f"{Path(folder).name}_dataset"
-    if isinstance(found, tuple):
-        return f"voxseg dataset import {found[0]} {found[1]} -o {out}"
-    return f"voxseg dataset import {found} -o {out}"
 
 
 def _pairing(source: Path, masks: Path | None) -> tuple[Pairing, list[Path]]:
@@ -329,18 +319,6 @@ def _renumber(root: Path, file_ending: str, mapping: dict[int, int]) -> None:
         write_image(vol.with_array(lut[vol.array].astype(np.uint8 if len(mapping) <= 256 else np.uint16)), path)
 
 
-def _digest(paths: Sequence[Path]) -> str:
-    """sha1 of the names, sizes and modification times of every input file."""
-    h = hashlib.sha1()
-    for top in paths:
-        files = sorted(top.rglob("*")) if top.is_dir() else [top]
-        for f in files:
-            if f.is_file():
-                st = f.stat()
-                h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()
-
-
 def _check_out(out: Path, sources: list[Path], record: dict[str, Any], overwrite: bool) -> bool:
     """True when ``out`` already holds exactly this import; refuse a non-empty ``out`` without ``overwrite``."""
     out_r = out.resolve()
@@ -426,7 +404,7 @@ def import_dataset(
     pairing, sources = _pairing(source, None if masks is None else Path(masks))
     record = {
         "sources": [str(s.resolve()) for s in sources],
-        "inputs_sha1": _digest([*sources, *(p for c in pairing.cases for p in (*c.images, c.mask) if p)]),
+        "inputs_sha1": input_digest([*sources, *(p for c in pairing.cases for p in (*c.images, c.mask) if p)]),
         "options": {
             "labels": {str(k): v for k, v in sorted((opts.labels or {}).items())},
             "channels": list(channels or []),

@@ -195,7 +195,7 @@ def read_dataset(path: str | Path) -> Dataset:
             " (looks like an MSD task: import it with 'voxseg dataset convert')" if (root / "imagesTr").is_dir() else ""
         )
         if not hint:
-            from voxseg.dataset.importer import import_hint  # imports this module
+            from voxseg.dataset.pairing import import_hint  # imports this module
 
             command = import_hint(root)
             hint = f" (it looks like images and masks: make a dataset with '{command}')" if command else ""

@@ -16,8 +16,9 @@ Nothing is read here but folder listings and the CSV: the images are checked by
 from __future__ import annotations
 
 import csv
+import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,8 @@ __all__ = [
     "pair_table",
     "mask_key",
     "looks_like_image_mask_folder",
+    "import_hint",
+    "input_digest",
 ]
 
 MASK_SUFFIXES = (
@@ -268,3 +271,27 @@ def case_problems(problems: Iterable[Problem], case: SourceCase) -> list[Problem
     """The pairing problems about one of ``case``'s files (a duplicate channel or mask)."""
     files = {*case.images, case.mask}
     return [p for p in problems if p.path in files and p.severity == "error"]
+
+
+def import_hint(folder: Path) -> str:
+    """For a folder that is not a dataset yet: the ``voxseg dataset import`` command that makes one
+    (empty when the folder does not look like images and masks)."""
+    found = looks_like_image_mask_folder(Path(folder))
+    if found is None:
+        return ""
+    out = Path(folder).parent / f"{Path(folder).name}_dataset"
+    if isinstance(found, tuple):
+        return f"voxseg dataset import {found[0]} {found[1]} -o {out}"
+    return f"voxseg dataset import {found} -o {out}"
+
+
+def input_digest(paths: Sequence[Path]) -> str:
+    """sha1 of the names, sizes and modification times of every input file."""
+    h = hashlib.sha1()
+    for top in paths:
+        files = sorted(top.rglob("*")) if top.is_dir() else [top]
+        for f in files:
+            if f.is_file():
+                st = f.stat()
+                h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
