@@ -125,7 +125,7 @@ def describe_model(
     count = len(folds) if folds is not None else max(1, len(available))
     if max_folds is not None and folds is None:
         count = min(count, max_folds)
-    picked = {k: options[k] for k in ("tta", "overlap", "batch_size", "precision", "device") if options.get(k) is not None}
-    return ModelFacts(
-        reference, plan, cfg, count, threads=options.get("num_threads"), domain=domain, **picked
-    )
+    picked = {
+        k: options[k] for k in ("tta", "overlap", "batch_size", "precision", "device") if options.get(k) is not None
+    }
+    return ModelFacts(reference, plan, cfg, count, threads=options.get("num_threads"), domain=domain, **picked)

@@ -145,6 +145,7 @@ class PreflightReport:
     memory_available: int | None
     limits: PreflightLimits = field(default_factory=PreflightLimits)
     refusals: tuple[str, ...] = ()
+    invalid: tuple[tuple[str, str], ...] = ()
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -239,14 +240,19 @@ def preflight(
             threads=model.threads,
             cache_dir=cache_dir,
         )
-    works = []
+    works, invalid = [], []
     for k, case in enumerate(cases):
-        case_id, headers, has_mask = _headers(case, k, mask_given)
-        works.append(_case_work(case_id, headers, model, has_mask, call))
+        try:
+            case_id, headers, has_mask = _headers(case, k, mask_given)
+            works.append(_case_work(case_id, headers, model, has_mask, call))
+        except InputImageError as exc:
+            if len(cases) == 1 or (not works and len(invalid) == len(cases) - 1):
+                raise  # nothing would run: refuse now
+            invalid.append((getattr(case, "case_id", f"image {k}"), str(exc)))
     available = _available_memory()
     report = PreflightReport(model, tuple(works), call, bool(cached), available, limits)
     refusals = _refusals(report)
-    report = PreflightReport(model, tuple(works), call, bool(cached), available, limits, refusals)
+    report = PreflightReport(model, tuple(works), call, bool(cached), available, limits, refusals, tuple(invalid))
     for warning in report.warnings:
         log.warning("%s", warning)
     return report
@@ -259,11 +265,7 @@ def _headers(case: Any, k: int, mask_given: bool) -> tuple[str, list[ImageHeader
         return case.case_id, [read_header(p) for p in case.images], case.mask is not None or mask_given
     headers = []
     for item in case:
-        if isinstance(item, ImageHeader):
-            headers.append(item)
-        else:  # a Volume
-            known = bool(getattr(item, "spacing_known", True))
-            headers.append(ImageHeader(Path(f"image {k}"), tuple(item.shape), tuple(item.spacing), 1, known))
+        headers.append(item if isinstance(item, ImageHeader) else ImageHeader.of_volume(item, f"image {k}"))
     return f"image {k}", headers, mask_given
 
 

@@ -1,8 +1,9 @@
 """The network's measured speed on this machine, for the pre-flight time estimate.
 
 One call of the real patch runner (the configuration's network with random weights, wrapped as at
-prediction: bf16 autocast where used, mirror TTA) on ``batch_size`` zero tiles is timed once and
-the seconds per call are cached in ``CACHE/preflight-rates.json`` under a key made of the network
+prediction: bf16 autocast where used) on ``batch_size`` zero tiles is timed once (after a warm-up
+call), times the mirror passes of TTA, and the seconds per call are cached in
+``CACHE/preflight-rates.json`` under a key made of the network
 (spec, patch, channels), the run options (TTA, batch, precision, device), the machine (host, CPU
 model) and the thread count. Never a constant: a new machine, network or thread count is timed
 again. Importing this module does not import torch; measuring does.
@@ -13,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import platform
 import time
 from pathlib import Path
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 RATE_FILE = "preflight-rates.json"
 #: Timed calls after one warm-up call (the fastest counts).
-TIMED_CALLS = 2
+TIMED_CALLS = 1
 
 
 def machine_id() -> str:
@@ -114,8 +114,9 @@ def _measure(config, in_channels, batch_size, tta, precision, device, threads) -
         precision = "bf16" if AUTO_PRECISION_BF16 and _native_bf16(dev) else "fp32"
     torch.manual_seed(0)
     runner = AutocastPredictor(build_network(config.network), precision=precision, device=dev)
-    if tta and config.mirror_axes:
-        runner = MirrorTTA(runner, config.mirror_axes)
+    passes = (
+        len(MirrorTTA(runner, config.mirror_axes).flips(len(config.patch_size))) if tta and config.mirror_axes else 1
+    )
     x = torch.zeros((batch_size, in_channels, *config.patch_size), dtype=torch.float32)
     runner(x)  # warm-up: allocations, kernel selection
     best = float("inf")
@@ -125,5 +126,5 @@ def _measure(config, in_channels, batch_size, tta, precision, device, threads) -
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         best = min(best, time.perf_counter() - t0)
-    log.info("measured %.4f s per call of %d tile(s) on %s (%d threads)", best, batch_size, device, os.cpu_count())
-    return best
+    log.info("measured %.4f s per call of %d tile(s) on %s (%s threads)", best, batch_size, device, threads)
+    return best * passes

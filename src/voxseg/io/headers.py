@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from voxseg.errors import InputImageError
 from voxseg.io.formats import _PIL, _SITK, _TIFF, image_suffix
@@ -47,6 +48,11 @@ class ImageHeader:
     @property
     def ndim(self) -> int:
         return len(self.shape)
+
+    @classmethod
+    def of_volume(cls, volume: Any, name: str, *, spacing_known: bool = True) -> ImageHeader:
+        """The header of an in-memory :class:`~voxseg.io.Volume` (``name`` stands for the path)."""
+        return cls(Path(name), tuple(volume.shape), tuple(volume.spacing), 1, spacing_known)
 
 
 def read_header(path: str | Path) -> ImageHeader:
