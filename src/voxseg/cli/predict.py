@@ -75,13 +75,10 @@ def predict(
     onnx = backend == "onnxruntime"
     if onnx and (points is not None or engine != "local"):
         raise ConfigError("--backend onnxruntime works with the local engine and without --points")
-    if not onnx:  # the onnxruntime backend never imports torch; these settings do
-        from voxseg.inference.runtime import configure_allocator, configure_threads
-
-        configure_allocator()
-        configure_threads(threads)
     if points is not None:  # interactive model: one image, six extreme points (docs/interactive.md)
         from voxseg.cli.interactive import predict_with_points
+
+        _configure_torch(threads)
 
         _check_file_output(output)
         predictor = _load(model, folds, config, tta, overlap, threshold, device, precision, fast, batch_size)
@@ -104,6 +101,8 @@ def predict(
     _preflight(input, mask, file_ending, model, facts, limits, measure=not onnx, threads=threads)
     if dry_run:
         return
+    if not onnx:  # the onnxruntime backend never imports torch; these settings do
+        _configure_torch(threads)
     if engine != "local":
         if engine != "ray":
             raise ConfigError(f"--engine {engine!r}: choose local or ray")
@@ -148,6 +147,13 @@ def predict(
         _predict_file(input, output, mask, predictor, options)
     else:
         _predict_many(input, output, mask, predictor, options, file_ending, resume)
+
+
+def _configure_torch(threads: int | None) -> None:
+    from voxseg.inference.runtime import configure_allocator, configure_threads
+
+    configure_allocator()
+    configure_threads(threads)
 
 
 def _preflight(input, mask, file_ending, model, facts, limits, *, measure, threads) -> None:

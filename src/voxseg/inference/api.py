@@ -11,6 +11,7 @@ pass the Predictor as ``model``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -94,7 +95,10 @@ def _preflight(volumes, model, spacing_known: bool, mask, options: dict, force: 
     facts = describe_model(model, **options)
     headers = [ImageHeader.of_volume(v, f"image {k}", spacing_known=spacing_known) for k, v in enumerate(volumes)]
     limits = PreflightLimits(max_minutes=max_minutes, force=force)
-    preflight([headers], facts, limits=limits, cache_dir=resolve_paths().cache, mask_given=mask is not None).check()
+    report = preflight([headers], facts, limits=limits, cache_dir=resolve_paths().cache, mask_given=mask is not None)
+    for warning in report.warnings:
+        logging.getLogger(__name__).warning("%s", warning)
+    report.check()
 
 
 def _as_volume(item: Any, spacing: Sequence[float] | None, like: Volume | None) -> Volume:

@@ -253,8 +253,6 @@ def preflight(
     report = PreflightReport(model, tuple(works), call, bool(cached), available, limits)
     refusals = _refusals(report)
     report = PreflightReport(model, tuple(works), call, bool(cached), available, limits, refusals, tuple(invalid))
-    for warning in report.warnings:
-        log.warning("%s", warning)
     return report
 
 

@@ -118,7 +118,7 @@ def _measure(config, in_channels, batch_size, tta, precision, device, threads) -
         len(MirrorTTA(runner, config.mirror_axes).flips(len(config.patch_size))) if tta and config.mirror_axes else 1
     )
     x = torch.zeros((batch_size, in_channels, *config.patch_size), dtype=torch.float32)
-    runner(x)  # warm-up: allocations, kernel selection
+    runner(x[:1])  # warm-up: allocations, kernel selection
     best = float("inf")
     for _ in range(TIMED_CALLS):
         t0 = time.perf_counter()
