@@ -117,7 +117,10 @@ def describe_model(
         if wd.fingerprint_path.is_file():
             domain = TrainingDomain.from_fingerprint(Fingerprint.load(wd.fingerprint_path))
     else:
-        from voxseg.bundle.cache import resolve_bundle
+        from voxseg.bundle.cache import looks_like_path, resolve_bundle
+
+        if not ((path / "bundle.json").is_file() or path.suffix.lower() == ".zip" or not looks_like_path(str(model))):
+            resolve_model(model)  # neither a work folder nor a bundle: its error lists what was tried
 
         manifest = resolve_bundle(str(model), index=os.environ.get("VOXSEG_INDEX") or None).manifest
         plan, cfg, available = manifest.plan, manifest.configuration, list(manifest.folds)

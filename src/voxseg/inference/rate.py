@@ -102,14 +102,14 @@ def _load(path: Path | None) -> dict[str, Any]:
 def _measure(config, in_channels, batch_size, tta, precision, device, threads) -> float:
     import torch
 
-    from voxseg.inference.predictor import AUTO_PRECISION_BF16, _native_bf16
+    from voxseg.inference.predictor import AUTO_PRECISION_BF16, _device, _native_bf16
     from voxseg.inference.runtime import configure_threads
     from voxseg.inference.wrappers import AutocastPredictor, MirrorTTA
     from voxseg.nets import build_network
 
     if threads is not None:
         configure_threads(threads)
-    dev = torch.device(device)
+    dev = _device(device)  # an unknown or absent device: the Predictor's one-line ConfigError
     if precision == "auto":
         precision = "bf16" if AUTO_PRECISION_BF16 and _native_bf16(dev) else "fp32"
     torch.manual_seed(0)
