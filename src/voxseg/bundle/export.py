@@ -27,6 +27,8 @@ from voxseg.bundle.load import CARD_NAME
 from voxseg.bundle.manifest import MANIFEST_NAME, BundleManifest
 from voxseg.errors import BundleError, ConfigError, VoxsegError
 from voxseg.experiment.layout import WorkDir
+from voxseg.fingerprint import Fingerprint
+from voxseg.fingerprint.domain import TrainingDomain
 from voxseg.io import atomic_path
 from voxseg.planning import Plan
 from voxseg.postprocessing import PostprocessingSpec
@@ -72,6 +74,17 @@ def _fold_weights(work: WorkDir, configuration: str, fold: int) -> Path:
     if problem:
         raise BundleError(f"{weights}: {problem}")
     return weights
+
+
+def _training_domain(work: WorkDir) -> TrainingDomain | None:
+    """The spacing and size ranges of the training cases, from ``fingerprint.json`` (None without one)."""
+    if not work.fingerprint_path.is_file():
+        return None
+    try:
+        return TrainingDomain.from_fingerprint(Fingerprint.load(work.fingerprint_path))
+    except (VoxsegError, OSError, ValueError) as exc:
+        log.warning("%s: no training domain recorded (%s)", work.fingerprint_path, exc)
+        return None
 
 
 def _task(plan: Plan, post: PostprocessingSpec) -> str:
@@ -156,6 +169,7 @@ def export_bundle(
         metrics=metrics if isinstance(metrics, dict) else {},
         versions=_versions(),
         created=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        training_domain=_training_domain(work_dir),
     )
     files: dict[str, bytes | Path] = {BundleManifest.weights_file(f): p for f, p in weights.items()}
     files[CARD_NAME] = make_card(manifest, notes=card_notes, dataset=dataset).encode("utf-8")

@@ -14,6 +14,7 @@ from typing import Any
 
 from voxseg.bundle._util import check_name, check_version, is_sha256
 from voxseg.errors import BundleError, VoxsegError
+from voxseg.fingerprint.domain import TrainingDomain
 from voxseg.planning import ConfigurationPlan, Plan
 from voxseg.postprocessing import PostprocessingSpec
 
@@ -43,6 +44,7 @@ _OPTIONAL = {
     "metrics": {},
     "versions": {},
     "created": "",
+    "training_domain": None,
 }
 _DERIVED = ("input", "labels", "network")
 
@@ -82,6 +84,9 @@ class BundleManifest:
         Cross-validation figures (``crossval/<cfg>/summary.json`` of the work folder).
     versions
         Versions of voxseg, torch, MONAI and Python that made the bundle.
+    training_domain
+        Spacing and field-of-view ranges of the training images (from the fingerprint at export;
+        None in bundles made before it was recorded: see :meth:`domain`).
     """
 
     name: str
@@ -99,6 +104,7 @@ class BundleManifest:
     metrics: Mapping[str, Any] = field(default_factory=dict)
     versions: Mapping[str, str] = field(default_factory=dict)
     created: str = ""
+    training_domain: TrainingDomain | None = None
     schema_version: int = BUNDLE_SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -145,6 +151,13 @@ class BundleManifest:
     def config(self) -> ConfigurationPlan:
         """The plan configuration the weights belong to."""
         return self.plan.configuration(self.configuration)
+
+    def domain(self) -> TrainingDomain:
+        """The recorded training domain, or the plan's fallback (target spacing, median shape)."""
+        if self.training_domain is not None:
+            return self.training_domain
+        cfg = self.config
+        return TrainingDomain.from_plan(cfg.target_spacing, cfg.median_shape, cfg.patch_size)
 
     @staticmethod
     def weights_file(fold: int) -> str:
@@ -194,6 +207,8 @@ class BundleManifest:
             "versions": dict(self.versions),
             "created": self.created,
         }
+        if self.training_domain is not None:
+            out["training_domain"] = self.training_domain.to_json()
         return out
 
     def dumps(self) -> str:
@@ -225,7 +240,10 @@ class BundleManifest:
         authors = data.get("authors", [])
         if not isinstance(authors, list):
             raise BundleError(f"{_where('authors')} must be a list of strings, got {authors!r}")
+        domain = data.get("training_domain")
+        domain = None if domain is None else _parse(TrainingDomain.from_json, domain, "training_domain")
         manifest = cls(
+            training_domain=domain,
             name=data["name"],
             version=data["version"],
             task=data["task"],

@@ -57,6 +57,12 @@ def predict(
     gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", min=0.0, help="GPUs per Ray worker."),
     points: Path = typer.Option(None, "--points", help="Interactive models: points.json or napari CSV."),
     points_space: str = typer.Option(None, "--points-space", help="Points in voxel or world (mm) coordinates."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the pre-flight check (work, time, memory) and exit."),
+    force: bool = typer.Option(False, "--force", help="Run even beyond the pre-flight limits (time, memory)."),
+    max_minutes: float = typer.Option(30.0, "--max-minutes", min=0.0, help="Refuse a case estimated longer (min)."),
+    max_memory: float = typer.Option(
+        None, "--max-memory", min=0.0, help="Refuse above this peak (GB; default: free RAM)."
+    ),
 ) -> None:
     """Predict label maps; a folder is done case by case with a predictions.json manifest."""
     if min_size is not None and min_volume is not None:
@@ -69,13 +75,10 @@ def predict(
     onnx = backend == "onnxruntime"
     if onnx and (points is not None or engine != "local"):
         raise ConfigError("--backend onnxruntime works with the local engine and without --points")
-    if not onnx:  # the onnxruntime backend never imports torch; these settings do
-        from voxseg.inference.runtime import configure_allocator, configure_threads
-
-        configure_allocator()
-        configure_threads(threads)
     if points is not None:  # interactive model: one image, six extreme points (docs/interactive.md)
         from voxseg.cli.interactive import predict_with_points
+
+        _configure_torch(threads)
 
         _check_file_output(output)
         predictor = _load(model, folds, config, tta, overlap, threshold, device, precision, fast, batch_size)
@@ -92,6 +95,14 @@ def predict(
             raise InputImageError(input, "input not found", "give an image file, a folder or a .txt/.csv list")
         check_writable(output)
     options = {"instances": instances, "min_size": min_size, "min_volume": min_volume, "probabilities": probabilities}
+    facts = {"folds": _parse_folds(folds), "configuration": config, "max_folds": 1 if fast and folds is None else None}
+    facts.update(tta=tta, overlap=overlap, precision=precision, device=device, batch_size=batch_size)
+    limits = {"max_minutes": max_minutes, "max_memory_gb": max_memory, "force": force}
+    _preflight(input, mask, file_ending, model, facts, limits, measure=not onnx, threads=threads)
+    if dry_run:
+        return
+    if not onnx:  # the onnxruntime backend never imports torch; these settings do
+        _configure_torch(threads)
     if engine != "local":
         if engine != "ray":
             raise ConfigError(f"--engine {engine!r}: choose local or ray")
@@ -136,6 +147,33 @@ def predict(
         _predict_file(input, output, mask, predictor, options)
     else:
         _predict_many(input, output, mask, predictor, options, file_ending, resume)
+
+
+def _configure_torch(threads: int | None) -> None:
+    from voxseg.inference.runtime import configure_allocator, configure_threads
+
+    configure_allocator()
+    configure_threads(threads)
+
+
+def _preflight(input, mask, file_ending, model, facts, limits, *, measure, threads) -> None:
+    """Headers only, before the model loads: print the work and the warnings, refuse beyond the limits."""
+    from voxseg.inference.inputs import collect_inputs
+    from voxseg.inference.models import describe_model
+    from voxseg.inference.preflight import PreflightLimits, preflight
+    from voxseg.settings import resolve_paths
+
+    cases = collect_inputs(input, file_ending=file_ending, mask_dir=mask)
+    described = describe_model(model, num_threads=threads, **facts)
+    report = preflight(
+        cases, described, limits=PreflightLimits(**limits), cache_dir=resolve_paths().cache, measure=measure
+    )
+    for warning in report.warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+    for case, problem in report.invalid:
+        err_console.print(f"[yellow]warning:[/yellow] {case} will fail: {problem}", highlight=False, soft_wrap=True)
+    err_console.print(f"pre-flight: {report.summary()}", highlight=False, soft_wrap=True)
+    report.check()
 
 
 def _check_file_output(output: Path) -> None:

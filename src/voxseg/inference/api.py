@@ -11,6 +11,7 @@ pass the Predictor as ``model``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,8 @@ def predict(
     model: str | Path | Predictor,
     spacing: Sequence[float] | None = None,
     mask: ImageLike | None = None,
+    force: bool = False,
+    max_minutes: float | None = 30.0,
     **options: Any,
 ) -> np.ndarray | Volume:
     """Segment one image with a trained model.
@@ -51,6 +54,11 @@ def predict(
         which carry their own.
     mask
         Region of interest (same kinds as ``image``, on its grid): labels are 0 outside it.
+    force, max_minutes
+        The pre-flight check (:mod:`voxseg.inference.preflight`) runs before the model loads: it
+        warns (``logging``) about spacing or field of view far from the model's training images
+        and raises :class:`~voxseg.inference.preflight.PreflightError` when a case would take
+        longer than ``max_minutes`` or more memory than is free, unless ``force``.
     **options
         ``folds``, ``configuration``, ``tta``, ``overlap``, ``precision``, ``device``,
         ``threshold``, ``batch_size``, ``num_threads`` (see :class:`~voxseg.inference.predictor.Predictor`).
@@ -68,11 +76,29 @@ def predict(
         raise InputImageError(None, "no image given", "pass an array, a Volume or a path")
     volumes = [_as_volume(item, spacing, None) for item in items]
     mask_volume = None if mask is None else _as_volume(mask, spacing, volumes[0])
+    _preflight(
+        volumes, model, spacing is not None or not isinstance(items[0], np.ndarray), mask, options, force, max_minutes
+    )
     predictor = resolve_model(
         model, **{k: options.pop(k) for k in ("folds", "configuration") if k in options}, **options
     )
     result = predictor.predict(volumes, mask=mask_volume)
     return result.labels.array if isinstance(items[0], np.ndarray) else result.labels
+
+
+def _preflight(volumes, model, spacing_known: bool, mask, options: dict, force: bool, max_minutes) -> None:
+    from voxseg.inference.models import describe_model
+    from voxseg.inference.preflight import PreflightLimits, preflight
+    from voxseg.io.headers import ImageHeader
+    from voxseg.settings import resolve_paths
+
+    facts = describe_model(model, **options)
+    headers = [ImageHeader.of_volume(v, f"image {k}", spacing_known=spacing_known) for k, v in enumerate(volumes)]
+    limits = PreflightLimits(max_minutes=max_minutes, force=force)
+    report = preflight([headers], facts, limits=limits, cache_dir=resolve_paths().cache, mask_given=mask is not None)
+    for warning in report.warnings:
+        logging.getLogger(__name__).warning("%s", warning)
+    report.check()
 
 
 def _as_volume(item: Any, spacing: Sequence[float] | None, like: Volume | None) -> Volume:

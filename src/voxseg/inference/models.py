@@ -16,8 +16,9 @@ from voxseg.errors import VoxsegError
 
 if TYPE_CHECKING:
     from voxseg.inference.predictor import Predictor
+    from voxseg.inference.preflight import ModelFacts
 
-__all__ = ["resolve_model"]
+__all__ = ["resolve_model", "describe_model"]
 
 
 def resolve_model(
@@ -80,3 +81,54 @@ def _why_not_work(path: Path) -> str:
     if not path.is_dir():
         return "it is a file"
     return "no plan.json"
+
+
+def describe_model(
+    model: str | Path | Predictor,
+    *,
+    folds: list[int] | tuple[int, ...] | None = None,
+    configuration: str | None = None,
+    max_folds: int | None = None,
+    **options: Any,
+) -> ModelFacts:
+    """What the pre-flight check needs of ``model``, without loading its weights or torch.
+
+    ``model`` as for :func:`resolve_model` (a bundle is verified and, for a name, installed);
+    ``max_folds`` keeps the first folds only (``--fast``); ``options`` are the Predictor options
+    (``tta``, ``overlap``, ``batch_size``, ``precision``, ``device``, ``num_threads``; others are ignored).
+    """
+    from voxseg.fingerprint.domain import TrainingDomain
+    from voxseg.inference.preflight import ModelFacts
+    from voxseg.planning import Plan
+
+    if not isinstance(model, (str, Path)):
+        return ModelFacts.from_predictor(model)
+    path = Path(model).expanduser()
+    domain = None
+    if path.is_dir() and (path / "plan.json").is_file():
+        from voxseg.experiment.layout import WorkDir
+        from voxseg.fingerprint import Fingerprint
+
+        wd = WorkDir(path)
+        plan = Plan.load(wd.require_plan())
+        cfg = plan.configuration(configuration).name
+        available = wd.trained_folds(cfg)
+        reference = f"work:{wd.root.resolve()}#{cfg}"
+        if wd.fingerprint_path.is_file():
+            domain = TrainingDomain.from_fingerprint(Fingerprint.load(wd.fingerprint_path))
+    else:
+        from voxseg.bundle.cache import looks_like_path, resolve_bundle
+
+        if not ((path / "bundle.json").is_file() or path.suffix.lower() == ".zip" or not looks_like_path(str(model))):
+            resolve_model(model)  # neither a work folder nor a bundle: its error lists what was tried
+
+        manifest = resolve_bundle(str(model), index=os.environ.get("VOXSEG_INDEX") or None).manifest
+        plan, cfg, available = manifest.plan, manifest.configuration, list(manifest.folds)
+        reference, domain = manifest.reference, manifest.domain()
+    count = len(folds) if folds is not None else max(1, len(available))
+    if max_folds is not None and folds is None:
+        count = min(count, max_folds)
+    picked = {
+        k: options[k] for k in ("tta", "overlap", "batch_size", "precision", "device") if options.get(k) is not None
+    }
+    return ModelFacts(reference, plan, cfg, count, threads=options.get("num_threads"), domain=domain, **picked)
