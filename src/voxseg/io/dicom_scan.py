@@ -30,6 +30,7 @@ __all__ = [
     "NON_IMAGE_MODALITIES",
     "SEG_SOP_CLASS",
     "MIN_SLICES",
+    "safe_name",
 ]
 
 #: Modalities whose series hold no image to segment (segmentations, structures, reports, ...).
