@@ -93,11 +93,13 @@ def test_dcm_output_is_a_dicom_seg_matching_the_nifti(model, tmp_path):
     assert [s.SegmentLabel for s in seg.SegmentSequence] == ["nodule"]
     algo = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
     assert algo.AlgorithmName == "bright-spheres" and "voxseg" in algo.AlgorithmSource
-    referenced = {r.ReferencedSOPInstanceUID for s in seg.ReferencedSeriesSequence for r in s.ReferencedInstanceSequence}
+    series = seg.ReferencedSeriesSequence
+    referenced = {r.ReferencedSOPInstanceUID for s in series for r in s.ReferencedInstanceSequence}
     assert referenced == {ds.SOPInstanceUID for ds in source}
     pixel = seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing
     np.testing.assert_allclose([float(v) for v in pixel], [float(v) for v in source[0].PixelSpacing])
-    frame_z = sorted(float(f.PlanePositionSequence[0].ImagePositionPatient[2]) for f in seg.PerFrameFunctionalGroupsSequence)
+    frames = seg.PerFrameFunctionalGroupsSequence
+    frame_z = sorted(float(f.PlanePositionSequence[0].ImagePositionPatient[2]) for f in frames)
     assert frame_z == sorted(float(ds.ImagePositionPatient[2]) for ds in source)
 
     back, ref = read_image(seg_path), read_image(nifti)

@@ -153,7 +153,7 @@ def predict(
 
 def _check_file_output(output: Path) -> None:
     from voxseg.inference.batch import check_writable
-    from voxseg.io import WRITE_SUFFIXES, image_suffix
+    from voxseg.io import WRITE_SUFFIXES
 
     if output.is_dir():
         raise InputImageError(output, "output path is a folder", "give an output file such as out.nii.gz")

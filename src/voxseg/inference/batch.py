@@ -115,7 +115,10 @@ def _fingerprint(case: CaseInput) -> list[dict[str, Any]]:
 
 # ---- one case ----------------------------------------------------------------------------------
 def _read_case(case: CaseInput) -> tuple[list[Volume], Volume | None]:
-    images = read_channels(case.images[0], series_uid=case.series_uid) if len(case.images) == 1 else [read_image(p) for p in case.images]
+    if len(case.images) == 1:
+        images = read_channels(case.images[0], series_uid=case.series_uid)
+    else:
+        images = [read_image(p) for p in case.images]
     mask = None if case.mask is None else read_image(case.mask)
     if mask is not None and (mask.shape != images[0].shape or mask.geometry.differences(images[0].geometry)):
         diff = mask.geometry.differences(images[0].geometry) if mask.shape == images[0].shape else []

@@ -177,7 +177,8 @@ def select_inputs(
 
 
 def _reasons(skipped: list[dict[str, object]]) -> str:
-    return "; ".join(f"{s['modality'] or '?'} {s['reason']}" for s in skipped[:3]) + ("; ..." if len(skipped) > 3 else "")
+    listed = "; ".join(f"{s['modality'] or '?'} {s['reason']}" for s in skipped[:3])
+    return listed + ("; ..." if len(skipped) > 3 else "")
 
 
 def _with_masks(cases: list[CaseInput], mask_dir: str | Path | None) -> list[CaseInput]:

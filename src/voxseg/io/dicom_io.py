@@ -17,7 +17,6 @@ from voxseg.io.volume import Volume
 __all__ = ["read_dicom_series", "read_dicom_file"]
 
 
-
 @contextlib.contextmanager
 def _itk_warnings_off() -> Iterator[None]:
     """Silence ITK's stderr warnings (e.g. "No Series were found") while scanning a folder."""
