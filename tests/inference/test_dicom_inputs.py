@@ -39,10 +39,10 @@ def test_single_file_series_stay_2d_cases_named_after_the_file(tmp_path):
 
 
 def test_only_skipped_series_is_a_one_line_error_with_the_reasons(tmp_path):
-    write_series(tmp_path / "s", prefix="scout", slices=2)
+    write_series(tmp_path / "s", positions=[0.0, 2.5, 5.0, 20.0])  # a missing slice
     with pytest.raises(InputImageError) as info:
         collect_inputs(tmp_path / "s")
-    assert "1 DICOM series skipped" in str(info.value) and "too few" in str(info.value)
+    assert "1 DICOM series skipped" in str(info.value) and "not evenly spaced" in str(info.value)
     assert "\n" not in str(info.value)
 
 

@@ -6,7 +6,7 @@
   nested folders join their path: ``patient1_CT``;
 - a single-file series (a 2D image, or one multi-frame file) is a case named after the file;
 - left out, with the reason recorded: non-image series (SEG, RTSTRUCT, SR...), localizers, series
-  of too few slices, unevenly spaced slices, and series not matching ``series`` (a modality such
+  of 2 slices beside other series (scouts), unevenly spaced slices, and series not matching ``series`` (a modality such
   as ``CT``, a SeriesDescription substring, or a SeriesInstanceUID).
 """
 
@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 
 from voxseg.inference.inputs import CaseInput
-from voxseg.io.dicom_scan import NON_IMAGE_MODALITIES, DicomSeries, find_series, safe_name
+from voxseg.io.dicom_scan import MIN_SLICES, NON_IMAGE_MODALITIES, DicomSeries, find_series, safe_name
 
 __all__ = ["dicom_cases", "series_matches"]
 
@@ -61,9 +61,13 @@ def dicom_cases(root: Path, *, series: str | None = None, skipped: list[dict[str
             per_folder[s.folder] = per_folder.get(s.folder, 0) + 1
     cases: list[CaseInput] = []
     names: set[str] = set()
+    several = sum(per_folder.values()) > 1
     for s in found:
         if s.problem is not None:
             skipped.append(_skip(s, s.problem))
+            continue
+        if several and 1 < len(s.files) < MIN_SLICES:
+            skipped.append(_skip(s, f"{len(s.files)} slices: too few for a volume (a scout or localizer?)"))
             continue
         if series is not None and not series_matches(s, series, modalities):
             skipped.append(_skip(s, f"not selected by --series {series!r}"))

@@ -3,7 +3,7 @@
 A file is DICOM when it ends in ``.dcm`` or carries the 128-byte preamble + ``DICM`` magic (so
 files without a suffix count too). Files are grouped into series by GDCM (through SimpleITK,
 by SeriesInstanceUID); only headers are read here. A series that cannot be predicted gets a
-``problem`` (not an image, a localizer, too few slices, uneven slice gaps) and is reported as
+``problem`` (not an image, a localizer, uneven slice gaps) and is reported as
 skipped instead of failing later.
 """
 
@@ -36,7 +36,7 @@ __all__ = [
 #: Modalities whose series hold no image to segment (segmentations, structures, reports, ...).
 NON_IMAGE_MODALITIES = frozenset({"SEG", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "SR", "PR", "KO", "REG", "ECG"})
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
-#: A series of 2..MIN_SLICES-1 single-frame files is too short for a volume (a scout, a localizer).
+#: Beside other series, one of 2..MIN_SLICES-1 single-frame files is taken for a scout (batch inputs).
 MIN_SLICES = 3
 GAP_TOLERANCE = 0.05  # relative deviation of a slice gap from the median gap
 _MAX_DEPTH = 6
@@ -141,8 +141,6 @@ def _problem(files: tuple[Path, ...], first: sitk.ImageFileReader | None, modali
         return f"not an image series (modality {modality or '?'})"
     if "LOCALIZER" in _tag(first, "0008|0008").upper():
         return "a localizer/scout image (ImageType LOCALIZER)"
-    if 1 < len(files) < MIN_SLICES:
-        return f"{len(files)} slices: too few for a volume (a scout or localizer?)"
     offsets = _offsets(files, first) if len(files) >= MIN_SLICES else None
     return uneven_gaps(offsets) if offsets is not None else None
 
