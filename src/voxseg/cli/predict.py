@@ -26,8 +26,12 @@ def _parse_folds(text: str | None) -> list[int] | None:
 
 
 def predict(
-    input: Path = typer.Option(..., "--input", "-i", help="Image file, folder (CASE_0000 channels) or .txt/.csv list."),
-    output: Path = typer.Option(..., "--output", "-o", help="Output file (for a file input) or folder."),
+    input: Path = typer.Option(
+        ..., "--input", "-i", help="Image file, folder (CASE_0000 channels or DICOM series) or .txt/.csv list."
+    ),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="Output file (one image or DICOM series; .dcm: a DICOM SEG) or folder."
+    ),
     model: str = typer.Option(..., "--model", "-m", help="Training work folder (or model bundle)."),
     mask: Path = typer.Option(None, "--mask", "-b", help="Mask file (file input) or folder of CASE masks."),
     folds: str = typer.Option(None, "--folds", help="Folds to ensemble, e.g. 0,1 (default: all trained)."),
@@ -63,11 +67,18 @@ def predict(
     max_memory: float = typer.Option(
         None, "--max-memory", min=0.0, help="Refuse above this peak (GB; default: free RAM)."
     ),
+    series: str = typer.Option(
+        None, "--series", help="DICOM: series to predict (modality e.g. CT, description substring or UID)."
+    ),
+    output_format: str = typer.Option(
+        None, "--output-format", help="dicom-seg: write CASE.dcm DICOM SEG objects (DICOM inputs)."
+    ),
 ) -> None:
     """Predict label maps; a folder is done case by case with a predictions.json manifest."""
     if min_size is not None and min_volume is not None:
         raise ConfigError("give --min-size or --min-volume, not both")
     batch_size = _tiles_per_call(batch_size)
+    _check_output_format(output_format, input, output)
     tta = (not fast) if tta is None else tta  # --fast: no TTA, overlap 0.25, unless given explicitly
     overlap = (FAST_OVERLAP if fast else 0.5) if overlap is None else overlap
     if backend not in ("torch", "onnxruntime"):
@@ -86,6 +97,7 @@ def predict(
     from voxseg.inference.inputs import LIST_SUFFIXES
 
     single = input.is_file() and input.suffix.lower() not in LIST_SUFFIXES
+    single = single or (input.is_dir() and _is_file_output(output))  # one DICOM series -> one file
     if single:
         _check_file_output(output)
     else:
@@ -98,7 +110,7 @@ def predict(
     facts = {"folds": _parse_folds(folds), "configuration": config, "max_folds": 1 if fast and folds is None else None}
     facts.update(tta=tta, overlap=overlap, precision=precision, device=device, batch_size=batch_size)
     limits = {"max_minutes": max_minutes, "max_memory_gb": max_memory, "force": force}
-    _preflight(input, mask, file_ending, model, facts, limits, measure=not onnx, threads=threads)
+    _preflight(input, mask, file_ending, series, model, facts, limits, measure=not onnx, threads=threads)
     if dry_run:
         return
     if not onnx:  # the onnxruntime backend never imports torch; these settings do
@@ -144,9 +156,10 @@ def predict(
 
         refuse_interactive(predictor.plan, model)
     if single:
-        _predict_file(input, output, mask, predictor, options)
+        _predict_file(input, output, mask, predictor, options, series)
     else:
-        _predict_many(input, output, mask, predictor, options, file_ending, resume)
+        dicom = {"series": series, "output_format": output_format}
+        _predict_many(input, output, mask, predictor, options, file_ending, resume, dicom)
 
 
 def _configure_torch(threads: int | None) -> None:
@@ -156,14 +169,14 @@ def _configure_torch(threads: int | None) -> None:
     configure_threads(threads)
 
 
-def _preflight(input, mask, file_ending, model, facts, limits, *, measure, threads) -> None:
+def _preflight(input, mask, file_ending, series, model, facts, limits, *, measure, threads) -> None:
     """Headers only, before the model loads: print the work and the warnings, refuse beyond the limits."""
-    from voxseg.inference.inputs import collect_inputs
+    from voxseg.inference.inputs import select_inputs
     from voxseg.inference.models import describe_model
     from voxseg.inference.preflight import PreflightLimits, preflight
     from voxseg.settings import resolve_paths
 
-    cases = collect_inputs(input, file_ending=file_ending, mask_dir=mask)
+    cases = select_inputs(input, file_ending=file_ending, mask_dir=mask, series=series).cases
     described = describe_model(model, num_threads=threads, **facts)
     report = preflight(
         cases, described, limits=PreflightLimits(**limits), cache_dir=resolve_paths().cache, measure=measure
@@ -178,13 +191,27 @@ def _preflight(input, mask, file_ending, model, facts, limits, *, measure, threa
 
 def _check_file_output(output: Path) -> None:
     from voxseg.inference.batch import check_writable
-    from voxseg.io import WRITE_SUFFIXES, image_suffix
+    from voxseg.io import WRITE_SUFFIXES
 
     if output.is_dir():
         raise InputImageError(output, "output path is a folder", "give an output file such as out.nii.gz")
-    if image_suffix(output) not in WRITE_SUFFIXES:
-        raise InputImageError(output, "unknown output suffix", f"use one of {', '.join(WRITE_SUFFIXES)}")
+    if not _is_file_output(output):
+        raise InputImageError(output, "unknown output suffix", f"use one of {', '.join(WRITE_SUFFIXES)} or .dcm")
     check_writable(output.parent)
+
+
+def _check_output_format(output_format: str | None, input: Path, output: Path) -> None:
+    from voxseg.inference.dicom_output import check_output_format, is_seg_output
+
+    check_output_format(output_format)
+    if output_format == "dicom-seg" and _is_file_output(output) and not is_seg_output(output):
+        raise ConfigError(f"--output-format dicom-seg writes .dcm files; -o {output.name} is not one")
+
+
+def _is_file_output(output: Path) -> bool:
+    from voxseg.io import WRITE_SUFFIXES, image_suffix
+
+    return not output.is_dir() and image_suffix(output) in (*WRITE_SUFFIXES, ".dcm")
 
 
 def _tiles_per_call(text: str) -> int | str:
@@ -244,27 +271,51 @@ def _load(model, folds, config, tta, overlap, threshold, device, precision, fast
     return predictor
 
 
-def _predict_file(input: Path, output: Path, mask: Path | None, predictor, options: dict) -> None:
-    from voxseg.inference.batch import collect_inputs, predict_case
+def _predict_file(input: Path, output: Path, mask: Path | None, predictor, options: dict, series) -> None:
+    from voxseg.inference.batch import predict_case
+    from voxseg.inference.inputs import select_inputs
 
-    (case,) = collect_inputs(input, mask_dir=mask)
+    selection = select_inputs(input, mask_dir=mask, series=series)
+    _print_skipped(selection.skipped)
+    if len(selection.cases) != 1:
+        raise InputImageError(
+            input,
+            f"holds {len(selection.cases)} cases (DICOM series) but -o {output.name} is one file",
+            "give -o a folder, or pick one series with --series",
+        )
+    (case,) = selection.cases
     with progress_bar(f"{case.case_id}: tiles") as tick:
         entry = predict_case(case, output, predictor, progress=tick, **options)
     objects = f", {entry['objects']} object(s)" if entry["objects"] is not None else ""
     console.print(f"wrote {output}{objects} in {entry['seconds']['total']:.1f} s", highlight=False)
 
 
-def _predict_many(input: Path, output: Path, mask: Path | None, predictor, options: dict, file_ending, resume) -> None:
+def _predict_many(input, output, mask, predictor, options: dict, file_ending, resume, dicom: dict) -> None:
     from voxseg.inference.batch import predict_folder
 
     with progress_bar("cases") as tick:
         report = predict_folder(
-            input, output, predictor, mask_dir=mask, file_ending=file_ending, resume=resume, progress=tick, **options
+            input,
+            output,
+            predictor,
+            mask_dir=mask,
+            file_ending=file_ending,
+            resume=resume,
+            progress=tick,
+            **options,
+            **dicom,
         )
     _report(report)
 
 
+def _print_skipped(skipped) -> None:
+    for s in skipped:
+        what = f"{s['modality'] or '?'}" + (f" {s['description']!r}" if s["description"] else "")
+        err_console.print(f"skipped DICOM series {what} in {s['folder']}: {s['reason']}", highlight=False)
+
+
 def _report(report) -> None:
+    _print_skipped(getattr(report, "skipped_series", ()))
     for case, error in report.failed:
         err_console.print(f"[red]failed:[/red] {case}: {error}", highlight=False, soft_wrap=True)
     console.print(

@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from voxseg.errors import ConfigError, InputImageError, VoxsegError
-from voxseg.inference.inputs import CaseInput, collect_inputs, output_ending
+from voxseg.inference.dicom_output import (
+    check_output_format,
+    check_seg_case,
+    is_seg_output,
+    series_sha256,
+    write_seg_output,
+)
+from voxseg.inference.inputs import CaseInput, collect_inputs, output_ending, select_inputs
 from voxseg.io import (
     Volume,
     atomic_path,
@@ -78,6 +85,7 @@ class BatchReport:
     failed: tuple[tuple[str, str], ...] = ()
     seconds: float = 0.0
     objects: dict[str, int | None] = field(default_factory=dict)
+    skipped_series: tuple[dict[str, Any], ...] = ()  # DICOM series left out, with their reason
 
     @property
     def ok(self) -> bool:
@@ -98,7 +106,7 @@ def _fingerprint(case: CaseInput) -> list[dict[str, Any]]:
     for k, f in enumerate(files):
         role = "mask" if case.mask is not None and k == len(files) - 1 else f"channel {k}"
         try:
-            digest = file_sha256(f)
+            digest = series_sha256(case) if f.is_dir() else file_sha256(f)
         except FileNotFoundError:
             raise InputImageError(f, "file not found", "check the path") from None
         out.append({"role": role, "path": str(f.resolve()), "sha256": digest})
@@ -107,7 +115,10 @@ def _fingerprint(case: CaseInput) -> list[dict[str, Any]]:
 
 # ---- one case ----------------------------------------------------------------------------------
 def _read_case(case: CaseInput) -> tuple[list[Volume], Volume | None]:
-    images = read_channels(case.images[0]) if len(case.images) == 1 else [read_image(p) for p in case.images]
+    if len(case.images) == 1:
+        images = read_channels(case.images[0], series_uid=case.series_uid)
+    else:
+        images = [read_image(p) for p in case.images]
     mask = None if case.mask is None else read_image(case.mask)
     if mask is not None and (mask.shape != images[0].shape or mask.geometry.differences(images[0].geometry)):
         diff = mask.geometry.differences(images[0].geometry) if mask.shape == images[0].shape else []
@@ -143,6 +154,8 @@ def predict_case(
     output = Path(output)
     if output.is_dir():
         raise InputImageError(output, "output path is a folder", "give a file name such as out.nii.gz")
+    if is_seg_output(output):
+        check_seg_case(case, output, instances=instances)
     t0 = time.perf_counter()
     inputs = _fingerprint(case)
     images, mask = _read_case(case)
@@ -162,7 +175,10 @@ def predict_case(
     if pred.probabilities is not None:
         _write_probabilities(npz_path, pred.probabilities, labels, predictor)
         written.append(npz_path)
-    write_image(labels, output)  # last: a present output means the case is complete
+    if is_seg_output(output):  # last: a present output means the case is complete
+        write_seg_output(labels, output, case, predictor)
+    else:
+        write_image(labels, output)
     seconds = dict(pred.seconds)
     seconds.update(read=round(t_read, 4), write=round(time.perf_counter() - t1, 4))
     seconds["total"] = round(time.perf_counter() - t0, 4)
@@ -279,6 +295,8 @@ def predict_folder(
     file_ending: str | None = None,
     resume: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    series: str | None = None,
+    output_format: str | None = None,
 ) -> BatchReport:
     """Predict every case of ``inputs`` into ``out_dir`` with one loaded ``predictor``.
 
@@ -299,6 +317,11 @@ def predict_folder(
         and whose output exists.
     progress
         Called as ``progress(cases_done, cases_total)``.
+    series
+        DICOM inputs: the series to predict (a modality such as ``CT``, a SeriesDescription
+        substring or a SeriesInstanceUID); the others are listed in the manifest's ``skipped_series``.
+    output_format
+        ``"dicom-seg"``: write ``CASE.dcm`` DICOM Segmentation objects (DICOM inputs only).
 
     Returns
     -------
@@ -309,7 +332,9 @@ def predict_folder(
     out = Path(out_dir).expanduser()
     if min_size is not None and min_volume is not None:
         raise ConfigError("give either min_size (voxels) or min_volume (mm³), not both")
-    cases = collect_inputs(inputs, file_ending=file_ending, mask_dir=mask_dir)
+    check_output_format(output_format)
+    selection = select_inputs(inputs, file_ending=file_ending, mask_dir=mask_dir, series=series)
+    cases = selection.cases
     check_writable(out)
     manifest_path = out / MANIFEST_NAME
     old = load_manifest(manifest_path).get("cases", {}) if resume else {}
@@ -326,10 +351,12 @@ def predict_folder(
         "settings": settings,
         "voxseg": voxseg_version(),
         "cases": dict(old),
+        "skipped_series": selection.skipped,
     }
     done, skipped, failed, objects = [], [], [], {}
     for k, case in enumerate(cases):
-        output = out / f"{case.case_id}{output_ending(case, file_ending)}"
+        ending = ".dcm" if output_format == "dicom-seg" else output_ending(case, file_ending)
+        output = out / f"{case.case_id}{ending}"
         if resume and is_current(old.get(case.case_id), case, output, predictor.model_id, settings):
             skipped.append(case.case_id)
             objects[case.case_id] = old[case.case_id].get("objects")
@@ -346,8 +373,9 @@ def predict_folder(
         if progress is not None:
             progress(k + 1, len(cases))
     write_json_atomic(manifest_path, manifest)
+    seconds = round(time.perf_counter() - t0, 3)
     return BatchReport(
-        out, manifest_path, tuple(done), tuple(skipped), tuple(failed), round(time.perf_counter() - t0, 3), objects
+        out, manifest_path, tuple(done), tuple(skipped), tuple(failed), seconds, objects, tuple(selection.skipped)
     )
 
 

@@ -5,20 +5,22 @@
 - a folder: nnU-Net naming ``CASE_0000<ending>`` groups channels; other image files are
   single-channel cases named after the file;
 - a ``.txt`` / ``.csv`` list: one case per line, its channel files separated by commas (relative
-  paths start at the list's folder; ``#`` comments, blank lines and a header line are skipped).
+  paths start at the list's folder; ``#`` comments, blank lines and a header line are skipped);
+- DICOM: every series found in a folder and its subfolders is one case (:mod:`voxseg.inference.dicom_inputs`);
+  a list line may name a series folder.
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from voxseg.dataset.layout import CHANNEL_RE
 from voxseg.errors import InputImageError
 from voxseg.io import image_suffix, is_image_file
 
-__all__ = ["CaseInput", "collect_inputs", "output_ending", "LIST_SUFFIXES"]
+__all__ = ["CaseInput", "Selection", "collect_inputs", "select_inputs", "output_ending", "LIST_SUFFIXES"]
 
 LIST_SUFFIXES = (".txt", ".csv")
 _LOSSY_OR_READONLY = {".jpg": ".png", ".jpeg": ".png", ".dcm": ".nii.gz"}
@@ -31,6 +33,20 @@ class CaseInput:
     case_id: str
     images: tuple[Path, ...]
     mask: Path | None = None
+    series_uid: str | None = None  # a DICOM series: images is its folder
+
+    @property
+    def is_dicom(self) -> bool:
+        """Whether the case is a DICOM series folder or a DICOM file (it can get a DICOM SEG output)."""
+        return self.series_uid is not None or image_suffix(self.images[0]) == ".dcm"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The cases an input names, and the DICOM series left out (with why)."""
+
+    cases: list[CaseInput]
+    skipped: list[dict[str, object]] = field(default_factory=list)
 
 
 def _case_name(path: Path) -> tuple[str, int | None]:
@@ -43,8 +59,8 @@ def _case_name(path: Path) -> tuple[str, int | None]:
 def _from_folder(folder: Path, file_ending: str | None) -> list[CaseInput]:
     groups: dict[str, dict[int, Path]] = {}
     for f in sorted(folder.iterdir()):
-        if not is_image_file(f) or (file_ending and not f.name.endswith(file_ending)):
-            continue
+        if not is_image_file(f) or (file_ending and not f.name.endswith(file_ending)) or image_suffix(f) == ".dcm":
+            continue  # DICOM files are grouped into series by voxseg.inference.dicom_inputs
         case, channel = _case_name(f)
         if channel is None:
             case, channel = f"{case}", -1
@@ -72,7 +88,7 @@ def _from_file(path: Path) -> CaseInput:
     return CaseInput(case, tuple(files))
 
 
-def _from_list(path: Path) -> list[CaseInput]:
+def _from_list(path: Path, series: str | None, skipped: list[dict[str, object]]) -> list[CaseInput]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -83,14 +99,25 @@ def _from_list(path: Path) -> list[CaseInput]:
         if not cells:
             continue
         files = [Path(c).expanduser() if Path(c).expanduser().is_absolute() else path.parent / c for c in cells]
-        if number == 0 and image_suffix(files[0]) not in _known_suffixes():
+        if number == 0 and image_suffix(files[0]) not in _known_suffixes() and not files[0].is_dir():
             continue  # a header line
+        if files[0].is_dir():  # a DICOM series folder (or a folder of them)
+            found = dicom_cases(files[0], series=series, skipped=skipped)
+            cases.extend(c for c in found if c.case_id not in seen)
+            seen.update(c.case_id for c in found)
+            continue
         case, _ = _case_name(files[0])
         if case in seen:
             raise InputImageError(path, f"case {case!r} is listed twice", "list each case once")
         seen.add(case)
         cases.append(CaseInput(case, tuple(files)))
     return cases
+
+
+def dicom_cases(folder: Path, *, series: str | None, skipped: list[dict[str, object]]) -> list[CaseInput]:
+    from voxseg.inference.dicom_inputs import dicom_cases as find
+
+    return find(folder, series=series, skipped=skipped)
 
 
 def _known_suffixes() -> tuple[str, ...]:
@@ -114,35 +141,62 @@ def collect_inputs(
     ``mask_dir`` is a folder holding ``CASE<suffix>`` masks (a case without one is predicted
     without a mask), or a mask file when ``inputs`` is one image file.
     """
+    return select_inputs(inputs, file_ending=file_ending, mask_dir=mask_dir).cases
+
+
+def select_inputs(
+    inputs: str | Path,
+    *,
+    file_ending: str | None = None,
+    mask_dir: str | Path | None = None,
+    series: str | None = None,
+) -> Selection:
+    """:func:`collect_inputs` with DICOM series picked by ``series`` (a modality such as ``CT``, a
+    SeriesDescription substring or a SeriesInstanceUID) and the series left out, with why."""
     path = Path(inputs).expanduser()
+    skipped: list[dict[str, object]] = []
     if not path.exists():
         raise InputImageError(path, "input not found", "give an image file, a folder of images or a .txt/.csv list")
     if path.is_dir():
         cases = _from_folder(path, file_ending)
+        if file_ending in (None, ".dcm"):
+            cases += dicom_cases(path, series=series, skipped=skipped)
         if not cases:
             ending = f" ending in {file_ending}" if file_ending else ""
-            raise InputImageError(path, f"no image files{ending} in this folder", "check the folder and --file-ending")
+            why = f" ({len(skipped)} DICOM series skipped: {_reasons(skipped)})" if skipped else ""
+            raise InputImageError(
+                path, f"no image files{ending} in this folder{why}", "check the folder, --file-ending and --series"
+            )
     elif path.suffix.lower() in LIST_SUFFIXES:
-        cases = _from_list(path)
+        cases = _from_list(path, series, skipped)
         if not cases:
             raise InputImageError(path, "the list names no image files", "one case per line: CHANNEL0[,CHANNEL1...]")
     else:
         cases = [_from_file(path)]
+    return Selection(_with_masks(cases, mask_dir), skipped)
+
+
+def _reasons(skipped: list[dict[str, object]]) -> str:
+    listed = "; ".join(f"{s['modality'] or '?'} {s['reason']}" for s in skipped[:3])
+    return listed + ("; ..." if len(skipped) > 3 else "")
+
+
+def _with_masks(cases: list[CaseInput], mask_dir: str | Path | None) -> list[CaseInput]:
     if mask_dir is None:
         return cases
     masks = Path(mask_dir).expanduser()
     if masks.is_file():
         if len(cases) != 1:
             raise InputImageError(masks, "a mask file fits a single input image", "give a folder of CASE masks")
-        return [CaseInput(cases[0].case_id, cases[0].images, masks)]
+        return [replace(cases[0], mask=masks)]
     if not masks.is_dir():
         raise InputImageError(masks, "mask file or folder not found", "check the path given with -b/--mask")
-    return [CaseInput(c.case_id, c.images, _find_mask(masks, c.case_id)) for c in cases]
+    return [replace(c, mask=_find_mask(masks, c.case_id)) for c in cases]
 
 
 def output_ending(case: CaseInput, file_ending: str | None = None) -> str:
     """``file_ending`` or the first input's suffix (JPEG -> .png, DICOM -> .nii.gz)."""
     if file_ending:
         return file_ending
-    suffix = image_suffix(case.images[0]) or ".nii.gz"
+    suffix = ".nii.gz" if case.series_uid is not None else image_suffix(case.images[0]) or ".nii.gz"
     return _LOSSY_OR_READONLY.get(suffix, suffix)

@@ -260,7 +260,11 @@ def _headers(case: Any, k: int, mask_given: bool) -> tuple[str, list[ImageHeader
     from voxseg.inference.inputs import CaseInput
 
     if isinstance(case, CaseInput):
-        return case.case_id, [read_header(p) for p in case.images], case.mask is not None or mask_given
+        return (
+            case.case_id,
+            [read_header(p, series_uid=case.series_uid) for p in case.images],
+            case.mask is not None or mask_given,
+        )
     headers = []
     for item in case:
         headers.append(item if isinstance(item, ImageHeader) else ImageHeader.of_volume(item, f"image {k}"))

@@ -10,12 +10,11 @@ import numpy as np
 import SimpleITK as sitk
 
 from voxseg.errors import InputImageError
+from voxseg.io.dicom_scan import SEG_SOP_CLASS, uneven_gaps
 from voxseg.io.sitk_io import _itk_message, split_sitk_channels
 from voxseg.io.volume import Volume
 
 __all__ = ["read_dicom_series", "read_dicom_file"]
-
-_GAP_TOLERANCE = 0.05  # relative deviation of a slice gap from the median gap
 
 
 @contextlib.contextmanager
@@ -41,6 +40,7 @@ def read_dicom_series(folder: Path, series_uid: str | None = None) -> list[Volum
             folder, "folder holds no DICOM series", "point at a folder of .dcm files or at an image file"
         )
     if series_uid is None:
+        uids = _image_series(folder, uids)
         if len(uids) > 1:
             listed = ", ".join(uids[:4]) + (", ..." if len(uids) > 4 else "")
             raise InputImageError(
@@ -66,6 +66,16 @@ def read_dicom_series(folder: Path, series_uid: str | None = None) -> list[Volum
     return split_sitk_channels(image, folder)
 
 
+def _image_series(folder: Path, uids: list[str]) -> list[str]:
+    """``uids`` without the series that hold no image (a DICOM SEG, RTSTRUCT, SR... next to the images)."""
+    if len(uids) < 2:
+        return uids
+    from voxseg.io.dicom_scan import NON_IMAGE_MODALITIES, scan_folder
+
+    images = [s.uid for s in scan_folder(folder) if s.modality.upper() not in NON_IMAGE_MODALITIES]
+    return images or uids
+
+
 def _slice_offsets(reader: sitk.ImageSeriesReader, n: int) -> np.ndarray | None:
     """Position of each slice along the slice normal (mm), or None if the tags are missing."""
     try:
@@ -84,19 +94,20 @@ def _check_slice_positions(reader: sitk.ImageSeriesReader, n: int, folder: Path)
     offsets = _slice_offsets(reader, n) if n > 2 else None
     if offsets is None:
         return
-    gaps = np.abs(np.diff(np.sort(offsets)))
-    typical = float(np.median(gaps))
-    if typical > 0 and np.all(np.abs(gaps - typical) <= _GAP_TOLERANCE * typical):
+    problem = uneven_gaps(offsets)
+    if problem is None:
         return
     raise InputImageError(
-        folder,
-        f"DICOM slices are not evenly spaced (gaps from {gaps.min():.4g} to {gaps.max():.4g} mm)",
-        "a slice is missing or unreadable, or several series share one UID: check the folder",
+        folder, problem, "a slice is missing or unreadable, or several series share one UID: check the folder"
     )
 
 
 def read_dicom_file(path: Path) -> list[Volume]:
-    """Read one DICOM file; a single-frame image becomes a 2D Volume."""
+    """Read one DICOM file; a single-frame image becomes a 2D Volume, a DICOM SEG its label map."""
+    if _is_seg(path):
+        from voxseg.io.dicom_seg import read_dicom_seg
+
+        return read_dicom_seg(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -106,3 +117,27 @@ def read_dicom_file(path: Path) -> list[Volume]:
     if image.GetDimension() == 3 and image.GetSize()[2] == 1 and image.GetNumberOfComponentsPerPixel() == 1:
         image = image[:, :, 0]
     return split_sitk_channels(image, path)
+
+
+def _is_seg(path: Path) -> bool:
+    """Whether ``path`` is a DICOM Segmentation object (SOP class from the file meta header)."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        with _itk_warnings_off():
+            reader.ReadImageInformation()
+    except RuntimeError:
+        return _seg_by_pydicom(path)
+    return reader.HasMetaDataKey("0008|0016") and reader.GetMetaData("0008|0016").strip("\x00 ") == SEG_SOP_CLASS
+
+
+def _seg_by_pydicom(path: Path) -> bool:
+    try:
+        import pydicom
+    except ImportError:
+        return False
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+    except Exception:  # not readable by pydicom either: let SimpleITK's reader report it
+        return False
+    return str(ds.get("SOPClassUID", "")) == SEG_SOP_CLASS

@@ -55,8 +55,10 @@ class ImageHeader:
         return cls(Path(name), tuple(volume.shape), tuple(volume.spacing), 1, spacing_known)
 
 
-def read_header(path: str | Path) -> ImageHeader:
+def read_header(path: str | Path, *, series_uid: str | None = None) -> ImageHeader:
     """The header of an image file or DICOM folder (no voxel data is read).
+
+    ``series_uid`` picks one series of a folder holding several (default: the first one).
 
     Raises
     ------
@@ -65,7 +67,7 @@ def read_header(path: str | Path) -> ImageHeader:
     """
     path = Path(path)
     if path.is_dir():
-        return _sitk_header(path, dicom_folder=True)
+        return _sitk_header(path, dicom_folder=True, series_uid=series_uid)
     if not path.exists():
         raise InputImageError(path, "file not found", "check the path")
     if path.stat().st_size == 0:
@@ -84,13 +86,14 @@ def read_header(path: str | Path) -> ImageHeader:
     return header
 
 
-def _sitk_header(path: Path, *, dicom_folder: bool = False) -> ImageHeader:
+def _sitk_header(path: Path, *, dicom_folder: bool = False, series_uid: str | None = None) -> ImageHeader:
     import SimpleITK as sitk
 
     reader = sitk.ImageFileReader()
     files: tuple[str, ...] = ()
     if dicom_folder:
-        files = tuple(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path)))
+        reader_args = (str(path), series_uid) if series_uid else (str(path),)
+        files = tuple(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(*reader_args))
         if not files:
             raise InputImageError(path, "folder holds no DICOM series", "give an image file or a DICOM series folder")
     reader.SetFileName(files[0] if files else str(path))

@@ -171,3 +171,23 @@ def test_zip_without_dicom_and_not_a_zip(tmp_path):
     with pytest.raises(InputImageError) as exc:
         read_upload("empty.zip", _zip_with([("__MACOSX/._x", b"x")]), tmp_path / "in", max_bytes=MB)
     _one_line(exc, "empty.zip", "no files")
+
+
+def test_zip_of_a_real_ct_series_in_a_subfolder_without_suffixes(tmp_path):
+    from tests.dicom_helpers import write_series, zip_folder
+
+    write_series(tmp_path / "ct", slices=4, suffix="")  # DICOM files named without .dcm: found by the magic
+    data = zip_folder(tmp_path / "ct", inside="patient/CT 2.5mm")
+    up = read_upload("chest ct.zip", data, tmp_path / "upload", max_bytes=50 * MB)
+    assert up.kind == "dicom" and up.image.shape == (4, 128, 128)
+    assert up.image.spacing[0] == pytest.approx(2.5)
+
+
+def test_zip_of_a_study_with_two_series_is_refused_in_one_line(tmp_path):
+    from tests.dicom_helpers import MR, write_series, zip_folder
+
+    write_series(tmp_path / "study", prefix="ct", description="Chest")
+    write_series(tmp_path / "study", source=MR, prefix="mr", description="T1")
+    with pytest.raises(InputImageError) as info:
+        read_upload("study.zip", zip_folder(tmp_path / "study"), tmp_path / "upload", max_bytes=50 * MB)
+    _one_line(info, "study.zip", "2 DICOM series", "Chest", "T1", "zip one series")

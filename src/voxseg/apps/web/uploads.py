@@ -206,6 +206,23 @@ def dicom_folder(files: list[Path], *, label: str) -> Path:
     return folders[0]
 
 
+def _one_series(root: Path, *, label: str) -> tuple[Path, str]:
+    """The one image series under ``root`` (any subfolder, files with or without .dcm): (folder, uid)."""
+    from voxseg.io.dicom_scan import find_series
+
+    found = find_series(root)
+    usable = [s for s in found if s.problem is None]
+    if len(usable) == 1:
+        return usable[0].folder, usable[0].uid
+    if not usable:
+        why = "; ".join(f"{s.label()}: {s.problem}" for s in found[:3])
+        raise InputImageError(
+            label, f"archive holds no readable DICOM image series{f' ({why})' if why else ''}", "zip one series"
+        )
+    listed = ", ".join(s.label() for s in usable[:4])
+    raise InputImageError(label, f"archive holds {len(usable)} DICOM series ({listed})", "zip one series per upload")
+
+
 def _scrub(text: str, folder: Path, name: str) -> str:
     """``text`` with the private temporary paths replaced by the uploaded file's name."""
     for path in sorted({str(folder.resolve()), str(folder)}, key=len, reverse=True):
@@ -241,12 +258,12 @@ def read_upload(name: str, data: bytes, folder: str | Path, *, max_bytes: int) -
     path.write_bytes(data)
     try:
         if kind == "dicom":
-            files = extract_zip_safely(path, folder / "series", max_total_bytes=4 * max_bytes, label=name)
+            extract_zip_safely(path, folder / "series", max_total_bytes=4 * max_bytes, label=name)
             path.unlink()
-            source = dicom_folder(files, label=name)
+            source, uid = _one_series(folder / "series", label=name)
         else:
-            source = path
-        channels = read_channels(source)
+            source, uid = path, None
+        channels = read_channels(source, series_uid=uid)
     except InputImageError as exc:
         fix = None if exc.fix is None else _scrub(exc.fix, folder, name)
         raise InputImageError(name, _scrub(exc.problem, folder, name), fix) from None
