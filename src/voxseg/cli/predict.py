@@ -51,6 +51,9 @@ def predict(
     ),
     file_ending: str = typer.Option(None, "--file-ending", help="Input files to take from a folder; output suffix."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip cases already predicted (folder input)."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace files in the output folder that voxseg did not write (folder input)."
+    ),
     engine: str = typer.Option("local", "--engine", help="local (this process) or ray (pip install 'voxseg[ray]')."),
     address: str = typer.Option(None, "--address", help="Ray cluster: auto or ray://HOST:PORT (default: a local Ray)."),
     workers: int = typer.Option(2, "--workers", min=1, help="Ray workers, each loading the model once."),
@@ -90,6 +93,8 @@ def predict(
 
         if not input.exists():
             raise InputImageError(input, "input not found", "give an image file, a folder or a .txt/.csv list")
+    _refuse_unsafe_outputs(input, output, mask, single, file_ending, instances, probabilities, overwrite)
+    if not single:
         check_writable(output)
     options = {"instances": instances, "min_size": min_size, "min_volume": min_volume, "probabilities": probabilities}
     if engine != "local":
@@ -135,7 +140,31 @@ def predict(
     if single:
         _predict_file(input, output, mask, predictor, options)
     else:
-        _predict_many(input, output, mask, predictor, options, file_ending, resume)
+        _predict_many(input, output, mask, predictor, {**options, "overwrite": overwrite}, file_ending, resume)
+
+
+def _refuse_unsafe_outputs(input, output, mask, single, file_ending, instances, probabilities, overwrite) -> None:
+    """Before the model loads and before anything is written: no output may be an input, lie in an
+    input folder, or (folder input) replace a file voxseg did not write (docs/reliability.md)."""
+    from voxseg.inference.batch import MANIFEST_NAME, collect_inputs, load_manifest
+    from voxseg.inference.outputs import check_batch_outputs, check_case_outputs
+
+    cases = collect_inputs(input, mask_dir=mask, file_ending=None if single else file_ending)
+    if single:
+        check_case_outputs(cases[0], output, instances=instances, probabilities=probabilities)
+        return
+    manifest = load_manifest(output / MANIFEST_NAME) if output.is_dir() else {}
+    check_batch_outputs(
+        input,
+        cases,
+        output,
+        manifest,
+        mask_dir=mask,
+        file_ending=file_ending,
+        instances=instances,
+        probabilities=probabilities,
+        overwrite=overwrite,
+    )
 
 
 def _check_file_output(output: Path) -> None:

@@ -128,7 +128,9 @@ def is_disk_full(exc: BaseException) -> bool:
 
 def disk_full_error(target: Path) -> DiskFullError:
     return DiskFullError(
-        target, "disk full while writing this file (No space left on device)", "free disk space (or raise the quota) and run the command again"
+        target,
+        "disk full while writing this file (No space left on device)",
+        "free disk space (or raise the quota) and run the command again",
     )
 
 
