@@ -51,6 +51,7 @@ __all__ = [
     "full_suffix",
     "clean_stale_parts",
     "is_disk_full",
+    "nearly_full",
     "DISK_FULL",
 ]
 
@@ -126,6 +127,15 @@ def is_disk_full(exc: BaseException) -> bool:
     return "No space left on device" in text or "Disk quota exceeded" in text
 
 
+def nearly_full(folder: Path) -> bool:
+    """Whether the filesystem of ``folder`` has under 1 MiB left (ITK's write errors do not say why)."""
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):  # no statvfs (Windows)
+        return False
+    return st.f_bavail * st.f_frsize < (1 << 20)
+
+
 def disk_full_error(target: Path) -> DiskFullError:
     return DiskFullError(
         target,
@@ -156,9 +166,10 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, target)
     except BaseException as exc:
+        full = is_disk_full(exc) or (isinstance(exc, (OSError, RuntimeError)) and nearly_full(tmp.parent))
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        if is_disk_full(exc):
+        if full:
             raise disk_full_error(target) from None
         raise
 
@@ -182,8 +193,9 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, target)
     except BaseException as exc:
-        if is_disk_full(exc):
-            shutil.rmtree(folder, ignore_errors=True)
+        full = is_disk_full(exc) or (isinstance(exc, (OSError, RuntimeError)) and nearly_full(folder))
+        shutil.rmtree(folder, ignore_errors=True)
+        if full:
             raise disk_full_error(target) from None
         raise
     finally:

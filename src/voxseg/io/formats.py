@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 
 from voxseg.errors import InputImageError
-from voxseg.io.atomic import atomic_dir, disk_full_error, full_suffix, is_disk_full
+from voxseg.io.atomic import atomic_dir, disk_full_error, full_suffix, is_disk_full, nearly_full
 from voxseg.io.sidecar import write_sidecar
 from voxseg.io.volume import Volume
 
@@ -200,6 +200,17 @@ def _writer_for(path: Path) -> Writer:
     )
 
 
+def _check_not_cut_short(tmp: Path, target: Path) -> None:
+    """ITK's NIfTI writer only prints a message when the disk fills up mid-write and reports
+    success: on a (nearly) full filesystem, read the new file back before it replaces anything."""
+    if not nearly_full(tmp.parent):
+        return
+    try:
+        _reader_for(tmp)(tmp)
+    except (InputImageError, RuntimeError, OSError, ValueError):
+        raise disk_full_error(target) from None
+
+
 def _write_error(path: Path, exc: OSError) -> InputImageError:
     if isinstance(exc, PermissionError):
         return InputImageError(path, "permission denied", "choose a folder you can write to")
@@ -231,6 +242,7 @@ def write_image(volume: Volume, path: str | Path, *, compress: bool = True) -> P
     try:
         with atomic_dir(path) as tmp:  # the writer sees the real name (format by suffix) in a .part folder
             writer(volume, tmp, compress=compress)
+            _check_not_cut_short(tmp, path)
         if suffix in _SIDECAR_SUFFIXES:
             write_sidecar(path, volume.geometry)
     except InputImageError as exc:  # raised about the temporary file: name the target instead
