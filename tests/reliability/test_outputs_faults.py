@@ -248,7 +248,7 @@ def test_sparse_huge_nifti_is_refused_before_reading(tmp_path, monkeypatch):
         fh.truncate(352 + 4096 * 4096 * 2048)
     monkeypatch.setenv("VOXSEG_MAX_IMAGE_GB", "4")
     t0 = time.perf_counter()
-    with pytest.raises(InputImageError, match="too large.*32.00 GiB.*4.00 GiB"):
+    with pytest.raises(InputImageError, match=r"too large.*32.00 GiB.*4.00 GiB"):
         read_image(big)
     assert time.perf_counter() - t0 < 2.0
 
