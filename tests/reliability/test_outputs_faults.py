@@ -267,10 +267,10 @@ def _arrays(out: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory, unet_work):
-    """Six small cases, and the outputs and time of an uninterrupted run."""
+    """Four small cases, and the outputs and time of an uninterrupted run."""
     root = tmp_path_factory.mktemp("batch")
     src = root / "in"
-    for k in range(6):
+    for k in range(4):
         write_image(ball(k, shape=(20, 40, 40)), src / f"case{k}_0000.nii.gz")
     out = root / "reference"
     t0 = time.perf_counter()
@@ -285,18 +285,19 @@ def batch(tmp_path_factory, unet_work):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("seed", [0, 1, 2])
 def test_kill_9_at_a_random_moment_then_rerun_gives_the_uninterrupted_outputs(batch, unet_work, tmp_path, seed):
     src, reference, seconds = batch
     out = tmp_path / "out"
     argv = _cli("predict", "-i", str(src), "-o", str(out), "-m", str(unet_work), "--threads", "1")
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    delay = np.random.default_rng(seed).uniform(0.3, 0.95) * seconds  # model load ... last writes
+    delay = np.random.default_rng(seed).uniform(0.3, 0.8) * seconds  # model load ... last writes
     try:
         proc.wait(timeout=delay)
     except subprocess.TimeoutExpired:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+    assert proc.returncode == -signal.SIGKILL  # killed, not finished
     for p in out.glob("*.nii.gz") if out.exists() else []:
         read_image(p)  # every visible output is complete, whatever the moment of the kill
     assert not (out.exists() and list(out.glob("*.nii.gz.*")))  # no temporary with an image name
@@ -305,7 +306,7 @@ def test_kill_9_at_a_random_moment_then_rerun_gives_the_uninterrupted_outputs(ba
     assert _arrays(out) == reference
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # the killed run's .part removed
     manifest = json.loads((out / "predictions.json").read_text())
-    assert sorted(manifest["cases"]) == [f"case{k}" for k in range(6)]
+    assert sorted(manifest["cases"]) == [f"case{k}" for k in range(4)]
     assert all(entry["status"] == "ok" for entry in manifest["cases"].values())
 
 
@@ -318,10 +319,10 @@ def test_two_predicts_into_one_folder_share_the_work_and_lose_no_entry(batch, un
     results = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
     predicted = [int(stdout.split(" predicted")[0].split()[-1]) for stdout, _ in results]
-    assert sum(predicted) == 6  # every case predicted once, by one of the two
+    assert sum(predicted) == 4  # every case predicted once, by one of the two
     assert _arrays(out) == reference
     manifest = json.loads((out / "predictions.json").read_text())
-    assert sorted(manifest["cases"]) == [f"case{k}" for k in range(6)]
+    assert sorted(manifest["cases"]) == [f"case{k}" for k in range(4)]
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
 
 
