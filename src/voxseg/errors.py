@@ -11,6 +11,8 @@ from pathlib import Path
 __all__ = [
     "VoxsegError",
     "InputImageError",
+    "OutputPathError",
+    "DiskFullError",
     "DatasetFormatError",
     "BundleError",
     "ConfigError",
@@ -47,7 +49,16 @@ class InputImageError(VoxsegError):
 
     def naming(self, path: str | Path) -> InputImageError:
         """The same problem and fix, about ``path`` (for an error raised about an array or a temporary file)."""
-        return InputImageError(path, self.problem, self.fix)
+        return type(self)(path, self.problem, self.fix)
+
+
+class OutputPathError(InputImageError):
+    """An output cannot be written where asked: it is an input, lies in an input folder, or would
+    replace a file voxseg did not write. Raised before anything is written."""
+
+
+class DiskFullError(InputImageError):
+    """The disk (or quota) filled up while writing an output; nothing partial is left."""
 
 
 class DatasetFormatError(VoxsegError):

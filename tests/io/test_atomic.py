@@ -141,7 +141,7 @@ def test_atomic_path_helpers(tmp_path):
 
     with atomic_path(tmp_path / "img.nii.gz") as tmp:
         assert tmp.parent == tmp_path
-        assert tmp.name.endswith(".nii.gz") and tmp.name.startswith(".img.nii.gz.")
+        assert tmp.name.endswith(".part") and tmp.name.startswith(f".img.nii.gz.{os.getpid()}.")
         assert not (tmp_path / "img.nii.gz").exists()
         tmp.write_bytes(b"x")
     assert (tmp_path / "img.nii.gz").read_bytes() == b"x"

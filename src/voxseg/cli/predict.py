@@ -55,6 +55,9 @@ def predict(
     ),
     file_ending: str = typer.Option(None, "--file-ending", help="Input files to take from a folder; output suffix."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip cases already predicted (folder input)."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace files in the output folder that voxseg did not write (folder input)."
+    ),
     engine: str = typer.Option("local", "--engine", help="local (this process) or ray (pip install 'voxseg[ray]')."),
     address: str = typer.Option(None, "--address", help="Ray cluster: auto or ray://HOST:PORT (default: a local Ray)."),
     workers: int = typer.Option(2, "--workers", min=1, help="Ray workers, each loading the model once."),
@@ -105,6 +108,10 @@ def predict(
 
         if not input.exists():
             raise InputImageError(input, "input not found", "give an image file, a folder or a .txt/.csv list")
+    dicom = {"series": series, "output_format": output_format}
+    outputs = {"instances": instances, "probabilities": probabilities}
+    _refuse_unsafe_outputs(input, output, mask, single, file_ending, outputs, overwrite, dicom)
+    if not single:
         check_writable(output)
     options = {"instances": instances, "min_size": min_size, "min_volume": min_volume, "probabilities": probabilities}
     facts = {"folds": _parse_folds(folds), "configuration": config, "max_folds": 1 if fast and folds is None else None}
@@ -158,8 +165,7 @@ def predict(
     if single:
         _predict_file(input, output, mask, predictor, options, series)
     else:
-        dicom = {"series": series, "output_format": output_format}
-        _predict_many(input, output, mask, predictor, options, file_ending, resume, dicom)
+        _predict_many(input, output, mask, predictor, {**options, "overwrite": overwrite}, file_ending, resume, dicom)
 
 
 def _configure_torch(threads: int | None) -> None:
@@ -187,6 +193,37 @@ def _preflight(input, mask, file_ending, series, model, facts, limits, *, measur
         err_console.print(f"[yellow]warning:[/yellow] {case} will fail: {problem}", highlight=False, soft_wrap=True)
     err_console.print(f"pre-flight: {report.summary()}", highlight=False, soft_wrap=True)
     report.check()
+
+
+def _refuse_unsafe_outputs(input, output, mask, single, file_ending, outputs: dict, overwrite, dicom: dict) -> None:
+    """Before the model loads and before anything is written: no output may be an input, lie in an
+    input folder, or (folder input) replace a file voxseg did not write (docs/reliability.md)."""
+    from voxseg.inference.batch import MANIFEST_NAME, load_manifest
+    from voxseg.inference.inputs import select_inputs
+    from voxseg.inference.outputs import check_batch_outputs, check_case_outputs
+
+    selection = select_inputs(input, mask_dir=mask, file_ending=None if single else file_ending, series=dicom["series"])
+    cases = selection.cases
+    if single:
+        if len(cases) != 1:
+            raise InputImageError(
+                input,
+                f"holds {len(cases)} cases (DICOM series) but -o {output.name} is one file",
+                "give -o a folder, or pick one series with --series",
+            )
+        check_case_outputs(cases[0], output, **outputs)
+        return
+    manifest = load_manifest(output / MANIFEST_NAME) if output.is_dir() else {}
+    check_batch_outputs(
+        input,
+        cases,
+        output,
+        manifest,
+        mask_dir=mask,
+        file_ending=".dcm" if dicom["output_format"] == "dicom-seg" else file_ending,
+        overwrite=overwrite,
+        **outputs,
+    )
 
 
 def _check_file_output(output: Path) -> None:

@@ -125,7 +125,9 @@ def convert_dataset(
     src, out = Path(src), Path(out)
     if not src.is_dir():
         raise DatasetFormatError(f"{src}: source dataset folder not found")
-    if out.resolve() == src.resolve():
+    from voxseg.io.guard import same_file
+
+    if same_file(out, src):
         raise DatasetFormatError(f"{out}: output must differ from the source (inputs are never modified)")
     if (out / "dataset.json").exists():
         raise DatasetFormatError(f"{out}: already holds a dataset (choose another output folder or delete it)")

@@ -34,10 +34,12 @@ _AXIS_LETTER = "zyx"
 
 def check_output_folder(src: Path, out: Path, *others: Path) -> None:
     """Refuse an output folder that is an input or already holds a dataset (inputs stay untouched)."""
+    from voxseg.io.guard import same_file
+
     out_r = out.resolve()
     for p in (src, *others):
         p_r = p.resolve()
-        if out_r == p_r or p_r in out_r.parents:
+        if same_file(out, p) or p_r in out_r.parents or any(same_file(a, p) for a in out_r.parents if a.exists()):
             raise ConfigError(f"{out}: the output folder must lie outside the input {p} (inputs are never modified)")
     if (out / "dataset.json").exists():
         raise ConfigError(f"{out}: already holds a dataset (choose another output folder or delete it)")

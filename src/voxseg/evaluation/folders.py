@@ -26,6 +26,7 @@ from voxseg.evaluation.surface import hd95, surface_dice
 from voxseg.io import atomic_path, read_image, write_json_atomic
 from voxseg.io.atomic import full_suffix
 from voxseg.io.formats import is_image_file
+from voxseg.io.guard import check_outputs
 from voxseg.io.volume import Volume
 
 __all__ = ["evaluate_case", "evaluate_folders", "summarize", "SCHEMA_VERSION"]
@@ -221,6 +222,10 @@ def evaluate_folders(
     if num_workers < 0:
         raise ConfigError(f"num_workers must be >= 0, got {num_workers}")
     pairs, missing = _pair(pred_dir, gt_dir, allow_missing)
+    check_outputs(  # before anything is written: no report file may be one of the images read
+        [out_dir / n for n in ("evaluation.json", "evaluation_cases.csv", "evaluation_summary.csv")],
+        inputs=[f for _, pred, gt in pairs for f in (pred, gt)],
+    )
     if labels is None:
         labels = _labels_from_dataset(gt_dir)
     fixed, ignore_label = resolve_labels(labels, (), ignore_label) if labels is not None else (None, ignore_label)

@@ -33,6 +33,7 @@ from voxseg.inference.dicom_output import (
     write_seg_output,
 )
 from voxseg.inference.inputs import CaseInput, collect_inputs, output_ending, select_inputs
+from voxseg.inference.outputs import case_lock, check_batch_outputs, check_case_outputs, merge_manifest
 from voxseg.io import (
     Volume,
     atomic_path,
@@ -40,7 +41,6 @@ from voxseg.io import (
     read_channels,
     read_image,
     write_image,
-    write_json_atomic,
 )
 from voxseg.postprocessing import instances as make_instances
 from voxseg.postprocessing import object_table, remove_small_objects, write_object_table
@@ -154,6 +154,7 @@ def predict_case(
     output = Path(output)
     if output.is_dir():
         raise InputImageError(output, "output path is a folder", "give a file name such as out.nii.gz")
+    check_case_outputs(case, output, instances=instances, probabilities=probabilities)
     if is_seg_output(output):
         check_seg_case(case, output, instances=instances)
     t0 = time.perf_counter()
@@ -294,6 +295,7 @@ def predict_folder(
     mask_dir: str | Path | None = None,
     file_ending: str | None = None,
     resume: bool = True,
+    overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
     series: str | None = None,
     output_format: str | None = None,
@@ -315,6 +317,9 @@ def predict_folder(
     resume
         Skip cases whose manifest entry is ok, with unchanged input hashes, model and settings,
         and whose output exists.
+    overwrite
+        Replace existing files in ``out_dir`` that the manifest does not list as voxseg's outputs
+        (refused by default, as is any output that is an input or lies in an input folder).
     progress
         Called as ``progress(cases_done, cases_total)``.
     series
@@ -335,48 +340,101 @@ def predict_folder(
     check_output_format(output_format)
     selection = select_inputs(inputs, file_ending=file_ending, mask_dir=mask_dir, series=series)
     cases = selection.cases
-    check_writable(out)
+    out_ending = ".dcm" if output_format == "dicom-seg" else file_ending
     manifest_path = out / MANIFEST_NAME
-    old = load_manifest(manifest_path).get("cases", {}) if resume else {}
-    settings = {
-        **predictor.settings(),
-        "instances": instances,
-        "min_size": min_size,
-        "min_volume": min_volume,
-        "probabilities": probabilities,
-    }
-    manifest = {
+    opts = {"instances": instances, "min_size": min_size, "min_volume": min_volume, "probabilities": probabilities}
+    check_batch_outputs(
+        Path(inputs).expanduser(),
+        cases,
+        out,
+        load_manifest(manifest_path),
+        mask_dir=None if mask_dir is None else Path(mask_dir).expanduser(),
+        file_ending=out_ending,
+        instances=instances,
+        probabilities=probabilities,
+        overwrite=overwrite,
+    )
+    check_writable(out)
+    settings = {**predictor.settings(), **opts}
+    header = {
         "schema_version": MANIFEST_SCHEMA_VERSION,
         "model": predictor.model_id,
         "settings": settings,
         "voxseg": voxseg_version(),
-        "cases": dict(old),
         "skipped_series": selection.skipped,
     }
-    done, skipped, failed, objects = [], [], [], {}
-    for k, case in enumerate(cases):
-        ending = ".dcm" if output_format == "dicom-seg" else output_ending(case, file_ending)
-        output = out / f"{case.case_id}{ending}"
-        if resume and is_current(old.get(case.case_id), case, output, predictor.model_id, settings):
-            skipped.append(case.case_id)
-            objects[case.case_id] = old[case.case_id].get("objects")
-        else:
-            entry = run_case(case, output, predictor, instances, min_size, min_volume, probabilities)
-            entry.update(model=predictor.model_id, settings=settings)
-            manifest["cases"][case.case_id] = entry
-            write_json_atomic(manifest_path, manifest)
-            if entry["status"] == "ok":
-                done.append(case.case_id)
-                objects[case.case_id] = entry["objects"]
+    run = _Run(out, manifest_path, header, predictor, resume, opts, out_ending)
+    deferred = []
+    for case in cases:  # a case another process is predicting right now waits for the end
+        with case_lock(out, case.case_id, wait=False) as held:
+            if held:
+                run.case(case)
             else:
-                failed.append((case.case_id, entry["error"]))
+                deferred.append(case)
+        if progress is not None and held:
+            progress(run.count, len(cases))
+    for case in deferred:  # by now it is done (skipped) or its owner died (predicted here)
+        with case_lock(out, case.case_id, wait=True):
+            run.case(case)
         if progress is not None:
-            progress(k + 1, len(cases))
-    write_json_atomic(manifest_path, manifest)
-    seconds = round(time.perf_counter() - t0, 3)
+            progress(run.count, len(cases))
+    merge_manifest(manifest_path, header, {})
     return BatchReport(
-        out, manifest_path, tuple(done), tuple(skipped), tuple(failed), seconds, objects, tuple(selection.skipped)
+        out,
+        manifest_path,
+        tuple(run.done),
+        tuple(run.skipped),
+        tuple(run.failed),
+        round(time.perf_counter() - t0, 3),
+        run.objects,
+        tuple(selection.skipped),
     )
+
+
+class _Run:
+    """The state of one :func:`predict_folder` call; :meth:`case` runs or skips one case (under its lock)."""
+
+    def __init__(self, out, manifest_path, header, predictor, resume, opts, file_ending):
+        self.out, self.manifest_path, self.header = out, manifest_path, header
+        self.predictor, self.resume, self.opts, self.file_ending = predictor, resume, opts, file_ending
+        self.done, self.skipped, self.failed, self.objects = [], [], [], {}
+        self._seen: tuple[int, int] | None = None
+        self._old: dict[str, Any] = {}
+
+    @property
+    def count(self) -> int:
+        return len(self.done) + len(self.skipped) + len(self.failed)
+
+    def _manifest_cases(self) -> dict[str, Any]:
+        """The manifest's cases, re-read when another process changed the file."""
+        try:
+            st = self.manifest_path.stat()
+            seen = (st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            seen = None
+        if seen != self._seen:
+            self._seen, self._old = seen, load_manifest(self.manifest_path).get("cases", {})
+        return self._old
+
+    def case(self, case: CaseInput) -> None:
+        output = self.out / f"{case.case_id}{output_ending(case, self.file_ending)}"
+        settings = self.header["settings"]
+        entry = self._manifest_cases().get(case.case_id) if self.resume else None
+        if entry is not None and is_current(entry, case, output, self.predictor.model_id, settings):
+            self.skipped.append(case.case_id)
+            self.objects[case.case_id] = entry.get("objects")
+            return
+        o = self.opts
+        entry = run_case(
+            case, output, self.predictor, o["instances"], o["min_size"], o["min_volume"], o["probabilities"]
+        )
+        entry.update(model=self.predictor.model_id, settings=settings)
+        merge_manifest(self.manifest_path, self.header, {case.case_id: entry})
+        if entry["status"] == "ok":
+            self.done.append(case.case_id)
+            self.objects[case.case_id] = entry["objects"]
+        else:
+            self.failed.append((case.case_id, entry["error"]))
 
 
 def run_case(case, output, predictor, instances, min_size, min_volume, probabilities) -> dict[str, Any]:

@@ -12,8 +12,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -21,7 +19,7 @@ from typing import Literal
 import numpy as np
 
 from voxseg.errors import InputImageError
-from voxseg.io.atomic import atomic_path, full_suffix
+from voxseg.io.atomic import atomic_dir, disk_full_error, full_suffix, is_disk_full, nearly_full
 from voxseg.io.sidecar import write_sidecar
 from voxseg.io.volume import Volume
 
@@ -48,7 +46,6 @@ _PIL = (".png", ".jpg", ".jpeg")
 READ_SUFFIXES = (*_SITK, *_TIFF, *_PIL, ".dcm")
 WRITE_SUFFIXES = (*_SITK, *_TIFF, *_PIL)
 _SIDECAR_SUFFIXES = (*_TIFF, *_PIL)
-_DETACHED = (".mhd", ".nhdr")
 
 
 def image_suffix(path: str | Path) -> str:
@@ -203,17 +200,15 @@ def _writer_for(path: Path) -> Writer:
     )
 
 
-def _write_detached(writer: Writer, volume: Volume, path: Path, compress: bool) -> None:
-    """Header + data file formats (.mhd, .nhdr): write both in a temporary folder, then move the
-    data file(s) first and the header last, so the header never points at missing data."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as tmp_dir:
-        tmp = Path(tmp_dir) / path.name
-        writer(volume, tmp, compress=compress)
-        for produced in sorted(Path(tmp_dir).iterdir()):
-            if produced.name != path.name:
-                os.replace(produced, path.parent / produced.name)
-        os.replace(tmp, path)
+def _check_not_cut_short(tmp: Path, target: Path) -> None:
+    """ITK's NIfTI writer only prints a message when the disk fills up mid-write and reports
+    success: on a (nearly) full filesystem, read the new file back before it replaces anything."""
+    if not nearly_full(tmp.parent):
+        return
+    try:
+        _reader_for(tmp)(tmp)
+    except (InputImageError, RuntimeError, OSError, ValueError):
+        raise disk_full_error(target) from None
 
 
 def _write_error(path: Path, exc: OSError) -> InputImageError:
@@ -245,11 +240,9 @@ def write_image(volume: Volume, path: str | Path, *, compress: bool = True) -> P
     volume = _normalized(volume, path, "write")
     suffix = image_suffix(path)
     try:
-        if suffix in _DETACHED:
-            _write_detached(writer, volume, path, compress)
-        else:
-            with atomic_path(path) as tmp:
-                writer(volume, tmp, compress=compress)
+        with atomic_dir(path) as tmp:  # the writer sees the real name (format by suffix) in a .part folder
+            writer(volume, tmp, compress=compress)
+            _check_not_cut_short(tmp, path)
         if suffix in _SIDECAR_SUFFIXES:
             write_sidecar(path, volume.geometry)
     except InputImageError as exc:  # raised about the temporary file: name the target instead
@@ -257,6 +250,8 @@ def write_image(volume: Volume, path: str | Path, *, compress: bool = True) -> P
     except OSError as exc:
         raise _write_error(path, exc) from None
     except RuntimeError as exc:  # ITK writer errors
+        if is_disk_full(exc):
+            raise disk_full_error(path) from None
         raise InputImageError(path, f"cannot write image ({str(exc).strip().splitlines()[-1]})") from None
     if suffix in (".jpg", ".jpeg"):
         log.warning("%s: JPEG is lossy; use PNG or NIfTI for labels and exact values", path)

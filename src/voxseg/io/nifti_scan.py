@@ -9,6 +9,7 @@ files and returns where the non-finite voxels are, so the reader can put them ba
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 import zlib
 from dataclasses import dataclass
@@ -22,6 +23,34 @@ from voxseg.errors import InputImageError
 __all__ = ["NiftiScan", "scan_nifti", "restore_nonfinite"]
 
 _CHUNK_VOXELS = 1 << 21
+MAX_IMAGE_ENV = "VOXSEG_MAX_IMAGE_GB"
+
+
+def max_image_bytes() -> int:
+    """The largest voxel data voxseg reads: ``$VOXSEG_MAX_IMAGE_GB`` GiB, else half the machine's memory."""
+    text = os.environ.get(MAX_IMAGE_ENV, "").strip()
+    if text:
+        try:
+            return int(float(text) * (1 << 30))
+        except ValueError:
+            pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) // 2
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows)
+        return 16 << 30
+
+
+def _refuse_too_large(path: Path, nbytes: int) -> None:
+    limit = max_image_bytes()
+    if nbytes > limit:
+        raise InputImageError(
+            path,
+            f"image too large: its header promises {nbytes / (1 << 30):.2f} GiB of voxel data, "
+            f"over the limit of {limit / (1 << 30):.2f} GiB",
+            f"crop or downsample it, or raise the limit with {MAX_IMAGE_ENV}=N (GiB) given that much memory",
+        )
+
+
 _FLOAT_CODES = {16: "f4", 64: "f8"}  # NIfTI datatype codes of real floats
 
 
@@ -97,6 +126,7 @@ def scan_nifti(path: Path) -> NiftiScan | None:
             header = _parse_header(fh.read(548))
             if header is None:
                 return None
+            _refuse_too_large(path, header.nbytes)
             if header.dtype is None and not gz:  # nothing to look for in the data: the size will do
                 seen = path.stat().st_size - header.offset
                 found_index, found_value = [], []

@@ -112,6 +112,10 @@ def read_sitk(path: Path) -> list[Volume]:
                 "not a readable image (unknown or corrupt format)",
                 "check that the file is a complete image of the type its suffix says",
             ) from None
+        if "allocate" in msg.lower():
+            raise InputImageError(
+                path, f"image too large for the memory available ({msg})", "crop or downsample it, or add memory"
+            ) from None
         raise InputImageError(path, f"cannot read image: {msg}", "the file may be truncated or corrupt") from None
     _refuse_complex(image, path)
     volumes = split_sitk_channels(image, path)

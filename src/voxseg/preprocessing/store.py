@@ -124,15 +124,15 @@ def write_preprocessed(
     case_id = Path(prefix).name
     json_path.unlink(missing_ok=True)  # from here on the case is "not done" until the new .json lands
     data = np.ascontiguousarray(case.data, dtype=np.float32)
-    with atomic_path(data_path) as tmp:
-        np.save(tmp, data, allow_pickle=False)
+    with atomic_path(data_path) as tmp, open(tmp, "wb") as fh:  # a file object: np.save adds no .npy
+        np.save(fh, data, allow_pickle=False)
     locations: dict[int, np.ndarray] = {}
     counts: dict[int, int] = {}
     label_record = None
     if case.label is not None:
         label = np.ascontiguousarray(case.label)
-        with atomic_path(seg_path) as tmp:
-            np.save(tmp, label, allow_pickle=False)
+        with atomic_path(seg_path) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, label, allow_pickle=False)
         label_record = {"file": seg_path.name, "shape": list(label.shape), "dtype": label.dtype.name}
         cseed = case_seed(case_id, seed)
         locations, counts = sample_class_locations(
