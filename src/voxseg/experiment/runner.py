@@ -21,7 +21,7 @@ from voxseg.experiment.tracking import MlflowTracker
 from voxseg.experiment.validation import PatchValidator, json_safe, validate_cases
 from voxseg.io import write_json_atomic
 from voxseg.nets import build_network, count_parameters
-from voxseg.training.checkpoint import TrainState, has_checkpoint
+from voxseg.training.checkpoint import TrainState, latest_checkpoint
 from voxseg.training.config import TrainConfig
 from voxseg.training.loop import train
 
@@ -77,7 +77,7 @@ def _train(run_dir: Path, model, prefixes, conf, cfg: TrainConfig, ctx, meta, re
     if not size:
         return cfg, train(run_dir, model, prefixes, config=cfg, resume=resume, **kwargs)
     # time budget without an epoch count (cfg.minutes: the whole budget)
-    epochs = _epochs_left_in_budget(run_dir, cfg) if resume and has_checkpoint(run_dir / "checkpoint") else None
+    epochs = _epochs_left_in_budget(run_dir, cfg) if resume else None
     if epochs is None:  # time the first epoch, then size the run to the budget
         epochs = _timing_epoch(run_dir, model, prefixes, cfg, kwargs, progress)
     cfg = cfg.with_overrides(epochs=epochs)
@@ -104,19 +104,22 @@ def _timing_epoch(run_dir: Path, model, prefixes, cfg: TrainConfig, kwargs: dict
 
 def _epochs_left_in_budget(run_dir: Path, cfg: TrainConfig) -> int | None:
     """Resuming a budget-sized run: its epochs so far plus those that fit the time left at the pace
-    of its recorded epochs (None: nothing recorded, time the first epoch again)."""
+    of the epochs its last good checkpoint recorded (None: nothing recorded, time the first epoch)."""
+    folder = latest_checkpoint(run_dir / "checkpoint")
+    if folder is None:
+        return None
     try:
-        data = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-        done, spent = int(data["epoch"]), float(data.get("seconds_trained", 0.0))
+        data = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+        done, spent = int(data["epoch"]), float((data.get("extra") or {}).get("seconds_trained", 0.0))
         seconds = [float(e["seconds"]) for e in data["history"] if "seconds" in e]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not seconds:
+    if not seconds or done < 1:
         return None
     pace = float(np.median(seconds[-7:]))
-    fit = math.floor((cfg.minutes * 60 * _BUDGET_MARGIN - spent) / max(pace, 1e-3))
-    log.info("resuming a %.1f min budget after %.1f min: %d more epoch(s) fit", cfg.minutes, spent / 60, max(fit, 0))
-    return min(max(done, 1) + max(fit, 0), 10_000)
+    fit = max(0, math.floor((cfg.minutes * 60 * _BUDGET_MARGIN - spent) / max(pace, 1e-3)))
+    log.info("resuming a %.1f min budget after %.1f min: %d more epoch(s) fit", cfg.minutes, spent / 60, fit)
+    return min(done + fit, 10_000)
 
 
 class _StepClock:

@@ -218,6 +218,8 @@ def _sized_by_budget(ctx: WorkContext, fold: int, training: Mapping[str, Any], c
     if not resume:
         return True
     old = _previous_run(ctx, fold)
+    if not old:  # killed before its first run.json: as a new run (its checkpoint, if any, is resumed)
+        return True
     return bool(old.get("epochs_from_budget")) and old.get("status") != "finished"
 
 
