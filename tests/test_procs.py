@@ -107,9 +107,9 @@ def test_a_held_folder_is_refused_with_the_holders_pid_and_freed_by_kill_9(tmp_p
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, env=ENV, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(FolderBusyError, match=rf"test work is running there already in PID {holder.pid}"):
-            with hold_folder(tmp_path, what="test work"):
-                pass
+        busy = rf"test work is running there already in PID {holder.pid}"
+        with pytest.raises(FolderBusyError, match=busy), hold_folder(tmp_path, what="test work"):
+            pass
     finally:
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait()
