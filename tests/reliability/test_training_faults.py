@@ -25,7 +25,7 @@ import pytest
 from tests.conftest import write_tiny_dataset
 from tests.experiment.work_helpers import make_work, tiny_plan, weights
 from voxseg.experiment import WorkDir
-from voxseg.training.checkpoint import latest_checkpoint
+from voxseg.training.checkpoint import latest_checkpoint, recover_checkpoint
 
 pytestmark = [
     pytest.mark.slow,
@@ -230,6 +230,48 @@ def test_budget_run_killed_after_its_first_epoch_continues_to_its_budget(tmp_pat
     assert run["config"]["minutes"] == minutes
     # it trained to its budget: most of the budget, the time before the kill included
     assert 0.5 * minutes * 60 < run["seconds_trained"] < 1.5 * minutes * 60
+
+
+_WRITER = """
+import sys, torch
+from voxseg.training.checkpoint import TrainState, save_checkpoint
+model = torch.nn.Linear(1500, 1500)  # 9 MB of weights, 18 MB of optimizer state: writing dominates the loop
+opt = torch.optim.AdamW(model.parameters())
+model(torch.ones(1, 1500)).sum().backward()
+opt.step()
+epoch = 0
+while True:
+    epoch += 1
+    save_checkpoint(sys.argv[1], model, opt, TrainState(epoch=epoch, step=epoch))
+"""
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_kill_inside_checkpoint_writes_keeps_the_last_good_one(tmp_path, seed):
+    import torch
+
+    from voxseg.training.checkpoint import load_checkpoint
+
+    ckpt = tmp_path / "checkpoint"
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(ckpt)], env=ENV)
+    seen = 0
+
+    def saved_twice() -> bool:
+        nonlocal seen
+        seen = max(seen, _checkpoint_epoch(ckpt))
+        return seen >= 2
+
+    assert wait_for(saved_twice, proc)
+    end = time.monotonic() + random.Random(seed).uniform(0.0, 1.0)
+    while time.monotonic() < end:
+        seen = max(seen, _checkpoint_epoch(ckpt))
+    proc.kill()
+    proc.wait()
+    model = torch.nn.Linear(1500, 1500)
+    state = load_checkpoint(ckpt, model, torch.optim.AdamW(model.parameters()))  # sha256 of every file checked
+    assert state.epoch >= seen
+    assert recover_checkpoint(ckpt) and load_checkpoint(ckpt, model).epoch == state.epoch
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint"]
 
 
 # --- voxseg export -------------------------------------------------------------------------------
