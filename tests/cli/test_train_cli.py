@@ -44,3 +44,32 @@ def test_usage_errors_are_one_line(tmp_path, capsys):
     assert err.count("error:") == 4 and "Traceback" not in err
     assert "not a voxseg work folder" in err
     assert not (WorkDir(work).root / "runs").exists()
+
+
+def test_a_fold_being_trained_is_refused_naming_the_pid(tmp_path, capsys):
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    work = str(make_work(tmp_path))
+    run_dir = WorkDir(work).run_dir("3d", 0)
+    code = f"""
+        import time
+        from voxseg._procs import hold_folder
+        with hold_folder({str(run_dir)!r}, what="x"):
+            print("held", flush=True)
+            time.sleep(120)
+        """
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    other = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert other.stdout.readline().strip() == "held"
+        assert main(["train", work, "--fold", "0", *QUICK]) == 1
+    finally:
+        other.kill()
+        other.wait()
+    err = capsys.readouterr().err
+    assert f"training of fold 0 is running there already in PID {other.pid}" in err and "Traceback" not in err
+    assert not (run_dir / "run.json").exists()

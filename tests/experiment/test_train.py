@@ -204,3 +204,26 @@ def test_fill_minutes_refits_the_epoch_count_and_the_lr_schedule():
     assert _refit_epochs(new, 24, [5.0 + 2.0 * k for k in range(24)], 0.0, sched) is new  # late in the run
     same = TrainConfig(epochs=28, minutes=1.0)
     assert _refit_epochs(same, 3, [5.0, 7.0, 9.0], 0.0, sched) is same  # within 5 %: left alone
+
+
+def test_a_budget_run_interrupted_after_its_timing_epoch_resumes_to_its_budget(tmp_path):
+    work = make_work(tmp_path)
+    quick = {"iterations_per_epoch": 2, "augmentation": "light"}
+
+    def interrupt(info):
+        if info.epoch == 1:
+            raise KeyboardInterrupt  # killed after the first (timing) epoch's checkpoint
+
+    with pytest.raises(KeyboardInterrupt):
+        train_fold(work, 0, config_overrides={**quick, "minutes": 0.1}, progress=interrupt, validate=False)
+    run_json = WorkDir(work).run_dir("3d", 0) / "run.json"
+    cut = json.loads(run_json.read_text())
+    assert cut["status"] == "running" and cut["epoch"] == 1 and cut["epochs_from_budget"]  # not "finished"
+    assert cut["config"]["minutes"] == 0.1 and 0 < cut["seconds_trained"] < 6
+    s = train_fold(work, 0, config_overrides=quick, resume=True, validate=False)  # the budget comes from run.json
+    run = json.loads(run_json.read_text())
+    assert s["status"] == "finished" and s["epochs"] > 1 and run["epoch"] == s["epochs"]
+    assert run["config"]["minutes"] == 0.1 and run["seconds_trained"] > cut["seconds_trained"]
+    assert run["seconds_trained"] < 0.1 * 60 * 1.5  # the time before the interruption counted against the budget
+    again = train_fold(work, 0, config_overrides=quick, resume=True, validate=False)  # finished: nothing to do
+    assert again["epochs"] == s["epochs"]

@@ -66,3 +66,30 @@ def test_incomplete_or_corrupt_checkpoint_is_refused(tmp_path):
     with pytest.raises(VoxsegError, match="checksum mismatch"):
         load_checkpoint(folder, m, o)
     assert not any(p.suffix == ".pkl" or p.name.endswith(".pt") for p in folder.iterdir())
+
+
+def test_an_interrupted_replacement_keeps_the_last_good_checkpoint(tmp_path):
+    """The states a kill inside save_checkpoint can leave (see its module docstring), made by hand."""
+    import shutil
+
+    from voxseg.training.checkpoint import latest_checkpoint, recover_checkpoint
+
+    m = _model()
+    o = torch.optim.SGD(m.parameters(), lr=0.1)
+    ck = tmp_path / "checkpoint"
+    save_checkpoint(ck, m, o, TrainState(epoch=1))
+    # killed while writing epoch 2: a partial new folder beside the complete old one
+    partial = tmp_path / "checkpoint.tmp-4242"
+    shutil.copytree(ck, partial)
+    (partial / "state.json").unlink()
+    assert latest_checkpoint(ck) == ck and load_checkpoint(ck, m, o).epoch == 1
+    # killed between the two renames: no checkpoint/, the old and the new one complete beside it
+    save_checkpoint(tmp_path / "new", m, o, TrainState(epoch=2))
+    shutil.rmtree(partial)
+    ck.rename(tmp_path / "checkpoint.old-4242")
+    (tmp_path / "new").rename(partial)
+    assert has_checkpoint(ck) and load_checkpoint(ck, m, o).epoch == 2  # the newest complete one
+    assert recover_checkpoint(ck) and load_checkpoint(ck, m, o).epoch == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]  # leftovers cleaned
+    save_checkpoint(ck, m, o, TrainState(epoch=3))
+    assert load_checkpoint(ck, m, o).epoch == 3 and sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]

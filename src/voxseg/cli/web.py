@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import signal
+
 import typer
 
 from voxseg.cli._common import console, err_console
+
+
+def _exit_on_term(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def web(
@@ -26,6 +32,8 @@ def web(
             highlight=False,
         )
     process = start_server(config, host=host, port=port)
+    # kill -TERM stops the server too (kill -9: the server's parent-death signal does, see voxseg._procs)
+    previous = signal.signal(signal.SIGTERM, _exit_on_term)
     url = url_for(host, port)
     try:
         wait_ready(process, url)
@@ -38,5 +46,7 @@ def web(
         except Exception:
             process.kill()
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if code not in (0, -2, 130):
         raise typer.Exit(code)

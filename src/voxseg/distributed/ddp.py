@@ -36,6 +36,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from voxseg._procs import die_with_parent
 from voxseg.errors import ConfigError, VoxsegError
 
 __all__ = ["DataParallel", "GlobalBatchDice", "train_processes", "torchrun_env"]
@@ -210,8 +211,10 @@ def _run_rank(rank: int, world: int, local_rank: int, init_method: str, work, fo
         return train_folds(work, folds, **mine)
 
 
-def _child(rank: int, world: int, init_method: str, work, folds, options: dict) -> None:
-    """Entry point of a spawned rank (> 0)."""
+def _child(rank: int, world: int, init_method: str, work, folds, options: dict, parent: int | None = None) -> None:
+    """Entry point of a spawned rank (> 0); it ends when the launching process (rank 0) ends."""
+    if parent is not None:
+        die_with_parent(parent)
     logging.basicConfig(level=logging.WARNING, format=f"rank {rank}: %(message)s")
     try:
         _run_rank(rank, world, rank, init_method, work, folds, options)
@@ -288,7 +291,7 @@ def _spawn(work, folds, world: int, progress, options: dict) -> list[dict[str, A
     init_method = f"tcp://127.0.0.1:{_free_port()}"
     ctx = mp.get_context("spawn")
     children = [
-        ctx.Process(target=_child, args=(r, world, init_method, work, folds, options), daemon=False)
+        ctx.Process(target=_child, args=(r, world, init_method, work, folds, options, os.getpid()), daemon=False)
         for r in range(1, world)
     ]
     for child in children:

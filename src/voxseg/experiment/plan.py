@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from voxseg._procs import LOCK_NAME, hold_folder
 from voxseg.dataset import Dataset, errors_only, load_or_create_splits, make_splits, read_dataset, verify_dataset
 from voxseg.dataset.verify import Problem
 from voxseg.errors import ConfigError, VoxsegError
@@ -83,6 +84,14 @@ def _describe_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     return "the dataset's files changed (names or sizes)"
 
 
+def _refuse_foreign(work: WorkDir) -> None:
+    """Refuse a folder that holds files but no voxseg work (before anything is written into it)."""
+    if work.dataset_path.is_file() or not work.root.exists():
+        return
+    if any(not p.name.startswith(LOCK_NAME) for p in work.root.iterdir()):
+        raise ConfigError(f"{work.root}: exists and is not an empty voxseg work folder; choose another folder (-o)")
+
+
 def _claim_work(work: WorkDir, dataset: Dataset, settings: dict[str, Any]) -> bool:
     """Record (or check) what this work folder is planned from; True if it was already planned so."""
     source = str(dataset.root.resolve())
@@ -102,8 +111,7 @@ def _claim_work(work: WorkDir, dataset: Dataset, settings: dict[str, Any]) -> bo
             why = _describe_difference(old_settings or {}, settings)
             raise ConfigError(f"{work.root}: already planned with other settings ({why}); {fix}")
         return True
-    if work.root.exists() and any(work.root.iterdir()):
-        raise ConfigError(f"{work.root}: exists and is not an empty voxseg work folder; choose another folder (-o)")
+    _refuse_foreign(work)
     work.root.mkdir(parents=True, exist_ok=True)
     write_json_atomic(work.dataset_path, {**spec, "voxseg_source": source, SETTINGS_KEY: settings})
     return False
@@ -255,10 +263,17 @@ def plan_experiment(
     if not resumed:
         _verify(data, workers, progress)
     make_splits(dataset.case_ids, k=folds, seed=seed)  # too few cases for the folds: refuse before any work
-    _claim_work(wd, dataset, settings)
-    plan = _make_or_load_plan(wd, dataset, names, seed, budget, overrides, workers, progress, interactive)
-    load_or_create_splits(wd.splits_path, dataset.case_ids, k=folds, seed=seed)
-    _warn_budget(budget)
+    _refuse_foreign(wd)
+    with hold_folder(wd.root, what="`voxseg plan`"):  # a rerun never races an earlier run still going
+        _claim_work(wd, dataset, settings)
+        plan = _make_or_load_plan(wd, dataset, names, seed, budget, overrides, workers, progress, interactive)
+        load_or_create_splits(wd.splits_path, dataset.case_ids, k=folds, seed=seed)
+        _warn_budget(budget)
+        _preprocess_all(wd, dataset, plan, workers, progress, count)
+    return plan
+
+
+def _preprocess_all(wd: WorkDir, dataset: Dataset, plan: Plan, workers: int, progress, count: int) -> None:
     from voxseg.preprocessing import preprocess_dataset
 
     for name, conf in plan.configurations.items():
@@ -274,7 +289,6 @@ def plan_experiment(
         )
         if count:
             _snapshots(wd, dataset, plan, name, count)
-    return plan
 
 
 def _make_or_load_plan(

@@ -21,7 +21,7 @@ from voxseg.experiment.tracking import MlflowTracker
 from voxseg.experiment.validation import PatchValidator, json_safe, validate_cases
 from voxseg.io import write_json_atomic
 from voxseg.nets import build_network, count_parameters
-from voxseg.training.checkpoint import TrainState
+from voxseg.training.checkpoint import TrainState, latest_checkpoint
 from voxseg.training.config import TrainConfig
 from voxseg.training.loop import train
 
@@ -76,25 +76,50 @@ def _train(run_dir: Path, model, prefixes, conf, cfg: TrainConfig, ctx, meta, re
     kwargs.update(progress=progress, epoch_end=epoch_end, sampler=_interactive_sampler(ctx.plan, conf))
     if not size:
         return cfg, train(run_dir, model, prefixes, config=cfg, resume=resume, **kwargs)
-    # time budget without an epoch count: time the first epoch, then size the run to the budget
+    # time budget without an epoch count (cfg.minutes: the whole budget)
+    epochs = _epochs_left_in_budget(run_dir, cfg) if resume else None
+    if epochs is None:  # time the first epoch, then size the run to the budget
+        epochs = _timing_epoch(run_dir, model, prefixes, cfg, kwargs, progress)
+    cfg = cfg.with_overrides(epochs=epochs)
+    # the first epoch's pace is not quite the steady one, and the machine's load may change:
+    # the loop re-fits the epoch count to the time left as it goes
+    return cfg, train(run_dir, model, prefixes, config=cfg, resume=True, fill_minutes=True, **kwargs)
+
+
+def _timing_epoch(run_dir: Path, model, prefixes, cfg: TrainConfig, kwargs: dict, progress) -> int:
+    """Train the first epoch (its epoch count provisional: a kill now is resumed to the budget) and
+    return the number of epochs that fit the budget at its pace."""
     clock = _StepClock(progress)
-    kwargs["progress"] = clock
     started = time.monotonic()
-    first = train(run_dir, model, prefixes, config=cfg.with_overrides(epochs=1), resume=False, **kwargs)
+    train(run_dir, model, prefixes, config=cfg.with_overrides(epochs=1), resume=False, final=False,
+          **{**kwargs, "progress": clock})  # fmt: skip
     spent = time.monotonic() - started
-    kwargs["progress"] = progress
     epoch, startup = clock.steady_epoch(spent, cfg.iterations_per_epoch)
     # the rest of the run pays the start-up (DataLoader workers) once more
     fit = (cfg.minutes * 60 * _BUDGET_MARGIN - spent - startup) / max(epoch, 1e-3)
     epochs = min(max(1, 1 + math.floor(fit)), 10_000)
-    left = max(cfg.minutes - spent / 60, 0.01)
     log.info("first epoch %.1f s (start-up %.1f s): %d epoch(s) fit in %.1f min", spent, startup, epochs, cfg.minutes)
-    cfg = cfg.with_overrides(epochs=epochs, minutes=left)
-    if epochs == 1:
-        return cfg, first
-    # the first epoch's pace is not quite the steady one, and the machine's load may change:
-    # the loop re-fits the epoch count to the time left as it goes
-    return cfg, train(run_dir, model, prefixes, config=cfg, resume=True, fill_minutes=True, **kwargs)
+    return epochs
+
+
+def _epochs_left_in_budget(run_dir: Path, cfg: TrainConfig) -> int | None:
+    """Resuming a budget-sized run: its epochs so far plus those that fit the time left at the pace
+    of the epochs its last good checkpoint recorded (None: nothing recorded, time the first epoch)."""
+    folder = latest_checkpoint(run_dir / "checkpoint")
+    if folder is None:
+        return None
+    try:
+        data = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+        done, spent = int(data["epoch"]), float((data.get("extra") or {}).get("seconds_trained", 0.0))
+        seconds = [float(e["seconds"]) for e in data["history"] if "seconds" in e]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not seconds or done < 1:
+        return None
+    pace = float(np.median(seconds[-7:]))
+    fit = max(0, math.floor((cfg.minutes * 60 * _BUDGET_MARGIN - spent) / max(pace, 1e-3)))
+    log.info("resuming a %.1f min budget after %.1f min: %d more epoch(s) fit", cfg.minutes, spent / 60, fit)
+    return min(done + fit, 10_000)
 
 
 class _StepClock:

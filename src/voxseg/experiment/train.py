@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from voxseg._procs import hold_folder
 from voxseg.dataset import Dataset, read_dataset
 from voxseg.dataset.splits import Fold, read_splits
 from voxseg.dataset.verify import errors_only, verify_dataset
@@ -182,16 +183,44 @@ def _budget_warning(plan: Plan, cfg: TrainConfig) -> None:
         )
 
 
+def _previous_run(ctx: WorkContext, fold: int) -> dict[str, Any]:
+    """The fold's run.json ({} when there is none or it is unreadable)."""
+    try:
+        data = json.loads((ctx.work.run_dir(ctx.configuration, fold) / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def _resolved_config(ctx: WorkContext, fold: int, overrides: Mapping[str, Any], resume: bool) -> TrainConfig:
     training, _ = split_overrides(overrides)
     cfg = resolve_train_config(ctx.plan, ctx.configuration, training)
     cfg = cfg.with_overrides(seed=cfg.seed + int(fold))
-    run_json = ctx.work.run_dir(ctx.configuration, fold) / "run.json"
-    if resume and "epochs" not in training and run_json.is_file():
-        # keep the epoch count of the interrupted run (its LR schedule depends on it)
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            cfg = cfg.with_overrides(epochs=int(json.loads(run_json.read_text(encoding="utf-8"))["config"]["epochs"]))
+    old = _previous_run(ctx, fold) if resume else {}
+    with contextlib.suppress(KeyError, TypeError, ValueError):
+        if "minutes" not in training and old["config"].get("minutes") is not None:
+            # a time-budgeted run continues to the budget it was given (run.json: the whole budget)
+            cfg = cfg.with_overrides(minutes=float(old["config"]["minutes"]))
+        if "epochs" not in training:
+            # keep the epoch count of the interrupted run (its LR schedule depends on it)
+            cfg = cfg.with_overrides(epochs=int(old["config"]["epochs"]))
     return cfg
+
+
+def _sized_by_budget(ctx: WorkContext, fold: int, training: Mapping[str, Any], cfg: TrainConfig, resume: bool) -> bool:
+    """Whether the epoch count comes from the time budget (``--minutes`` without ``--epochs``).
+
+    On ``--resume`` that is what the interrupted run recorded, unless it finished: the epoch
+    count it wrote then is provisional (the first, timing epoch) and never taken as final.
+    """
+    if "epochs" in training or cfg.minutes is None:
+        return False
+    if not resume:
+        return True
+    old = _previous_run(ctx, fold)
+    if not old:  # killed before its first run.json: as a new run (its checkpoint, if any, is resumed)
+        return True
+    return bool(old.get("epochs_from_budget")) and old.get("status") != "finished"
 
 
 def _meta(ctx: WorkContext, fold: int, cfg: TrainConfig) -> dict[str, Any]:
@@ -284,19 +313,30 @@ def train_fold(
     ctx = _apply_plan_changes(ctx, plan_changes, fold)
     cfg = _resolved_config(ctx, fold, training, resume)
     _budget_warning(ctx.plan, cfg)
-    budget_epochs = "epochs" not in training and cfg.minutes is not None and not resume
-    return run_fold(
-        ctx,
-        fold,
-        cfg,
-        meta=_meta(ctx, fold, cfg),
-        resume=resume,
-        mlflow=mlflow,
-        progress=progress,
-        size_to_budget=budget_epochs,
-        validate=validate,
-        patch_validation=patch_validation,
-    )
+    sized = _sized_by_budget(ctx, fold, training, cfg, resume)
+    with _hold_run(ctx, fold):  # a rerun never races an earlier run of this fold still going
+        return run_fold(
+            ctx,
+            fold,
+            cfg,
+            meta={**_meta(ctx, fold, cfg), "epochs_from_budget": sized},
+            resume=resume,
+            mlflow=mlflow,
+            progress=progress,
+            size_to_budget=sized,
+            validate=validate,
+            patch_validation=patch_validation,
+        )
+
+
+def _hold_run(ctx: WorkContext, fold: int) -> contextlib.AbstractContextManager:
+    """The fold's run folder lock (rank 0 only: the other data-parallel ranks train the same fold)."""
+    from voxseg.distributed.ddp import DataParallel
+
+    par = DataParallel.current()
+    if par is not None and not par.is_main:
+        return contextlib.nullcontext()
+    return hold_folder(ctx.work.run_dir(ctx.configuration, fold), what=f"training of fold {fold}")
 
 
 def train_folds(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from voxseg._procs import parent_watch
 from voxseg.dataset import Case, Dataset, read_dataset
 from voxseg.errors import InputImageError, VoxsegError
 from voxseg.io import read_image
@@ -143,7 +144,9 @@ def _run_jobs(jobs: list[_Job], num_workers: int, report: Callable[[str, str | N
             report(*_run_job(job))
         return
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(num_workers, len(jobs)), mp_context=context) as pool:
+    workers = min(num_workers, len(jobs))
+    # the workers die with this process (kill -9 included): none keeps writing into out_dir after it
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=parent_watch()) as pool:
         with _one_thread_per_worker():  # spawn happens at the first submissions
             pending: set[Future] = {pool.submit(_run_job, job) for job in jobs}
         try:

@@ -3,14 +3,24 @@
 A checkpoint folder holds ``model.safetensors``, ``optimizer.safetensors`` (the optimizer's
 tensors), ``rng.safetensors`` (torch RNG state) and ``state.json`` (epoch, step, optimizer
 hyper-parameters, numpy/python RNG states, history, and the sha256 of the three tensor files).
-``state.json`` is written last, atomically: a checkpoint without it, or whose hashes do not match,
-is incomplete and is never resumed from.
+``state.json`` is written last: a checkpoint without it, or whose hashes do not match, is
+incomplete and is never resumed from.
+
+A checkpoint is replaced atomically, so that the last good one always survives a kill: the new
+one is written into ``checkpoint.tmp-PID/`` beside the old, then the old folder is renamed
+``checkpoint.old-PID/``, the new one ``checkpoint/``, and the old one is deleted. A kill between the
+two renames leaves no ``checkpoint/`` but two complete siblings: readers take the newest complete
+one, and the next writer (:func:`recover_checkpoint`) puts it back in place and deletes the
+leftovers of interrupted writes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,9 +30,17 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from voxseg.errors import VoxsegError
-from voxseg.io import atomic_path, write_json_atomic
 
-__all__ = ["TrainState", "save_checkpoint", "load_checkpoint", "has_checkpoint"]
+__all__ = [
+    "TrainState",
+    "save_checkpoint",
+    "load_checkpoint",
+    "has_checkpoint",
+    "latest_checkpoint",
+    "recover_checkpoint",
+]
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 _FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors")
@@ -48,8 +66,63 @@ def _sha256(path: Path) -> str:
 
 
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    with atomic_path(path) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path))
+    _fsync(path)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file (or, where the OS allows it, a folder) to disk."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # folders cannot be opened on Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _siblings(folder: Path) -> list[Path]:
+    """Leftovers of checkpoint writes beside ``folder`` (``NAME.tmp-PID``, ``NAME.old-PID``)."""
+    if not folder.parent.is_dir():
+        return []
+    return [p for p in folder.parent.glob(f"{folder.name}.*-*") if p.name.split(".")[-1].startswith(("tmp-", "old-"))]
+
+
+def _epoch_of(folder: Path) -> int | None:
+    """The epoch of a complete checkpoint folder; None when it is incomplete."""
+    try:
+        return int(json.loads((folder / "state.json").read_text(encoding="utf-8"))["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def latest_checkpoint(folder: str | Path) -> Path | None:
+    """``folder`` when it holds a complete checkpoint, else the newest complete one an interrupted
+    replacement left beside it (see the module docstring), else None."""
+    folder = Path(folder)
+    if _epoch_of(folder) is not None:
+        return folder
+    found = [(epoch, p) for p in _siblings(folder) if (epoch := _epoch_of(p)) is not None]
+    return max(found)[1] if found else None
+
+
+def recover_checkpoint(folder: str | Path) -> bool:
+    """After an interrupted write, put the newest complete checkpoint back at ``folder`` and delete
+    the leftovers. Only for the process that writes the checkpoints; True if one is complete."""
+    folder = Path(folder)
+    best = latest_checkpoint(folder)
+    if best is not None and best != folder:
+        log.warning("%s: an interrupted checkpoint write left it aside; restored from %s", folder, best.name)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(best, folder)
+        _fsync(folder.parent)
+    for leftover in _siblings(folder):
+        shutil.rmtree(leftover, ignore_errors=True)
+    return best is not None
 
 
 def _split_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -86,12 +159,14 @@ def save_checkpoint(
 ) -> Path:
     """Write a complete checkpoint of model, optimizer, RNGs and ``state`` into ``folder``."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "state.json").unlink(missing_ok=True)  # the old checkpoint is invalid from here on
-    _save_tensors(model.state_dict(), folder / "model.safetensors")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    recover_checkpoint(folder)
+    new = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    new.mkdir()
+    _save_tensors(model.state_dict(), new / "model.safetensors")
     opt_tensors, opt_meta = _split_optimizer(optimizer)
-    _save_tensors(opt_tensors, folder / "optimizer.safetensors")
-    _save_tensors({"torch": torch.get_rng_state()}, folder / "rng.safetensors")
+    _save_tensors(opt_tensors, new / "optimizer.safetensors")
+    _save_tensors({"torch": torch.get_rng_state()}, new / "rng.safetensors")
     data = {
         "schema_version": SCHEMA_VERSION,
         "epoch": state.epoch,
@@ -102,15 +177,23 @@ def save_checkpoint(
         "optimizer": opt_meta,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "numpy_rng": np_rng.bit_generator.state if np_rng is not None else None,
-        "sha256": {name: _sha256(folder / name) for name in _FILES},
+        "sha256": {name: _sha256(new / name) for name in _FILES},
     }
-    write_json_atomic(folder / "state.json", data)
+    (new / "state.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    _fsync(new / "state.json")
+    _fsync(new)
+    old = folder.with_name(f"{folder.name}.old-{os.getpid()}")
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(new, folder)  # from here on the new checkpoint is the one
+    _fsync(folder.parent)
+    shutil.rmtree(old, ignore_errors=True)
     return folder
 
 
 def has_checkpoint(folder: str | Path) -> bool:
-    """Whether ``folder`` holds a complete checkpoint (``state.json`` written last)."""
-    return (Path(folder) / "state.json").is_file()
+    """Whether ``folder`` (or what an interrupted replacement left beside it) holds a complete checkpoint."""
+    return latest_checkpoint(folder) is not None
 
 
 def load_checkpoint(
@@ -128,8 +211,8 @@ def load_checkpoint(
     VoxsegError
         The checkpoint is incomplete or a file does not match its recorded sha256.
     """
-    folder = Path(folder)
-    if not has_checkpoint(folder):
+    folder = latest_checkpoint(folder) or Path(folder)
+    if not (folder / "state.json").is_file():
         raise VoxsegError(f"{folder}: no complete checkpoint (state.json missing); start without --resume")
     data = json.loads((folder / "state.json").read_text(encoding="utf-8"))
     for name, digest in data["sha256"].items():

@@ -18,11 +18,18 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from voxseg._procs import parent_watch
 from voxseg.augment import build_augmentation
 from voxseg.distributed.ddp import DataParallel
 from voxseg.errors import ConfigError
 from voxseg.io import write_json_atomic
-from voxseg.training.checkpoint import TrainState, has_checkpoint, load_checkpoint, save_checkpoint
+from voxseg.training.checkpoint import (
+    TrainState,
+    has_checkpoint,
+    load_checkpoint,
+    recover_checkpoint,
+    save_checkpoint,
+)
 from voxseg.training.config import TrainConfig
 from voxseg.training.losses import DeepSupervisionLoss, build_loss
 from voxseg.training.report import plot_history
@@ -155,6 +162,19 @@ def _loss_of(model_out: torch.Tensor | Sequence[torch.Tensor], target: torch.Ten
     return loss_fn(model_out, target)
 
 
+def _out_of_time(cfg: TrainConfig, seconds: float) -> bool:
+    return cfg.minutes is not None and seconds / 60 >= cfg.minutes
+
+
+def _close_run(run_dir: Path, cfg: TrainConfig, state: TrainState, meta: dict) -> None:
+    """Resumed with nothing left to train: record the end unless run.json says so already (a kill
+    between the last checkpoint and the last run.json write leaves it ``running``)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        if json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("status") == "finished":
+            return
+    _write_run(run_dir, cfg, state, meta, "finished" if state.epoch >= cfg.epochs else "stopped")
+
+
 def _write_run(run_dir: Path, cfg: TrainConfig, state: TrainState, meta: dict, status: str) -> None:
     write_json_atomic(
         run_dir / "run.json",
@@ -164,6 +184,7 @@ def _write_run(run_dir: Path, cfg: TrainConfig, state: TrainState, meta: dict, s
             "config": cfg.to_json(),
             "epoch": state.epoch,
             "step": state.step,
+            "seconds_trained": state.extra.get("seconds_trained", 0.0),
             "history": state.history,
             **meta,
         },
@@ -186,6 +207,7 @@ def train(
     distributed: DataParallel | None = None,
     sampler: Callable | None = None,
     fill_minutes: bool = False,
+    final: bool = True,
 ) -> TrainState:
     """Train ``model`` on preprocessed cases; checkpoint into ``run_dir`` every epoch.
 
@@ -211,6 +233,11 @@ def train(
         median of the recent epochs' wall time), so that the run ends, its learning rate decayed,
         at its time budget even when the first epoch's pace was not the steady one or the
         machine's load changes. The LR schedule follows the new count. Single-process only.
+        ``config.minutes`` is the whole budget: the time trained by the runs this one resumes
+        (``seconds_trained`` in the checkpoint and ``run.json``) counts against it.
+    final
+        False: the epoch count is provisional (the timing epoch of a budget-sized run), so reaching
+        it leaves ``run.json`` status ``running``, never ``finished``.
     """
     run_dir = Path(run_dir)
     cfg = config
@@ -225,6 +252,8 @@ def train(
     optimizer = _optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(cfg))
     state = TrainState()
+    if writes:
+        recover_checkpoint(ckpt)  # a kill inside a checkpoint write left the last good one aside
     if resume and has_checkpoint(ckpt):
         _check_resume(run_dir, cfg)
         state = load_checkpoint(ckpt, model, optimizer, scheduler=scheduler)
@@ -234,7 +263,10 @@ def train(
     elif has_checkpoint(ckpt):
         raise ConfigError(f"{run_dir}: holds a training run already; pass --resume to continue it or use a new folder")
     run_dir.mkdir(parents=True, exist_ok=True)
-    if state.epoch >= cfg.epochs:
+    trained = float(state.extra.get("seconds_trained", 0.0))  # by the runs this one resumes
+    if state.epoch >= cfg.epochs or _out_of_time(cfg, trained):
+        if writes and resume and final:
+            _close_run(run_dir, cfg, state, meta or {})
         return state
     loss_fn = build_loss(cfg.loss, ignore_label=ignore_label)
     net = model if par is None else par.wrap(model)
@@ -247,6 +279,7 @@ def train(
         batch_size=None,
         num_workers=cfg.num_workers,
         multiprocessing_context="spawn" if cfg.num_workers else None,
+        worker_init_fn=parent_watch() if cfg.num_workers else None,  # workers die with this process
     )
     autocast = (
         torch.autocast(device.type, dtype=torch.bfloat16) if cfg.precision == "bf16" else contextlib.nullcontext()
@@ -296,11 +329,12 @@ def train(
         if epoch_end is not None:
             entry.update(epoch_end(state.epoch, state) or {})
         state.history.append(entry)
+        state.extra["seconds_trained"] = round(trained + time.monotonic() - started, 3)
         if writes:
             save_checkpoint(ckpt, model, optimizer, state, scheduler=scheduler)
             _write_run(run_dir, cfg, state, meta, "running")
         log.info("epoch %d/%d loss %.4f (%.1f s)", state.epoch, cfg.epochs, entry["loss"], entry["seconds"])
-        out_of_time = cfg.minutes is not None and (time.monotonic() - started) / 60 >= cfg.minutes
+        out_of_time = _out_of_time(cfg, state.extra["seconds_trained"])
         if cfg.minutes is not None and par is not None:
             out_of_time = par.agree(out_of_time)  # rank 0's clock decides for all
         if out_of_time:
@@ -308,9 +342,10 @@ def train(
             break
         if fill:
             ends.append(time.monotonic())
-            cfg = _refit_epochs(cfg, state.epoch, ends, started, scheduler)
+            cfg = _refit_epochs(cfg, state.epoch, ends, started - trained, scheduler)
     if writes:
-        _write_run(run_dir, cfg, state, meta, "finished" if state.epoch >= cfg.epochs else "stopped")
+        done = "finished" if final else "running"
+        _write_run(run_dir, cfg, state, meta, done if state.epoch >= cfg.epochs else "stopped")
     if par is not None:
         par.barrier()  # the other ranks return once run.json is written
     return state

@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+from voxseg._procs import fate_shared_command
 from voxseg.apps.web.logic import WebConfig
 from voxseg.errors import ConfigError, VoxsegError
 
@@ -107,7 +108,9 @@ def start_server(
     environ = {**os.environ, **(env or {}), **config.to_env()}
     out = subprocess.DEVNULL if quiet else None
     log.info("starting %s", " ".join(streamlit_command(config, host=host, port=port)))
-    return subprocess.Popen(streamlit_command(config, host=host, port=port), env=environ, stdout=out, stderr=out)
+    # the server ends with this process, also when it is killed (kill -9 included): no orphan keeps the port
+    command = fate_shared_command(streamlit_command(config, host=host, port=port))
+    return subprocess.Popen(command, env=environ, stdout=out, stderr=out)
 
 
 def url_for(host: str, port: int) -> str:
