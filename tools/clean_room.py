@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,11 +158,12 @@ class Result:
 
 
 def _run(cmd: list[str], *, log: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> bool:
+    start = time.perf_counter()
     with log.open("a", encoding="utf-8") as out:
         out.write(f"$ {' '.join(cmd)}\n")
         out.flush()
         done = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd, check=False)
-        out.write(f"[exit {done.returncode}]\n")
+        out.write(f"[exit {done.returncode}, {time.perf_counter() - start:.1f} s]\n")
     return done.returncode == 0
 
 
@@ -207,7 +209,8 @@ def run_row(row: Row, *, tmp: Path, wheel: Path, house: Path) -> Result:
     (work / "home").mkdir(parents=True)
     log = tmp / "logs" / f"{row.name}.log"
     py = venv / "bin" / "python"
-    offline = ["--no-index", "--find-links", str(house), "-c", str(CONSTRAINTS)]
+    # --no-compile: byte-compiling all of torch costs more than the install; imports compile what they use
+    offline = ["--no-compile", "--no-index", "--find-links", str(house), "-c", str(CONSTRAINTS)]
     spec = f"{wheel}[{row.extra}]" if row.extra else str(wheel)
     steps: list[tuple[str, list[str]]] = [
         ("venv", [sys.executable, "-m", "venv", "--without-pip", str(venv)]),
@@ -241,6 +244,7 @@ def print_table(results: list[Result], total: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("rows", nargs="*", help=f"rows to run (default: all): {', '.join(r.name for r in ROWS)}")
+    parser.add_argument("--jobs", "-j", type=int, default=1, help="rows run at the same time (default 1)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (venvs are removed)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.rows) - {r.name for r in ROWS})
@@ -254,9 +258,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         wheel, house = build_wheelhouse(tmp, rows, tmp / "logs" / "wheelhouse.log")
         results = [Result("wheelhouse", time.perf_counter() - start, True)]
-        for row in rows:
-            results.append(run_row(row, tmp=tmp, wheel=wheel, house=house))
-            print(f"{row.name}: {'OK' if results[-1].ok else 'FAIL'} ({results[-1].seconds:.0f} s)", flush=True)
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            for result in pool.map(lambda row: run_row(row, tmp=tmp, wheel=wheel, house=house), rows):
+                print(f"{result.row}: {'OK' if result.ok else 'FAIL'} ({result.seconds:.0f} s)", flush=True)
+                results.append(result)
         print_table(results, time.perf_counter() - start)
         if not all(r.ok for r in results):
             for r in results:
