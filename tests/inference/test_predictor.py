@@ -76,7 +76,8 @@ def test_2d_plan_on_2d_image_and_3d_image_is_refused_for_3d_model():
     with pytest.raises(InputImageError) as err:
         predictor_for(plan3).predict(image)
     message = str(err.value)  # one plain sentence: what is wrong, then what to do
-    assert message == "the image is 2D (40×36) but this model segments 3D images: give it a 3D image or choose a 2D model"
+    expected = "the image is 2D (40×36) but this model segments 3D images: give it a 3D image or choose a 2D model"
+    assert message == expected
 
 
 def test_2d_configuration_on_3d_data_runs_slice_by_slice():
