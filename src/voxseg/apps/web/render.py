@@ -130,6 +130,15 @@ def render_slice(
     return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
+#: Characters Pillow's built-in font lacks (they come out as a missing-glyph box), and what to draw instead.
+_ASCII = str.maketrans({"³": "^3", "²": "^2", "×": "x", "≥": ">=", "≤": "<=", "–": "-", "μ": "u"})
+
+
+def ascii_text(text: str) -> str:
+    """``text`` as the report's font can draw it: ``mm³`` -> ``mm^3``, ``0.5 × 0.5`` -> ``0.5 x 0.5``."""
+    return text.translate(_ASCII)
+
+
 def _text_panel(lines: Sequence[str], width: int) -> Image.Image:
     font = ImageFont.load_default()
     line_h = 14
@@ -149,7 +158,8 @@ def report_png(
     label_names: Mapping[int, str] | None = None,
 ) -> bytes:
     """The PNG report: the overview picture (slices through the largest label area) and text lines."""
-    overview = render_overview(list(images)[:1], labels, title=title, label_names=label_names)
+    lines = [ascii_text(line) for line in lines]
+    overview = render_overview(list(images)[:1], labels, title=ascii_text(title), label_names=label_names)
     font = ImageFont.load_default()
     width = max(overview.width, *(int(font.getlength(s)) + 12 for s in lines)) if lines else overview.width
     text = _text_panel(lines, width)
