@@ -16,9 +16,17 @@ from PIL import Image, ImageDraw, ImageFont
 
 from voxseg.errors import ConfigError
 from voxseg.io import Volume
-from voxseg.visualize import LABEL_COLORS, render_overview
+from voxseg.visualize import LABEL_COLORS, ascii_text, render_overview
 
-__all__ = ["OVERLAY_MODES", "AXIS_NAMES", "intensity_window", "slice_of", "render_slice", "report_png"]
+__all__ = [
+    "OVERLAY_MODES",
+    "AXIS_NAMES",
+    "ascii_text",
+    "intensity_window",
+    "slice_of",
+    "render_slice",
+    "report_png",
+]
 
 OVERLAY_MODES = ("filled", "contour")
 AXIS_NAMES = ("axial (z)", "coronal (y)", "sagittal (x)")
@@ -128,15 +136,6 @@ def render_slice(
         colors = _colors(lab)
         rgb[fg] = (1 - opacity) * rgb[fg] + opacity * colors[fg]
     return np.clip(rgb, 0, 255).astype(np.uint8)
-
-
-#: Characters Pillow's built-in font lacks (they come out as a missing-glyph box), and what to draw instead.
-_ASCII = str.maketrans({"³": "^3", "²": "^2", "×": "x", "≥": ">=", "≤": "<=", "–": "-", "μ": "u"})
-
-
-def ascii_text(text: str) -> str:
-    """``text`` as the report's font can draw it: ``mm³`` -> ``mm^3``, ``0.5 × 0.5`` -> ``0.5 x 0.5``."""
-    return text.translate(_ASCII)
 
 
 def _text_panel(lines: Sequence[str], width: int) -> Image.Image:
