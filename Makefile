@@ -7,9 +7,9 @@ DEMO   ?= voxseg-demo
 # Everything the test suite exercises: napari (headless Qt), the web app (+ Playwright), ONNX,
 # MLflow, Ray. nnU-Net's network package is installed without its dependencies (they pull timm and
 # a CUDA torchvision that does not import on a CPU machine; see docs/nnunet.md).
-TEST_EXTRAS ?= dev,mlflow,onnx,ray,napari-test,web-test
+TEST_EXTRAS ?= dev,mlflow,onnx,ray,dicom,napari-test,web-test
 
-.PHONY: install install-test system-deps demo test lint format clean
+.PHONY: install install-test system-deps demo test deps clean-room lint format clean
 
 # (Re)install when pyproject.toml or constraints.txt change.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -38,10 +38,21 @@ system-deps:
 demo: install
 	$(BIN)/voxseg demo -o $(DEMO)
 
-# The test suite (CI runs exactly this): lint, then all tests including the slow end-to-end ones.
+# The test suite (CI runs exactly this): lint, declared dependencies, all tests including the slow
+# end-to-end ones, then the clean-room install matrix.
 test: install-test system-deps
 	$(BIN)/ruff check .
+	$(BIN)/deptry src
 	$(BIN)/python -m pytest
+	$(BIN)/python tools/clean_room.py
+
+# Every import in src/ is a declared dependency (configuration: [tool.deptry] in pyproject.toml).
+deps: install-test
+	$(BIN)/deptry src
+
+# voxseg alone and with each extra alone, each in a fresh venv from the constraints file (a few minutes).
+clean-room: install-test
+	$(BIN)/python tools/clean_room.py
 
 lint: install-test
 	$(BIN)/ruff check .

@@ -15,7 +15,16 @@ from PIL import Image, ImageDraw, ImageFont
 
 from voxseg.io import Volume, atomic_path
 
-__all__ = ["overview_png", "render_overview", "LABEL_COLORS"]
+__all__ = ["overview_png", "render_overview", "LABEL_COLORS", "ascii_text"]
+
+#: Characters Pillow's built-in font lacks (they come out as a missing-glyph box), and what to draw instead.
+_ASCII = str.maketrans({"³": "^3", "²": "^2", "×": "x", "≥": ">=", "≤": "<=", "–": "-", "μ": "u"})
+
+
+def ascii_text(text: str) -> str:
+    """``text`` as the report's font can draw it: ``mm³`` -> ``mm^3``, ``0.5 × 0.5`` -> ``0.5 x 0.5``."""
+    return text.translate(_ASCII)
+
 
 LABEL_COLORS = np.array(
     [
@@ -136,7 +145,8 @@ def _compose(
     rows: list[list[np.ndarray]], title: str, label_names: Mapping[int, str] | None, ignore_label: int | None
 ) -> Image.Image:
     gap, header = 4, 18 if title else 0
-    legend = [(v, n) for v, n in sorted((label_names or {}).items()) if v > 0]
+    title = ascii_text(title)
+    legend = [(v, ascii_text(n)) for v, n in sorted((label_names or {}).items()) if v > 0]
     legend_h = 16 if legend else 0
     font = ImageFont.load_default()
     text_w = int(font.getlength(title)) + 2 * gap if title else 0

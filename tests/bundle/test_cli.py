@@ -71,3 +71,57 @@ def test_errors_are_one_line_with_exit_1(bundle_zip, tmp_path):
         timeout=120,
     )
     assert r.returncode == 1 and "'no-such-model' is not in the index" in r.stderr
+
+
+def _voxseg(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The CLI in a subprocess: its stdout is a pipe, as in ``voxseg models | grep ...``."""
+    return subprocess.run(
+        [sys.executable, "-m", "voxseg", *args], capture_output=True, text=True, timeout=120, env=env, check=False
+    )
+
+
+def test_models_table_never_cuts_a_name(bundle_zip, tmp_path, monkeypatch):
+    import os
+
+    models = tmp_path / "models"
+    assert main(["install", str(bundle_zip), "--models-dir", str(models), "--cache-dir", str(tmp_path / "c")]) == 0
+    listing = json.loads(_voxseg("models", "--json", "--offline", "--models-dir", str(models)).stdout)
+    names = {r["name"] for r in listing}
+    assert "tiny-nodules" in names and "interactive-soft-tissue" in names  # installed + built-in
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    for columns in ("80", "60", None):  # a narrow terminal, a narrower one, a pipe with no width
+        run_env = env if columns is None else {**env, "COLUMNS": columns}
+        r = _voxseg("models", "--offline", "--models-dir", str(models), env=run_env)
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert "…" not in r.stdout
+        for name in names:  # every name whole, on one line
+            assert any(name in line.split() for line in lines), (columns, name, r.stdout)
+        if columns:
+            assert max(len(line) for line in lines) <= int(columns)
+    piped = _voxseg("models", "--offline", "--models-dir", str(models), env=env).stdout
+    row = next(line for line in piped.splitlines() if line.split()[:1] == ["pet-mip-tumors"])
+    assert "built-in" in row and "Tumours in 2D whole-body FDG-PET maximum-intensity projections" in row
+
+
+def test_models_json_tells_builtin_source_and_license(bundle_zip, tmp_path):
+    models = tmp_path / "models"
+    assert main(["install", str(bundle_zip), "--models-dir", str(models), "--cache-dir", str(tmp_path / "c")]) == 0
+    r = _voxseg("models", "--json", "--offline", "--models-dir", str(models))
+    rows = {(row["name"], row["version"]): row for row in json.loads(r.stdout)}
+    local = rows[("tiny-nodules", "v1")]
+    assert (local["installed"], local["builtin"], local["available"]) == (True, False, False)
+    assert local["source"] == str(bundle_zip.resolve()) and local["task"] == "instances"
+    assert "license" in local
+    builtin = rows[("pet-mip-tumors", "v1")]
+    assert (builtin["installed"], builtin["builtin"], builtin["license"]) == (False, True, "CC-BY-4.0")
+    assert builtin["source"].endswith("pet-mip-tumors-v1.zip") and builtin["task"] == "semantic"
+
+
+def test_typo_of_a_local_model_suggests_it(bundle_zip, tmp_path):
+    env_models = ["--models-dir", str(tmp_path / "m"), "--cache-dir", str(tmp_path / "c")]
+    assert main(["install", str(bundle_zip), *env_models]) == 0  # tiny-nodules: from a zip, in no index
+    r = _voxseg("install", "tiny-nodule", "--offline", *env_models)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "did you mean 'tiny-nodules'?" in r.stderr and "installed: tiny-nodules" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

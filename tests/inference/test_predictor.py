@@ -73,8 +73,11 @@ def test_2d_plan_on_2d_image_and_3d_image_is_refused_for_3d_model():
     assert pred.labels.shape == (40, 36)
     np.testing.assert_array_equal(pred.labels.array, truth)
     plan3 = make_plan(target_spacing=(1, 1, 1))
-    with pytest.raises(InputImageError, match=r"2D image .* but the model is 3D"):
+    with pytest.raises(InputImageError) as err:
         predictor_for(plan3).predict(image)
+    message = str(err.value)  # one plain sentence: what is wrong, then what to do
+    expected = "the image is 2D (40×36) but this model segments 3D images: give it a 3D image or choose a 2D model"
+    assert message == expected
 
 
 def test_2d_configuration_on_3d_data_runs_slice_by_slice():
@@ -137,8 +140,10 @@ def test_mask_channel_of_the_plan_comes_from_mask_and_restricts_normalization():
     lo, hi = inside.min(), np.percentile(inside, 99.0)
     expected = ((arr - lo) / (hi - lo)).clip(0, 1) > 0.5
     np.testing.assert_array_equal(pred.labels.array, expected & (brain > 0))
-    with pytest.raises(InputImageError, match="'mask' may come from the mask input"):
+    with pytest.raises(InputImageError) as err:
         predictor_for(plan).predict(image)
+    assert "expects 2 channel(s) (SWI, mask), got 1" in str(err.value)
+    assert "give the 'mask' channel as a mask file with -b/--mask" in str(err.value)  # the CLI option that fixes it
 
 
 def test_threshold_for_softmax_and_sigmoid_models():

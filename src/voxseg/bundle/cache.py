@@ -26,6 +26,7 @@ import re
 import shutil
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -36,7 +37,7 @@ from voxseg.bundle._util import parse_reference, sha256_file, version_key
 from voxseg.bundle.archive import ArchiveLimits, extract_zip
 from voxseg.bundle.download import ResumableDownloader
 from voxseg.bundle.load import INSTALL_RECORD, Bundle, open_bundle
-from voxseg.bundle.registry import IndexEntry, ModelIndex, is_remote, load_index, local_path_of
+from voxseg.bundle.registry import IndexEntry, ModelIndex, is_builtin_archive, is_remote, load_index, local_path_of
 from voxseg.errors import BundleError
 from voxseg.io import write_json_atomic
 
@@ -81,18 +82,29 @@ class ModelInfo:
     size: int | None = None
     path: Path | None = None
     task: str = ""  # "semantic", "instances" or "interactive" ("" when unknown)
+    builtin: bool = False  # shipped inside the package (no download)
+    source: str = ""  # where it was installed from, else the index's first URL
+    license: str = ""  # the bundle's license ("" when unknown before installing)
 
     def to_json(self) -> dict[str, Any]:
         return {**self.__dict__, "path": None if self.path is None else str(self.path)}
 
 
-def _installed_task(path: Path) -> str:
-    """The ``task`` of an installed bundle's ``bundle.json`` ("" when unreadable)."""
+def _manifest_fields(path: Path | None) -> dict[str, str]:
+    """``task`` and ``license`` of a bundle folder's or built-in archive's ``bundle.json`` ("" when unreadable)."""
+    if path is None:
+        return {}
     try:
-        task = json.loads((path / "bundle.json").read_text(encoding="utf-8")).get("task", "")
-    except (OSError, ValueError, AttributeError):
-        return ""
-    return task if isinstance(task, str) else ""
+        if path.is_dir():
+            data = json.loads((path / "bundle.json").read_text(encoding="utf-8"))
+        else:  # a built-in archive of the package: trusted, and one small member is read
+            with zipfile.ZipFile(path) as zf:
+                data = json.loads(zf.read("bundle.json"))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: data[k] for k in ("task", "license") if isinstance(data.get(k), str)}
 
 
 def _dirs(cache: str | Path | None, models: str | Path | None) -> tuple[Path, Path]:
@@ -173,7 +185,8 @@ def install(
     if version is not None and have is not None:
         return have  # instant and offline
     try:
-        entry = load_index(index, cache=cache_dir, offline=offline).resolve(name, version)
+        installed_names = [m.name for m in installed_models(models_dir)]
+        entry = load_index(index, cache=cache_dir, offline=offline).resolve(name, version, installed=installed_names)
     except BundleError:
         if have is not None:  # NAME without version: the latest installed one will do
             return have
@@ -350,6 +363,18 @@ def _short(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200]
 
 
+def _listing_fields(entry: IndexEntry | None, inst: InstalledModel | None) -> dict[str, Any]:
+    """task, builtin, source and license of one :func:`list_models` row."""
+    builtin_path = entry.local_path() if entry is not None and entry.builtin else None
+    fields = _manifest_fields(inst.path if inst else builtin_path)
+    return {
+        "task": fields.get("task") or (entry.task if entry else ""),
+        "builtin": (entry is not None and entry.builtin) or (inst is not None and is_builtin_archive(inst.source)),
+        "source": inst.source if inst else (entry.urls[0] if entry and entry.urls else ""),
+        "license": fields.get("license", ""),
+    }
+
+
 def resolve_bundle(
     bundle_or_name: str | Path,
     *,
@@ -400,7 +425,7 @@ def list_models(
                     description=(entry.description if entry else "") or idx.descriptions.get(name, ""),
                     size=entry.size if entry else None,
                     path=inst.path if inst else None,
-                    task=_installed_task(inst.path) if inst else (entry.task if entry else ""),
+                    **_listing_fields(entry, inst),
                 )
             )
     return rows

@@ -42,7 +42,15 @@ from urllib.parse import unquote, urljoin, urlparse
 from voxseg.bundle._util import check_name, check_version, is_sha256, version_key
 from voxseg.errors import BundleError
 
-__all__ = ["IndexEntry", "ModelIndex", "load_index", "builtin_index_path", "INDEX_SCHEMA_VERSION"]
+__all__ = [
+    "IndexEntry",
+    "ModelIndex",
+    "load_index",
+    "builtin_index_path",
+    "builtin_models_dir",
+    "is_builtin_archive",
+    "INDEX_SCHEMA_VERSION",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +61,19 @@ _REMOTE = ("http", "https", "ftp")
 def builtin_index_path() -> Path:
     """The index shipped inside the package (``voxseg/bundle/index.json``)."""
     return Path(__file__).with_name("index.json")
+
+
+def builtin_models_dir() -> Path:
+    """The folder of the model archives shipped inside the package (``voxseg/bundle/models``)."""
+    return Path(__file__).with_name("models")
+
+
+def is_builtin_archive(path: str | Path) -> bool:
+    """True for an archive in :func:`builtin_models_dir` (a model that needs no download)."""
+    try:
+        return Path(path).resolve().parent == builtin_models_dir().resolve()
+    except (OSError, ValueError):
+        return False
 
 
 def is_remote(url: str) -> bool:
@@ -82,6 +103,12 @@ class IndexEntry:
         """The first URL that is a local file (``file://`` or a path), or None."""
         return next((local_path_of(u) for u in self.urls if not is_remote(u)), None)
 
+    @property
+    def builtin(self) -> bool:
+        """Shipped inside the package: installing it reads a local archive, nothing is downloaded."""
+        path = self.local_path()
+        return path is not None and is_builtin_archive(path)
+
     def to_json(self) -> dict[str, Any]:
         out = {"urls": list(self.urls), "sha256": self.sha256, "size": self.size, "description": self.description}
         return {**out, "task": self.task} if self.task else out
@@ -101,15 +128,21 @@ class ModelIndex:
         """Versions of ``name``, oldest first."""
         return sorted(self.entries.get(name, {}), key=version_key)
 
-    def resolve(self, name: str, version: str | None = None) -> IndexEntry:
-        """The entry for ``NAME@VERSION`` (latest when ``version`` is None), with a helpful error."""
+    def resolve(self, name: str, version: str | None = None, *, installed: Sequence[str] = ()) -> IndexEntry:
+        """The entry for ``NAME@VERSION`` (latest when ``version`` is None), with a helpful error.
+
+        ``installed`` names the models installed locally (e.g. from a zip, not in any index): an
+        unknown ``name`` is matched against them too in the "did you mean" hint.
+        """
         if name not in self.entries:
             import difflib
 
-            close = difflib.get_close_matches(name, self.names(), n=1)
+            local = sorted(set(installed) - set(self.entries))
+            close = difflib.get_close_matches(name, [*self.names(), *local], n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             known = ", ".join(self.names()) or "none"
-            raise BundleError(f"model {name!r} is not in the index (known: {known}){hint}")
+            also = f"; installed: {', '.join(local)}" if local else ""
+            raise BundleError(f"model {name!r} is not in the index (known: {known}{also}){hint}")
         versions = self.versions(name)
         if version is None:
             version = versions[-1]

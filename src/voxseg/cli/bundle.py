@@ -10,17 +10,26 @@ import contextlib
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from voxseg.cli._common import console, progress_bar
 from voxseg.errors import BundleError, ConfigError
+
+if TYPE_CHECKING:
+    from voxseg.bundle.cache import ModelInfo
 
 app = typer.Typer(no_args_is_help=True, help="Inspect and check model bundles.")
 
 _CACHE = typer.Option(None, "--cache-dir", "--cache", help="Download cache (default: $VOXSEG_CACHE or the user cache).")
 _MODELS = typer.Option(None, "--models-dir", "--models", help="Installed models (default: $VOXSEG_MODELS or user dir).")
 _INDEX = typer.Option(None, "--index", help="Extra model index (path or URL; repeatable; default: $VOXSEG_INDEX).")
+_WIDE_TABLE = 110  # columns from which `voxseg models` gives descriptions a column of their own
 _OFFLINE = typer.Option(False, "--offline", help="Never touch the network.")
 
 
@@ -115,21 +124,60 @@ def models(
     cache_dir: Path = _CACHE,
     models_dir: Path = _MODELS,
 ) -> None:
-    """List installed models and the models available from the index(es)."""
-    from rich.table import Table
+    """List installed models and the models available from the index(es).
 
+    The JSON (``--json``) has one object per NAME@VERSION: name, version, task, installed,
+    available, latest, builtin (shipped inside the package), source, license, description, size, path.
+    """
     from voxseg.bundle import list_models
 
     cache, models_path = _folders(cache_dir, models_dir)
     rows = list_models(index=_indexes(index), cache=cache, models=models_path, offline=offline)
     if as_json:
-        console.print_json(json.dumps([r.to_json() for r in rows]))
+        print(json.dumps([r.to_json() for r in rows], indent=2))  # plain: never wrapped or highlighted
         return
-    table = Table("name", "version", "task", "installed", "available", "latest", "description")
+    if not rows:
+        console.print("no models installed or available")
+        return
+    out = _models_console()
+    out.print(_models_table(rows, out.width))
+
+
+def _models_console() -> Console:
+    """The console, or a wide one when the output is piped (no COLUMNS set): rows stay one line each."""
+    if console.is_terminal or os.environ.get("COLUMNS"):
+        return console
+    return Console(width=max(console.width, 240))
+
+
+def _models_table(rows: list[ModelInfo], width: int) -> Table:
+    """Names and versions are never folded or cut (they are what a user types).
+
+    On a narrow console each description goes under its model's name instead of into a column
+    of its own, so that neither is squeezed into a sliver.
+    """
+    wide = width >= _WIDE_TABLE
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("name", min_width=max(len(r.name) for r in rows), overflow="fold", ratio=None if wide else 1)
+    table.add_column("version", no_wrap=True)
+    table.add_column("task", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    if wide:
+        table.add_column("description", overflow="fold", ratio=1)
+    versions: dict[str, int] = {}
     for r in rows:
-        yes = {True: "yes", False: ""}
-        table.add_row(r.name, r.version, r.task, yes[r.installed], yes[r.available], yes[r.latest], r.description)
-    console.print(table if rows else "no models installed or available")
+        versions[r.name] = versions.get(r.name, 0) + 1
+    for r in rows:
+        status = "installed" if r.installed else "built-in" if r.builtin else "download" if r.available else ""
+        status += " (latest)" if r.latest and versions[r.name] > 1 else ""
+        if wide:
+            table.add_row(r.name, r.version, r.task, status, r.description)
+        else:
+            name = Text(r.name)
+            if r.description:
+                name.append("\n" + r.description, style="dim")
+            table.add_row(name, r.version, r.task, status)
+    return table
 
 
 @app.command("verify")

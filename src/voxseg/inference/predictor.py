@@ -352,19 +352,22 @@ class Predictor:
         if len(channels) == len(names) - 1 and mask_index is not None and mask is not None:
             channels.insert(mask_index, mask.with_array((np.asarray(mask.array) > 0).astype(np.uint8)))
         if len(channels) != len(names):
-            hint = f" (channel {mask_index} 'mask' may come from the mask input)" if mask_index is not None else ""
+            if mask_index is not None and len(channels) == len(names) - 1:  # the mask is what is missing
+                fix = f"give the {names[mask_index]!r} channel as a mask file with -b/--mask (mask= in Python)"
+            else:
+                fix = "pass one image per channel, in this order"
             raise InputImageError(
-                None,
-                f"the model expects {len(names)} channel(s) ({', '.join(names)}), got {len(channels)}",
-                f"pass one image per channel, in this order{hint}",
+                None, f"the model expects {len(names)} channel(s) ({', '.join(names)}), got {len(channels)}", fix
             )
         need = self.config.spatial_dims
         for k, vol in enumerate(channels):
-            if vol.ndim < need:
+            if vol.ndim < need:  # one plain sentence: what is wrong and what to do
+                which = "the image" if len(channels) == 1 else f"channel {k} ({names[k]})"
+                shape = "×".join(str(n) for n in vol.shape)
                 raise InputImageError(
                     None,
-                    f"channel {k} is a {vol.ndim}D image of shape {vol.shape}, but the model is {need}D",
-                    f"give a {need}D image (configuration {self.configuration!r})",
+                    f"{which} is {vol.ndim}D ({shape}) but this model segments {need}D images: "
+                    f"give it a {need}D image or choose a {vol.ndim}D model",
                 )
         return channels
 

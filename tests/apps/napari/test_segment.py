@@ -185,3 +185,40 @@ def test_installed_bundle_is_listed_with_its_description(make_napari_viewer, bri
     layer = viewer.layers["bright-nodules"]
     assert np.array_equal(np.asarray(layer.data) > 0, truth.array > 0)
     assert objects.row_count == 3
+
+
+def test_offered_model_fits_the_image_and_builtins_are_no_downloads(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    from voxseg.apps.napari._models import last_choice
+    from voxseg.apps.napari._sample import phantom_layers
+
+    monkeypatch.setenv("VOXSEG_MODELS", str(tmp_path / "models"))  # nothing installed: the built-in models only
+    monkeypatch.setenv("VOXSEG_CACHE", str(tmp_path / "cache"))
+    viewer, segment, _ = _dock(make_napari_viewer)
+    labels = [segment.model_combo.itemText(i) for i in range(segment.model_combo.count())]
+    assert "pet-mip-tumors@v1 (built-in)" in labels and "mouse-lung-nodules@v2 (built-in)" in labels
+    assert not [label for label in labels if "(download)" in label]
+
+    def add_sample(name: str) -> str:
+        data, kwargs, _ = phantom_layers(name)[0]
+        viewer.add_image(data, **kwargs)
+        segment.image_combo.setCurrentText(kwargs["name"])
+        return kwargs["name"]
+
+    add_sample("pet-mip")  # 2D PET: the 2D model, not the alphabetically first one
+    assert segment.model_combo.currentText() == "pet-mip-tumors@v1 (built-in)"
+    ct = add_sample("mouse-lung-ct")  # 3D CT: the 3D CT model
+    assert segment.model_combo.currentText() == "mouse-lung-nodules@v2 (built-in)"
+    add_sample("brain-swi-cmb")  # 3D SWI: the model whose modality says SWI
+    assert segment.model_combo.currentText() == "brain-microbleeds@v1 (built-in)"
+
+    # the user's pick is kept while images change, and remembered for the next widget
+    spinal = labels.index("mouse-spinal-cord-gmwm@v1 (built-in)")
+    segment.model_combo.setCurrentIndex(spinal)
+    segment.model_combo.activated.emit(spinal)
+    segment.image_combo.setCurrentText(ct)
+    assert segment.model_combo.currentText() == "mouse-spinal-cord-gmwm@v1 (built-in)"
+    assert last_choice() == "mouse-spinal-cord-gmwm@v1"
+    from voxseg.apps.napari.segment import SegmentWidget
+
+    fresh = SegmentWidget(make_napari_viewer())  # no image: the model picked last time
+    assert fresh.model_combo.currentText() == "mouse-spinal-cord-gmwm@v1 (built-in)"

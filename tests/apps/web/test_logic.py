@@ -199,3 +199,49 @@ def test_segmentation_job_runs_in_the_background_and_releases_the_lock(model, tm
     assert failed.wait(60) and failed.result is None
     assert failed.error.startswith("rgb.png: the image has 3 channel") and "\n" not in failed.error
     assert lock.acquire(blocking=False)
+
+
+def test_instance_model_table_and_csv_name_the_class(work_2d, tmp_path):
+    from voxseg.postprocessing import PostprocessingSpec, Step
+
+    spec = PostprocessingSpec(final=(Step.of("instances", min_size=12),))  # the pet model, as an instance model
+    model = logic.load_model(str(work_2d), postprocessing=spec)
+    assert model.predictor.postprocessing.makes_instances
+    up = _upload(pet_case(5)[0], "pet.nii.gz", tmp_path)
+    result = logic.segment(model, up)
+    assert result.rows and {r.label for r in result.rows} == {1}  # single-class: every object is a tumor
+    records = logic.table_records(result.rows, label_names=result.label_names)
+    assert {r["class"] for r in records} == {"tumor"}
+    data = logic.table_csv(result.rows, 2, label_names=result.label_names)
+    rows = list(csv.DictReader(io.StringIO(data.decode())))
+    assert [r["class"] for r in rows] == ["tumor"] * len(result.rows)
+    plain = list(csv.DictReader(io.StringIO(logic.table_csv(result.rows, 2).decode())))
+    for named, numbered in zip(rows, plain, strict=True):  # every other cell as write_object_table writes it
+        assert numbered["class"] == "1" and {**named, "class": "1"} == numbered
+    assert any("  tumor  " in line for line in logic.report_lines(up, result, model))
+
+
+def test_report_text_has_short_spacing_and_drawable_units(model, tmp_path):
+    from PIL import ImageDraw, ImageFont
+
+    from voxseg.apps.web.render import ascii_text
+
+    image = pet_case(5)[0]
+    image = Volume(image.array, (0.1, 0.1))  # stored as float32 in the NIfTI header: 0.10000000149011612
+    up = _upload(image, "pet.nii.gz", tmp_path)
+    assert up.image.spacing[0] != 0.1
+    result = logic.segment(model, up)
+    lines = logic.report_lines(up, result, model)
+    assert "spacing 0.1 × 0.1 mm" in lines[0] and "0.1000" not in lines[0]
+    assert any("mm²" in line for line in lines)  # the unit of a 2D table, drawn as mm^2
+    font = ImageFont.load_default()
+
+    def pixels(ch: str) -> bytes:
+        pic = Image.new("L", (24, 24))
+        ImageDraw.Draw(pic).text((2, 2), ch, font=font, fill=255)
+        return pic.tobytes()
+
+    missing = pixels("\u4e00")  # a character the default font has no glyph for
+    drawn = "".join(ascii_text(line) for line in lines) + ascii_text("mm³ 0.5 × 0.5 ≥")
+    assert "mm^2" in drawn and "mm^3" in drawn
+    assert not [ch for ch in set(drawn) if ch != " " and pixels(ch) == missing]

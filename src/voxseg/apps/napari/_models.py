@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,9 +21,19 @@ from voxseg.errors import VoxsegError
 if TYPE_CHECKING:
     from voxseg.inference.predictor import Predictor
 
-__all__ = ["ModelChoice", "installed_choices", "path_choice", "load_model"]
+__all__ = [
+    "ModelChoice",
+    "installed_choices",
+    "path_choice",
+    "load_model",
+    "preferred_choice",
+    "last_choice",
+    "remember_choice",
+]
 
 log = logging.getLogger(__name__)
+
+LAST_CHOICE_FILE = "napari-model.json"  # in the cache folder: the model chosen last in a widget
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,8 @@ class ModelChoice:
     kind: str
     description: str = ""
     task: str = ""  # "interactive" for a model prompted with points ("" when unknown)
+    data_ndim: int | None = None  # 2 or 3: the images the model segments (None when unknown)
+    modality: str = ""  # the bundle's modality, e.g. "CT", "MRI", "SWI, mask" ("" when unknown)
 
     @property
     def interactive(self) -> bool:
@@ -66,28 +80,44 @@ def installed_choices(*, models: str | Path | None = None, cache: str | Path | N
     for row in sorted(rows, key=lambda r: (not r.installed, r.name, not r.latest)):
         if not row.installed and not row.latest:
             continue
-        suffix = "" if row.installed else " (download)"
+        builtin = getattr(row, "builtin", False)  # shipped inside the package: installing reads it, no download
+        suffix = "" if row.installed else " (built-in)" if builtin else " (download)"
+        manifest = _manifest(row.path if row.installed else Path(row.source) if builtin else None)
         out.append(
             ModelChoice(
                 f"{row.name}@{row.version}{suffix}",
                 f"{row.name}@{row.version}",
                 "installed" if row.installed else "available",
-                row.description or _manifest_description(row.path),
+                row.description or str(manifest.get("description") or ""),
                 getattr(row, "task", ""),
+                **_facts(manifest),
             )
         )
     return out
 
 
-def _manifest_description(path: Path | None) -> str:
-    """The ``description`` of an installed bundle's ``bundle.json`` ("" when unreadable)."""
+def _manifest(path: Path | None) -> dict[str, Any]:
+    """A bundle folder's or archive's ``bundle.json`` ({} when unknown or unreadable)."""
     if path is None:
-        return ""
+        return {}
+    if path.is_file():
+        return _zip_manifest(path)
     try:
         data = json.loads((Path(path) / "bundle.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return ""
-    return str(data.get("description") or "") if isinstance(data, dict) else ""
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _facts(manifest: dict[str, Any]) -> dict[str, Any]:
+    """``data_ndim`` and ``modality`` of a ``bundle.json`` (or a ``plan.json``: data_ndim only)."""
+    source = manifest.get("input") if isinstance(manifest.get("input"), dict) else manifest
+    ndim = source.get("data_ndim")
+    modality = manifest.get("modality")
+    return {
+        "data_ndim": ndim if ndim in (2, 3) else None,
+        "modality": modality if isinstance(modality, str) else "",
+    }
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -121,13 +151,16 @@ def path_choice(path: str | Path) -> ModelChoice:
     """
     root = Path(path).expanduser()
     if root.is_dir() and (root / "plan.json").is_file():
-        task = "interactive" if _read_json(root / "plan.json").get("interactive") else "semantic"
-        return ModelChoice(f"{root.name} (work folder)", str(root), "work", _work_description(root), task)
+        plan = _read_json(root / "plan.json")
+        task = "interactive" if plan.get("interactive") else "semantic"
+        description = _work_description(root)
+        return ModelChoice(f"{root.name} (work folder)", str(root), "work", description, task, **_facts(plan))
     if root.is_dir() and (root / "bundle.json").is_file():
         data = _read_json(root / "bundle.json")
         name = f"{data.get('name', root.name)}@{data.get('version', '?')}"
         description = str(data.get("description") or "")
-        return ModelChoice(f"{name} ({root.name})", str(root), "bundle", description, str(data.get("task") or ""))
+        task = str(data.get("task") or "")
+        return ModelChoice(f"{name} ({root.name})", str(root), "bundle", description, task, **_facts(data))
     if root.is_file() and root.suffix.lower() == ".zip":
         data = _zip_manifest(root)
         task = data.get("task", "")
@@ -137,6 +170,7 @@ def path_choice(path: str | Path) -> ModelChoice:
             "bundle",
             str(data.get("description") or "model bundle archive"),
             task if isinstance(task, str) else "",
+            **_facts(data),
         )
     raise VoxsegError(
         f"{root}: not a model (no plan.json of a work folder, no bundle.json, not a .zip); "
@@ -171,3 +205,53 @@ def load_model(choice: ModelChoice, **options: Any) -> Predictor:
     from voxseg.bundle import load_predictor
 
     return load_predictor(choice.ref, **options)
+
+
+def _modality_words(text: str) -> set[str]:
+    return {w for w in re.split(r"[^a-z0-9]+", text.lower()) if w}
+
+
+def preferred_choice(
+    choices: Sequence[ModelChoice], *, image_ndim: int | None = None, image_modality: str = "", last: str | None = None
+) -> ModelChoice | None:
+    """The model to offer first for an image: one of its dimensionality, then of its modality, then
+    the one chosen last time (``last``, a ref), then the list's order (installed models first)."""
+    if not choices:
+        return None
+    want = _modality_words(image_modality)
+
+    def rank(item: tuple[int, ModelChoice]) -> tuple[int, int, int, int]:
+        index, choice = item
+        dims = 0 if image_ndim is None or choice.data_ndim == image_ndim else 1 if choice.data_ndim is None else 2
+        modality = 0 if want and want & _modality_words(choice.modality) else 1
+        return (dims, modality, 0 if last is not None and choice.ref == last else 1, index)
+
+    return min(enumerate(choices), key=rank)[1]
+
+
+def _last_choice_file() -> Path:
+    from voxseg.settings import resolve_paths
+
+    return resolve_paths().cache / LAST_CHOICE_FILE
+
+
+def last_choice() -> str | None:
+    """The model ref chosen last in a widget (None when none was, or the file is unreadable)."""
+    try:
+        data = json.loads(_last_choice_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError, VoxsegError):
+        return None
+    ref = data.get("model") if isinstance(data, dict) else None
+    return ref if isinstance(ref, str) and ref else None
+
+
+def remember_choice(ref: str) -> None:
+    """Remember ``ref`` as the model chosen last (a small JSON file in the cache folder)."""
+    from voxseg.io import write_json_atomic
+
+    try:
+        path = _last_choice_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, {"model": ref})
+    except (OSError, VoxsegError) as exc:  # a read-only cache must not break the widget
+        log.warning("cannot remember the chosen model: %s", exc)

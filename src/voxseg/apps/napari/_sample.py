@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from voxseg.apps.napari._layers import label_dtype, volume_layer_kwargs
+from voxseg.apps.napari._layers import METADATA_KEY, label_dtype, volume_layer_kwargs
 
 __all__ = ["phantom_layers", "SAMPLES"]
 
@@ -21,6 +21,14 @@ SAMPLES = {
     "pet_mip": "pet-mip",
     "mouse_spinal_cord": "mouse-spinal-cord",
     "brain_swi_cmb": "brain-swi-cmb",
+}
+#: Phantom name -> modality (in the layers' metadata: the Segment widget offers a model of it).
+MODALITIES = {
+    "mouse-lung-ct": "CT",
+    "soft-tissue-mri": "MRI",
+    "pet-mip": "PET",
+    "mouse-spinal-cord": "MRI",
+    "brain-swi-cmb": "SWI",
 }
 
 
@@ -34,6 +42,7 @@ def phantom_layers(name: str, *, index: int = 0, seed: int = 0) -> list[tuple[An
     for k, volume in enumerate(case.images):
         channel = spec.channel_names.get(k, f"channel {k}")
         kwargs = volume_layer_kwargs(volume, name=f"{name} {channel}")
+        kwargs["metadata"][METADATA_KEY]["modality"] = MODALITIES.get(name, "")
         if channel.lower() == "mask":
             layers.append(((volume.array > 0).astype(np.uint8), {**kwargs, "opacity": 0.3}, "labels"))
             continue

@@ -131,6 +131,7 @@ class SegmentWidget(ModelPicker, QWidget):
     # ---- layout ------------------------------------------------------------------------------
     def _build_controls(self) -> None:
         self.image_combo = QComboBox()
+        self.image_combo.currentTextChanged.connect(self._follow_image)  # a 2D image gets a 2D model
         self.mask_combo = QComboBox()
         self.model_row = self._build_model_controls("A training work folder or a model bundle folder")
         self.fast_check = QCheckBox("Fast mode (no mirroring, less tile overlap)")
@@ -190,6 +191,7 @@ class SegmentWidget(ModelPicker, QWidget):
             if keep in names:
                 combo.setCurrentText(keep)
             combo.blockSignals(False)
+        self._follow_image()
 
     def options(self) -> SegmentOptions:
         """The options the controls show."""

@@ -172,7 +172,7 @@ def _metrics(image: UploadedImage, result: logic.SegmentationResult) -> None:
 def _table(result: logic.SegmentationResult) -> None:
     st.subheader("Objects")
     if result.rows:
-        st.dataframe(logic.table_records(result.rows), hide_index=True)
+        st.dataframe(logic.table_records(result.rows, label_names=result.label_names), hide_index=True)
     else:
         st.write("No object found.")
 
@@ -211,7 +211,7 @@ def _downloads(model: logic.LoadedModel, image: UploadedImage, result: logic.Seg
     )
     cols[1].download_button(
         "Download table",
-        data=lambda: logic.table_csv(result.rows, result.labels.ndim),
+        data=lambda: logic.table_csv(result.rows, result.labels.ndim, label_names=result.label_names),
         file_name=f"{image.stem}_objects.csv",
         mime="text/csv",
         on_click="ignore",

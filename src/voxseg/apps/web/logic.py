@@ -9,12 +9,14 @@ library's :class:`~voxseg.inference.Predictor`; nothing is computed differently 
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import os
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +48,8 @@ __all__ = [
     "mask_file_name",
     "mask_download",
     "table_csv",
+    "report_lines",
+    "class_name",
     "table_records",
     "report_download",
 ]
@@ -248,6 +252,7 @@ class SegmentationResult:
     rows: tuple[ObjectRow, ...]
     summary: Summary
     seconds: dict[str, float]
+    label_names: Mapping[int, str] = field(default_factory=dict)  # the model's: the table's class names
 
 
 def summarize(rows: list[ObjectRow] | tuple[ObjectRow, ...], ndim: int) -> Summary:
@@ -296,8 +301,20 @@ def segment(
     except InputImageError as exc:
         raise exc.naming(upload.name) from None
     labels = prediction.labels
-    rows = _objects(labels, upload.image, instances=model.predictor.postprocessing.makes_instances)
-    return SegmentationResult(labels, tuple(rows), summarize(rows, labels.ndim), dict(prediction.seconds))
+    instances = model.predictor.postprocessing.makes_instances
+    rows = _objects(labels, upload.image, instances=instances)
+    foreground = [k for k, name in model.label_names.items() if k != 0 and name != "ignore"]
+    if instances and len(foreground) == 1:  # one class: every instance is of it
+        rows = [replace(r, label=foreground[0]) if r.label is None else r for r in rows]
+    summary = summarize(rows, labels.ndim)
+    return SegmentationResult(labels, tuple(rows), summary, dict(prediction.seconds), dict(model.label_names))
+
+
+def class_name(row: ObjectRow, label_names: Mapping[int, str]) -> str:
+    """The name of an object's class ("" when the class is unknown; the number when it has no name)."""
+    if row.label is None:
+        return ""
+    return label_names.get(row.label, str(row.label))
 
 
 class SegmentationJob:
@@ -382,29 +399,57 @@ def mask_download(labels: Volume, upload: UploadedImage) -> tuple[str, bytes, st
     return name, data, _MIME.get(suffix, "application/octet-stream")
 
 
-def table_csv(rows: list[ObjectRow] | tuple[ObjectRow, ...], ndim: int) -> bytes:
-    """The per-object table as CSV bytes, written by :func:`voxseg.postprocessing.write_object_table`."""
+def table_csv(
+    rows: list[ObjectRow] | tuple[ObjectRow, ...], ndim: int, *, label_names: Mapping[int, str] | None = None
+) -> bytes:
+    """The per-object table as CSV bytes, written by :func:`voxseg.postprocessing.write_object_table`;
+    with ``label_names`` its ``class`` column holds class names."""
     with tempfile.TemporaryDirectory(prefix="voxseg-web-") as tmp:
-        return write_object_table(list(rows), Path(tmp) / "objects.csv", ndim=ndim).read_bytes()
+        data = write_object_table(list(rows), Path(tmp) / "objects.csv", ndim=ndim).read_bytes()
+    if label_names is None or not rows:
+        return data
+    lines = data.decode("utf-8").splitlines(keepends=True)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    out.write(lines[0])
+    for row, cells in zip(rows, csv.reader(lines[1:]), strict=True):
+        writer.writerow([cells[0], class_name(row, label_names), *cells[2:]])  # columns: id, class, ...
+    return out.getvalue().encode("utf-8")
 
 
-def table_records(rows: list[ObjectRow] | tuple[ObjectRow, ...], *, limit: int = 1000) -> list[dict[str, Any]]:
-    """The first ``limit`` rows as dicts with rounded numbers, for display."""
+def table_records(
+    rows: list[ObjectRow] | tuple[ObjectRow, ...],
+    *,
+    label_names: Mapping[int, str] | None = None,
+    limit: int = 1000,
+) -> list[dict[str, Any]]:
+    """The first ``limit`` rows as dicts with rounded numbers, for display (with ``label_names``, class names)."""
     out = []
     for row in rows[:limit]:
-        out.append({k: round(v, 2) if isinstance(v, float) else v for k, v in row.as_dict().items()})
+        record = {k: round(v, 2) if isinstance(v, float) else v for k, v in row.as_dict().items()}
+        if label_names is not None:
+            record["class"] = class_name(row, label_names)
+        out.append(record)
     return out
 
 
-def report_download(upload: UploadedImage, result: SegmentationResult, model: LoadedModel) -> tuple[str, bytes]:
-    """``(file name, PNG bytes)`` of the report: overview slices, summary, largest objects."""
-    lines = [f"Image: {upload.name}  shape {list(upload.image.shape)}  spacing {list(upload.image.spacing)} mm"]
+def report_lines(upload: UploadedImage, result: SegmentationResult, model: LoadedModel) -> list[str]:
+    """The report's text: image, model, summary per class, the largest objects."""
+    spacing = " × ".join(f"{v:.4g}" for v in upload.image.spacing)  # float32 headers: 0.1, not 0.10000000149011612
+    shape = " × ".join(str(n) for n in upload.image.shape)
+    lines = [f"Image: {upload.name}  shape {shape}  spacing {spacing} mm"]
     lines.append(f"Model: {model.name}  ({result.seconds.get('total', 0.0):.1f} s)")
     lines += result.summary.lines(model.label_names)
     largest = sorted(result.rows, key=lambda r: -r.volume)[:10]
     if largest:
         lines.append(f"Largest objects (id, class, size {result.summary.unit}):")
-        lines += [f"  {r.id}  {r.label if r.label is not None else '-'}  {r.volume:.1f}" for r in largest]
+        lines += [f"  {r.id}  {class_name(r, model.label_names) or '-'}  {r.volume:.1f}" for r in largest]
+    return lines
+
+
+def report_download(upload: UploadedImage, result: SegmentationResult, model: LoadedModel) -> tuple[str, bytes]:
+    """``(file name, PNG bytes)`` of the report: overview slices, summary, largest objects."""
+    lines = report_lines(upload, result, model)
     title = f"voxseg: {upload.name} segmented with {model.name}"
     data = report_png(upload.channels, result.labels, title=title, lines=lines, label_names=model.label_names)
     return f"{upload.stem}_report.png", data

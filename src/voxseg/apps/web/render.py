@@ -16,9 +16,17 @@ from PIL import Image, ImageDraw, ImageFont
 
 from voxseg.errors import ConfigError
 from voxseg.io import Volume
-from voxseg.visualize import LABEL_COLORS, render_overview
+from voxseg.visualize import LABEL_COLORS, ascii_text, render_overview
 
-__all__ = ["OVERLAY_MODES", "AXIS_NAMES", "intensity_window", "slice_of", "render_slice", "report_png"]
+__all__ = [
+    "OVERLAY_MODES",
+    "AXIS_NAMES",
+    "ascii_text",
+    "intensity_window",
+    "slice_of",
+    "render_slice",
+    "report_png",
+]
 
 OVERLAY_MODES = ("filled", "contour")
 AXIS_NAMES = ("axial (z)", "coronal (y)", "sagittal (x)")
@@ -149,7 +157,8 @@ def report_png(
     label_names: Mapping[int, str] | None = None,
 ) -> bytes:
     """The PNG report: the overview picture (slices through the largest label area) and text lines."""
-    overview = render_overview(list(images)[:1], labels, title=title, label_names=label_names)
+    lines = [ascii_text(line) for line in lines]
+    overview = render_overview(list(images)[:1], labels, title=ascii_text(title), label_names=label_names)
     font = ImageFont.load_default()
     width = max(overview.width, *(int(font.getlength(s)) + 12 for s in lines)) if lines else overview.width
     text = _text_panel(lines, width)
