@@ -38,13 +38,13 @@ system-deps:
 demo: install
 	$(BIN)/voxseg demo -o $(DEMO)
 
-# The test suite (CI runs exactly this): lint, declared dependencies, all tests including the slow
-# end-to-end ones, then the clean-room install matrix.
+# The test suite (CI runs exactly this): lint, declared dependencies, the clean-room install matrix,
+# then all tests including the slow end-to-end ones (pytest last: its summary closes the output).
 test: install-test system-deps
 	$(BIN)/ruff check .
 	$(BIN)/deptry src
-	$(BIN)/python -m pytest
 	$(BIN)/python tools/clean_room.py
+	$(BIN)/python -m pytest
 
 # Every import in src/ is a declared dependency (configuration: [tool.deptry] in pyproject.toml).
 deps: install-test
