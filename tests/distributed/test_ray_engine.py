@@ -133,3 +133,13 @@ def test_cli_refuses_unknown_engine_and_single_file(tmp_path):
 def test_bad_options_are_config_errors(tmp_path, kwargs):
     with pytest.raises(ConfigError):
         predict_folder_ray(tmp_path, tmp_path / "out", tmp_path, **kwargs)
+
+
+def test_outputs_aimed_at_the_inputs_are_refused_before_ray_starts(model_and_inputs):
+    from voxseg.errors import OutputPathError
+
+    work, src = model_and_inputs
+    before = {p.name: p.read_bytes() for p in src.iterdir()}
+    with pytest.raises(OutputPathError):
+        predict_folder_ray(src, src, work, workers=1, num_threads=1)
+    assert {p.name: p.read_bytes() for p in src.iterdir()} == before

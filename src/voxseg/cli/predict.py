@@ -127,6 +127,8 @@ def predict(
             raise ConfigError(f"--engine {engine!r}: choose local or ray")
         if single:
             raise ConfigError("--engine ray predicts a folder or a .txt/.csv list; give -i a folder or a list")
+        if series is not None or output_format is not None:
+            raise ConfigError("--series and --output-format work with the local engine only (not yet with Ray)")
         from voxseg.distributed.ray_engine import predict_folder_ray
 
         with progress_bar("cases") as tick:
@@ -144,7 +146,9 @@ def predict(
                 mask_dir=mask,
                 file_ending=file_ending,
                 resume=resume,
+                overwrite=overwrite,
                 progress=tick,
+                preflight=False,  # done above, before Ray starts
                 tta=tta,
                 overlap=overlap,
                 threshold=threshold,
@@ -177,15 +181,19 @@ def _configure_torch(threads: int | None) -> None:
 
 def _preflight(input, mask, file_ending, series, model, facts, limits, *, measure, threads) -> None:
     """Headers only, before the model loads: print the work and the warnings, refuse beyond the limits."""
-    from voxseg.inference.inputs import select_inputs
-    from voxseg.inference.models import describe_model
-    from voxseg.inference.preflight import PreflightLimits, preflight
-    from voxseg.settings import resolve_paths
+    from voxseg.inference.api import preflight_files
+    from voxseg.inference.preflight import PreflightLimits
 
-    cases = select_inputs(input, file_ending=file_ending, mask_dir=mask, series=series).cases
-    described = describe_model(model, num_threads=threads, **facts)
-    report = preflight(
-        cases, described, limits=PreflightLimits(**limits), cache_dir=resolve_paths().cache, measure=measure
+    report = preflight_files(
+        input,
+        model,
+        mask_dir=mask,
+        file_ending=file_ending,
+        series=series,
+        limits=PreflightLimits(**limits),
+        measure=measure,
+        num_threads=threads,
+        **facts,
     )
     for warning in report.warnings:
         err_console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)

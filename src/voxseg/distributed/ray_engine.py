@@ -45,6 +45,8 @@ from voxseg.inference.batch import (
     run_case,
     voxseg_version,
 )
+from voxseg.inference.outputs import check_batch_outputs
+from voxseg.inference.preflight import PreflightLimits
 from voxseg.io import write_json_atomic
 
 __all__ = ["predict_folder_ray", "ray_session", "MAX_ATTEMPTS"]
@@ -214,6 +216,27 @@ def _check_options(workers: int, gpus_per_worker: float, num_threads: int | None
         raise ConfigError("give either min_size (voxels) or min_volume (mm³), not both")
 
 
+def _preflight(inputs, model, mask_dir, file_ending, limits, folds, configuration, max_folds, options) -> None:
+    from voxseg.inference.api import preflight_files
+
+    facts = {k: options[k] for k in ("tta", "overlap", "precision", "device", "batch_size") if k in options}
+    report = preflight_files(
+        inputs,
+        model,
+        mask_dir=mask_dir,
+        file_ending=file_ending,
+        limits=limits if isinstance(limits, PreflightLimits) else None,
+        folds=None if folds is None else list(folds),
+        configuration=configuration,
+        max_folds=max_folds,
+        **facts,
+    )
+    for warning in report.warnings:
+        log.warning("%s", warning)
+    log.info("pre-flight: %s", report.summary())
+    report.check()
+
+
 def predict_folder_ray(
     inputs: str | Path,
     out_dir: str | Path,
@@ -233,7 +256,9 @@ def predict_folder_ray(
     mask_dir: str | Path | None = None,
     file_ending: str | None = None,
     resume: bool = True,
+    overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    preflight: PreflightLimits | bool = True,
     **options: Any,
 ) -> BatchReport:
     """Predict every case of ``inputs`` into ``out_dir`` on a pool of Ray actors.
@@ -262,8 +287,13 @@ def predict_folder_ray(
         ``overlap``, ``precision``, ``device``, ``threshold``, ``batch_size``).
     max_folds
         Keep only the first N folds of the resolved model (``--fast``).
-    instances, min_size, min_volume, probabilities, mask_dir, file_ending, resume
-        As for :func:`~voxseg.inference.batch.predict_folder`.
+    instances, min_size, min_volume, probabilities, mask_dir, file_ending, resume, overwrite
+        As for :func:`~voxseg.inference.batch.predict_folder` (the same output guard refuses outputs
+        that are inputs or foreign files before Ray starts).
+    preflight
+        Run the pre-flight check (headers only) before Ray starts: True (default limits), a
+        :class:`~voxseg.inference.preflight.PreflightLimits`, or False (the caller already did,
+        as ``voxseg predict`` does).
     progress
         Called on the driver as ``progress(cases_finished, cases_total)``.
 
@@ -276,8 +306,21 @@ def predict_folder_ray(
     _check_options(workers, gpus_per_worker, num_threads, min_size, min_volume)
     out = Path(out_dir).expanduser()
     cases = collect_inputs(inputs, file_ending=file_ending, mask_dir=mask_dir)
-    check_writable(out)
     manifest_path = out / MANIFEST_NAME
+    check_batch_outputs(
+        Path(inputs).expanduser(),
+        cases,
+        out,
+        load_manifest(manifest_path),
+        mask_dir=None if mask_dir is None else Path(mask_dir).expanduser(),
+        file_ending=file_ending,
+        instances=instances,
+        probabilities=probabilities,
+        overwrite=overwrite,
+    )
+    if preflight is not False:
+        _preflight(inputs, model, mask_dir, file_ending, preflight, folds, configuration, max_folds, options)
+    check_writable(out)
     old = load_manifest(manifest_path).get("cases", {}) if resume else {}
     case_options = {"instances": instances, "min_size": min_size, "min_volume": min_volume}
     case_options["probabilities"] = probabilities

@@ -24,7 +24,7 @@ from voxseg.io import Volume, read_image
 if TYPE_CHECKING:
     from voxseg.inference.predictor import Predictor
 
-__all__ = ["predict"]
+__all__ = ["predict", "preflight_volumes", "preflight_files"]
 
 ImageLike = np.ndarray | Volume | str | Path
 
@@ -87,18 +87,82 @@ def predict(
 
 
 def _preflight(volumes, model, spacing_known: bool, mask, options: dict, force: bool, max_minutes) -> None:
+    from voxseg.inference.preflight import PreflightLimits
+
+    limits = PreflightLimits(
+        max_minutes=max_minutes,
+        force=force,
+        force_hint="pass force=True",
+        time_limit_hint="max_minutes= to change the limit",
+        memory_limit_hint="free memory",
+    )
+    report = preflight_volumes(
+        volumes, model, spacing_known=spacing_known, mask_given=mask is not None, limits=limits, **options
+    )
+    for warning in report.warnings:
+        logging.getLogger(__name__).warning("%s", warning)
+    report.check()
+
+
+def preflight_volumes(
+    volumes: Sequence[Volume],
+    model: Any,
+    *,
+    spacing_known: bool = True,
+    mask_given: bool = False,
+    limits: Any = None,
+    name: str = "image",
+    **options: Any,
+) -> Any:
+    """The pre-flight check of one in-memory case (its channel Volumes) for ``model`` (a name, a path
+    or a Predictor), before the model loads: a :class:`~voxseg.inference.preflight.PreflightReport`
+    (warnings, stated work, refusals; ``report.check()`` raises the first refusal). Used by the API,
+    napari and the web app; the CLI checks files (headers only) the same way. ``name`` names the
+    case in messages."""
     from voxseg.inference.models import describe_model
     from voxseg.inference.preflight import PreflightLimits, preflight
     from voxseg.io.headers import ImageHeader
     from voxseg.settings import resolve_paths
 
     facts = describe_model(model, **options)
-    headers = [ImageHeader.of_volume(v, f"image {k}", spacing_known=spacing_known) for k, v in enumerate(volumes)]
-    limits = PreflightLimits(max_minutes=max_minutes, force=force)
-    report = preflight([headers], facts, limits=limits, cache_dir=resolve_paths().cache, mask_given=mask is not None)
-    for warning in report.warnings:
-        logging.getLogger(__name__).warning("%s", warning)
-    report.check()
+    headers = [
+        ImageHeader.of_volume(v, name if k == 0 else f"{name} channel {k}", spacing_known=spacing_known)
+        for k, v in enumerate(volumes)
+    ]
+    return preflight(
+        [headers],
+        facts,
+        limits=limits or PreflightLimits(),
+        cache_dir=resolve_paths().cache,
+        mask_given=mask_given,
+    )
+
+
+def preflight_files(
+    inputs: str | Path,
+    model: Any,
+    *,
+    mask_dir: str | Path | None = None,
+    file_ending: str | None = None,
+    series: str | None = None,
+    limits: Any = None,
+    measure: bool = True,
+    **facts: Any,
+) -> Any:
+    """The pre-flight check of the cases an input names (a file, a folder, a list; headers only) for
+    ``model``, before it loads: a :class:`~voxseg.inference.preflight.PreflightReport`. ``facts``
+    are :func:`~voxseg.inference.models.describe_model`'s (``folds``, ``tta``, ``overlap``...).
+    Used by ``voxseg predict`` and the Ray engine."""
+    from voxseg.inference.inputs import select_inputs
+    from voxseg.inference.models import describe_model
+    from voxseg.inference.preflight import PreflightLimits, preflight
+    from voxseg.settings import resolve_paths
+
+    cases = select_inputs(inputs, file_ending=file_ending, mask_dir=mask_dir, series=series).cases
+    described = describe_model(model, **facts)
+    return preflight(
+        cases, described, limits=limits or PreflightLimits(), cache_dir=resolve_paths().cache, measure=measure
+    )
 
 
 def _as_volume(item: Any, spacing: Sequence[float] | None, like: Volume | None) -> Volume:

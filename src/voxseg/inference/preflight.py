@@ -70,6 +70,10 @@ class PreflightLimits:
     max_minutes: float | None = 30.0
     max_memory_gb: float | None = None
     force: bool = False
+    #: how the caller's user runs it anyway / changes a limit (the CLI's flags by default)
+    force_hint: str = "pass --force"
+    time_limit_hint: str = "--max-minutes to change the limit"
+    memory_limit_hint: str = "--max-memory to change the limit"
 
 
 @dataclass(frozen=True)
@@ -268,7 +272,7 @@ def _headers(case: Any, k: int, mask_given: bool) -> tuple[str, list[ImageHeader
     headers = []
     for item in case:
         headers.append(item if isinstance(item, ImageHeader) else ImageHeader.of_volume(item, f"image {k}"))
-    return f"image {k}", headers, mask_given
+    return str(headers[0].path) if headers else f"image {k}", headers, mask_given
 
 
 def _check_case(headers: list[ImageHeader], model: ModelFacts, has_mask: bool) -> None:
@@ -379,7 +383,7 @@ def _refusals(report: PreflightReport) -> tuple[str, ...]:
         out.append(
             f"{worst.case_id}: {worst.tiles} tiles after resampling to {'x'.join(map(str, worst.resampled_shape))} "
             f"voxels would take about {_duration(worst.seconds)} on this machine (limit {limits.max_minutes:g} min); "
-            "check the image's spacing and the model, or pass --force (--max-minutes to change the limit)"
+            f"check the image's spacing and the model, or {limits.force_hint} ({limits.time_limit_hint})"
         )
     budget = report.memory_available if limits.max_memory_gb is None else int(limits.max_memory_gb * 1e9)
     big = max(report.cases, key=lambda c: c.peak_bytes)
@@ -387,7 +391,7 @@ def _refusals(report: PreflightReport) -> tuple[str, ...]:
         out.append(
             f"{big.case_id}: prediction needs ~{_gb(big.peak_bytes)} of memory, "
             f"{_gb(budget)} {'available' if limits.max_memory_gb is None else 'allowed'}; "
-            "use a smaller image or another machine, or pass --force (--max-memory to change the limit)"
+            f"use a smaller image or another machine, or {limits.force_hint} ({limits.memory_limit_hint})"
         )
     return tuple(out)
 

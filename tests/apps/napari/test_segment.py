@@ -222,3 +222,27 @@ def test_offered_model_fits_the_image_and_builtins_are_no_downloads(make_napari_
 
     fresh = SegmentWidget(make_napari_viewer())  # no image: the model picked last time
     assert fresh.model_combo.currentText() == "mouse-spinal-cord-gmwm@v1 (built-in)"
+
+
+@pytest.mark.slow
+def test_preflight_refuses_a_human_ct_for_the_mouse_model_before_loading(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
+):
+    """A 12x128x128 CT at 5x0.66x0.66 mm for the 0.2 mm mouse model: warned and refused, no layer, then forced."""
+    monkeypatch.setenv("VOXSEG_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("VOXSEG_CACHE", str(tmp_path / "cache"))
+    image = Volume(np.zeros((12, 128, 128), np.float32), spacing=(5.0, 0.66, 0.66))
+    viewer, segment, _ = _dock(make_napari_viewer, image, name="human CT")
+    choice = next(
+        i for i in range(segment.model_combo.count()) if "mouse-lung-nodules" in segment.model_combo.itemText(i)
+    )
+    segment.model_combo.setCurrentIndex(choice)
+    segment.segment()
+    qtbot.waitUntil(lambda: not segment.running, timeout=300_000)
+    error = segment.last_outcome.error
+    assert error is not None and "tiles" in error and "Run beyond the time/memory limits" in error, error
+    assert "\n" not in error
+    notes = _notifications()
+    assert any("spacing" in n and "far from the model" in n for n in notes), notes
+    assert not [layer for layer in viewer.layers if type(layer).__name__ == "Labels"]
+    assert not segment._loaded  # refused before the model was loaded

@@ -245,3 +245,14 @@ def test_report_text_has_short_spacing_and_drawable_units(model, tmp_path):
     drawn = "".join(ascii_text(line) for line in lines) + ascii_text("mm³ 0.5 × 0.5 ≥")
     assert "mm^2" in drawn and "mm^3" in drawn
     assert not [ch for ch in set(drawn) if ch != " " and pixels(ch) == missing]
+
+
+def test_segment_states_preflight_warnings_and_png_spacing(model, tmp_path, no_installed_models):
+    image, _ = pet_case(5)
+    far = Volume(image.array, (0.4, 0.4))  # the model works at 4 mm: 10x finer than its training images
+    result = logic.segment(model, _upload(far, "fine.nii.gz", tmp_path))
+    assert any("fine.nii.gz" in w and "spacing" in w and "far from the model" in w for w in result.warnings)
+    png = UploadedImage("slice.png", "png", ".png", (as_uint8(image),))
+    report = logic.preflight(model, png)
+    assert any("slice.png" in w and "1 mm" in w for w in report.warnings), report.warnings
+    assert "1 case" in report.summary() and "tiles" in report.summary()

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -71,12 +71,15 @@ class SegmentOptions:
         Objects with fewer voxels are dropped (0 keeps all).
     split_objects
         Give every connected object its own id (instances; the class is kept in the table).
+    force
+        Run even when the pre-flight check estimates more time or memory than its limits.
     """
 
     fast: bool = False
     threshold: float = 0.5
     min_size: int = 0
     split_objects: bool = True
+    force: bool = False
 
 
 class _Cancelled(Exception):
@@ -98,6 +101,7 @@ class _Bridge(QObject):
 
     progress = Signal(int, int)
     phase = Signal(str)
+    warning = Signal(str)
 
 
 class SegmentWidget(ModelPicker, QWidget):
@@ -121,6 +125,7 @@ class SegmentWidget(ModelPicker, QWidget):
         self._bridge = _Bridge()
         self._bridge.progress.connect(self._on_progress)
         self._bridge.phase.connect(self._on_phase)
+        self._bridge.warning.connect(lambda text: show_warning(f"Segment: {text}"))
         self._build_controls()
         self._build_layout()
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
@@ -146,6 +151,8 @@ class SegmentWidget(ModelPicker, QWidget):
         self.min_size_spin.setToolTip("Objects smaller than this are removed (0 keeps all)")
         self.split_check = QCheckBox("One id per object (instances)")
         self.split_check.setChecked(True)
+        self.force_check = QCheckBox("Run beyond the time/memory limits")
+        self.force_check.setToolTip("The pre-flight check refuses images estimated over 30 min or over the free memory")
         self.segment_button = QPushButton("Segment")
         self.segment_button.clicked.connect(self.segment)
         self.cancel_button = QPushButton("Cancel")
@@ -167,6 +174,7 @@ class SegmentWidget(ModelPicker, QWidget):
         form.addRow("Threshold", self.threshold_spin)
         form.addRow("Min. object size", self.min_size_spin)
         form.addRow("", self.split_check)
+        form.addRow("", self.force_check)
         buttons = QHBoxLayout()
         buttons.addWidget(self.segment_button, 1)
         buttons.addWidget(self.cancel_button)
@@ -200,6 +208,7 @@ class SegmentWidget(ModelPicker, QWidget):
             threshold=float(self.threshold_spin.value()),
             min_size=int(self.min_size_spin.value()),
             split_objects=self.split_check.isChecked(),
+            force=self.force_check.isChecked(),
         )
 
     # ---- running -----------------------------------------------------------------------------
@@ -216,7 +225,7 @@ class SegmentWidget(ModelPicker, QWidget):
             return None
         layer, image, mask, choice = inputs
         self._cancel.clear()
-        self.worker = create_worker(self._run, choice, image, mask, self.options(), _start_thread=False)
+        self.worker = create_worker(self._run, choice, image, mask, self.options(), layer.name, _start_thread=False)
         self.worker.returned.connect(lambda outcome: self._on_done(outcome, layer, choice))
         self.worker.finished.connect(self._on_finished)
         self.segment_button.setEnabled(False)
@@ -269,15 +278,49 @@ class SegmentWidget(ModelPicker, QWidget):
         predictor.model_id = base.model_id
         return predictor
 
+    def _preflight(
+        self, choice: ModelChoice, image: Volume, mask: Volume | None, options: SegmentOptions, name: str
+    ) -> None:
+        """Worker thread, before the model loads: warnings become notifications, a refusal an error."""
+        from voxseg.inference.api import preflight_volumes
+        from voxseg.inference.preflight import PreflightLimits
+
+        self._bridge.phase.emit("Pre-flight check...")
+        limits = PreflightLimits(
+            force=options.force,
+            force_hint="tick 'Run beyond the time/memory limits'",
+            time_limit_hint="30 min per image",
+            memory_limit_hint="the free memory",
+        )
+        overlap = FAST_OVERLAP if options.fast else 0.5
+        report = preflight_volumes(
+            [image],
+            choice.ref,
+            mask_given=mask is not None,
+            limits=limits,
+            name=name,
+            tta=not options.fast,
+            overlap=overlap,
+        )
+        for warning in report.warnings:
+            self._bridge.warning.emit(warning)
+        report.check()
+        self._bridge.phase.emit(f"Pre-flight: {report.summary()}")
+
     def _tick(self, done: int, total: int) -> None:
         if self._cancel.is_set():
             raise _Cancelled
         self._bridge.progress.emit(int(done), int(total))
 
-    def _run(self, choice: ModelChoice, image: Volume, mask: Volume | None, options: SegmentOptions) -> _Outcome:
+    def _run(
+        self, choice: ModelChoice, image: Volume, mask: Volume | None, options: SegmentOptions, name: str = "image"
+    ) -> _Outcome:
         """Worker thread: load, predict, split objects, measure. Never raises."""
         start = time.perf_counter()
         try:
+            self._preflight(choice, image, mask, options, name)
+            if self._cancel.is_set():
+                raise _Cancelled
             predictor = self._predictor(choice, options)
             if self._cancel.is_set():
                 raise _Cancelled

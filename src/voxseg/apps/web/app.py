@@ -181,6 +181,8 @@ def _show_results(model: logic.LoadedModel, image: UploadedImage, result: logic.
     mode, opacity = display
     tag = hashlib.sha1(f"{model.reference}|{st.session_state['upload'][0]}".encode()).hexdigest()[:10]
     st.subheader("Result")
+    for warning in result.warnings:  # the pre-flight check's: spacing or field of view far from the model's
+        st.warning(warning)
     if image.ndim == 2:
         left, right = st.columns([1, 1])
         with left:

@@ -253,6 +253,7 @@ class SegmentationResult:
     summary: Summary
     seconds: dict[str, float]
     label_names: Mapping[int, str] = field(default_factory=dict)  # the model's: the table's class names
+    warnings: tuple[str, ...] = ()  # the pre-flight check's (spacing or field of view far from the model's, ...)
 
 
 def summarize(rows: list[ObjectRow] | tuple[ObjectRow, ...], ndim: int) -> Summary:
@@ -295,6 +296,7 @@ def segment(
     """
     check_channels(model, upload)
     channels = list(upload.channels)
+    report = preflight(model, upload)
     try:
         with model.lock:
             prediction = model.predictor.predict(channels, progress=progress)
@@ -307,7 +309,32 @@ def segment(
     if instances and len(foreground) == 1:  # one class: every instance is of it
         rows = [replace(r, label=foreground[0]) if r.label is None else r for r in rows]
     summary = summarize(rows, labels.ndim)
-    return SegmentationResult(labels, tuple(rows), summary, dict(prediction.seconds), dict(model.label_names))
+    return SegmentationResult(
+        labels, tuple(rows), summary, dict(prediction.seconds), dict(model.label_names), tuple(report.warnings)
+    )
+
+
+def preflight(model: LoadedModel, upload: UploadedImage) -> Any:
+    """The pre-flight check of an upload, before any tile: its report (warnings, stated work);
+    :class:`~voxseg.inference.preflight.PreflightError` when it would take over 30 min or more
+    memory than is free (the web app has no "run anyway": use the command line's ``--force``)."""
+    from voxseg.inference.api import preflight_volumes
+    from voxseg.inference.preflight import PreflightLimits
+
+    limits = PreflightLimits(
+        force_hint="run it from the command line with --force",
+        time_limit_hint="limit 30 min per image here",
+        memory_limit_hint="the free memory",
+    )
+    spacing_known = upload.kind not in ("png",)
+    try:
+        report = preflight_volumes(
+            list(upload.channels), model.predictor, spacing_known=spacing_known, limits=limits, name=upload.name
+        )
+    except InputImageError as exc:
+        raise exc.naming(upload.name) from None
+    report.check()
+    return report
 
 
 def class_name(row: ObjectRow, label_names: Mapping[int, str]) -> str:
