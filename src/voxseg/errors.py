@@ -11,6 +11,7 @@ from pathlib import Path
 __all__ = [
     "VoxsegError",
     "InputImageError",
+    "GeometryError",
     "DatasetFormatError",
     "BundleError",
     "ConfigError",
@@ -47,7 +48,12 @@ class InputImageError(VoxsegError):
 
     def naming(self, path: str | Path) -> InputImageError:
         """The same problem and fix, about ``path`` (for an error raised about an array or a temporary file)."""
-        return InputImageError(path, self.problem, self.fix)
+        return type(self)(path, self.problem, self.fix)
+
+
+class GeometryError(InputImageError, ValueError):
+    """A voxel spacing (or other geometry) that cannot be physical: zero, negative, NaN, infinite
+    or absurd. A ``ValueError`` too, for callers that passed a bad ``spacing=`` to the API."""
 
 
 class DatasetFormatError(VoxsegError):

@@ -155,16 +155,21 @@ def read_channels(
         voxels with ``nonfinite="error"``.
     """
     path = Path(path)
-    if path.is_dir():
-        from voxseg.io.dicom_io import read_dicom_series
+    try:
+        if path.is_dir():
+            from voxseg.io.dicom_io import read_dicom_series
 
-        channels = read_dicom_series(path, series_uid)
-    else:
-        if not path.exists():
-            raise InputImageError(path, "file not found", "check the path")
-        if path.stat().st_size == 0:
-            raise InputImageError(path, "file is empty (0 bytes)", "copy or download it again")
-        channels = _reader_for(path)(path)
+            channels = read_dicom_series(path, series_uid)
+        else:
+            if not path.exists():
+                raise InputImageError(path, "file not found", "check the path")
+            if path.stat().st_size == 0:
+                raise InputImageError(path, "file is empty (0 bytes)", "copy or download it again")
+            channels = _reader_for(path)(path)
+    except InputImageError as exc:  # e.g. a Volume refusing the header's spacing: name the file
+        if exc.path is None:
+            raise exc.naming(path) from None
+        raise
     return [_check_volume(v, path, nonfinite) for v in channels]
 
 

@@ -18,6 +18,7 @@ from typing import IO
 import numpy as np
 
 from voxseg.errors import InputImageError
+from voxseg.io.volume import check_spacing
 
 __all__ = ["NiftiScan", "scan_nifti", "restore_nonfinite"]
 
@@ -32,6 +33,7 @@ class _Header:
     dtype: np.dtype | None  # voxel dtype when it is a real float (the only kind that holds NaN)
     slope: float
     inter: float
+    spacing: tuple[float, ...]  # pixdim of the spatial axes (x, y, z order), sign dropped
 
 
 @dataclass(frozen=True)
@@ -50,12 +52,14 @@ def _parse_header(head: bytes) -> _Header | None:
         if len(head) >= 348 and struct.unpack(endian + "i", head[:4])[0] == 348:
             code, bitpix = struct.unpack(endian + "2h", head[70:74])
             dims = struct.unpack(endian + "8h", head[40:56])
+            pixdim = struct.unpack(endian + "8f", head[76:108])
             offset = max(int(struct.unpack(endian + "f", head[108:112])[0]), 352)
             slope, inter = struct.unpack(endian + "2f", head[112:120])
             break
         if len(head) >= 540 and struct.unpack(endian + "i", head[:4])[0] == 540:
             code, bitpix = struct.unpack(endian + "2h", head[12:16])
             dims = struct.unpack(endian + "8q", head[16:80])
+            pixdim = struct.unpack(endian + "8d", head[104:168])
             offset = max(int(struct.unpack(endian + "q", head[168:176])[0]), 544)
             slope, inter = struct.unpack(endian + "2d", head[176:192])
             break
@@ -66,7 +70,10 @@ def _parse_header(head: bytes) -> _Header | None:
         return None
     voxels = int(np.prod([max(int(d), 1) for d in dims[1 : ndim + 1]], dtype=np.int64))
     dtype = np.dtype(endian + _FLOAT_CODES[code]) if code in _FLOAT_CODES else None
-    return _Header(offset, voxels * bitpix // 8, dtype, float(slope), float(inter))
+    # a negative pixdim is read as its magnitude, as niftilib (and so ITK) does: orientation comes
+    # from the qform/sform, not from the sign of the voxel size
+    spacing = tuple(abs(float(p)) for p in pixdim[1 : min(ndim, 3) + 1])
+    return _Header(offset, voxels * bitpix // 8, dtype, float(slope), float(inter), spacing)
 
 
 def _read_data(fh: IO[bytes], header: _Header) -> tuple[int, list[np.ndarray], list[np.ndarray]]:
@@ -97,6 +104,7 @@ def scan_nifti(path: Path) -> NiftiScan | None:
             header = _parse_header(fh.read(548))
             if header is None:
                 return None
+            check_spacing(header.spacing[::-1], path)  # before ITK silently reads 0 or NaN as 1 mm
             if header.dtype is None and not gz:  # nothing to look for in the data: the size will do
                 seen = path.stat().st_size - header.offset
                 found_index, found_value = [], []
