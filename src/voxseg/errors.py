@@ -15,6 +15,7 @@ __all__ = [
     "DatasetFormatError",
     "BundleError",
     "ConfigError",
+    "JSONFileError",
     "UnknownNameError",
 ]
 
@@ -66,6 +67,11 @@ class BundleError(VoxsegError):
 
 class ConfigError(VoxsegError):
     """An option or configuration value is invalid."""
+
+
+class JSONFileError(ConfigError, ValueError):
+    """A JSON file that is too large, nested too deep, not UTF-8 or not JSON (see
+    :mod:`voxseg.io.safe_json`); a ``ValueError`` too, like the ``json`` module's own errors."""
 
 
 class UnknownNameError(VoxsegError, KeyError):

@@ -19,7 +19,6 @@ model touches no network. No torch here.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -39,6 +38,7 @@ from voxseg.bundle.load import INSTALL_RECORD, Bundle, open_bundle
 from voxseg.bundle.registry import IndexEntry, ModelIndex, is_remote, load_index, local_path_of
 from voxseg.errors import BundleError
 from voxseg.io import write_json_atomic
+from voxseg.io.safe_json import read_json
 
 __all__ = ["InstalledModel", "ModelInfo", "install", "installed_models", "list_models", "resolve_bundle"]
 
@@ -89,7 +89,7 @@ class ModelInfo:
 def _installed_task(path: Path) -> str:
     """The ``task`` of an installed bundle's ``bundle.json`` ("" when unreadable)."""
     try:
-        task = json.loads((path / "bundle.json").read_text(encoding="utf-8")).get("task", "")
+        task = read_json(path / "bundle.json").get("task", "")
     except (OSError, ValueError, AttributeError):
         return ""
     return task if isinstance(task, str) else ""
@@ -106,7 +106,7 @@ def _dirs(cache: str | Path | None, models: str | Path | None) -> tuple[Path, Pa
 
 def _record(path: Path) -> InstalledModel | None:
     try:
-        data = json.loads((path / INSTALL_RECORD).read_text(encoding="utf-8"))
+        data = read_json(path / INSTALL_RECORD)
         return InstalledModel(
             data["name"], data["version"], path, data["sha256"], data.get("source", ""), data.get("installed", "")
         )

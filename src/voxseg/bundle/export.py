@@ -7,7 +7,6 @@ and their ``state.json`` hashes, ``crossval/<cfg>/postprocessing.json`` and ``su
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -28,6 +27,7 @@ from voxseg.bundle.manifest import MANIFEST_NAME, BundleManifest
 from voxseg.errors import BundleError, ConfigError, VoxsegError
 from voxseg.experiment.layout import WorkDir
 from voxseg.io import atomic_path
+from voxseg.io.safe_json import read_json
 from voxseg.planning import Plan
 from voxseg.postprocessing import PostprocessingSpec
 
@@ -52,7 +52,7 @@ def _versions() -> dict[str, str]:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return read_json(path)
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError, ValueError) as exc:

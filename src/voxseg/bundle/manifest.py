@@ -14,6 +14,7 @@ from typing import Any
 
 from voxseg.bundle._util import check_name, check_version, is_sha256
 from voxseg.errors import BundleError, VoxsegError
+from voxseg.io.safe_json import loads_json
 from voxseg.planning import ConfigurationPlan, Plan
 from voxseg.postprocessing import PostprocessingSpec
 
@@ -253,10 +254,7 @@ class BundleManifest:
 
     @classmethod
     def loads(cls, text: str | bytes) -> BundleManifest:
-        try:
-            data = json.loads(text)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise BundleError(f"{MANIFEST_NAME} is not valid JSON ({exc})") from None
+        data = loads_json(text, source=MANIFEST_NAME, error=BundleError, fix="export the bundle again")
         return cls.from_json(data)
 
 

@@ -32,6 +32,7 @@ from voxseg.experiment.layout import WorkDir
 from voxseg.experiment.overrides import PREPROCESSING_FIELDS, resolve_train_config, split_overrides
 from voxseg.experiment.validation import json_safe
 from voxseg.io import write_json_atomic
+from voxseg.io.safe_json import read_json
 from voxseg.planning import Plan, apply_overrides
 from voxseg.preprocessing import case_settings
 from voxseg.preprocessing.store import read_case_record
@@ -166,7 +167,7 @@ def _apply_plan_changes(ctx: WorkContext, changes: Mapping[str, Any], fold: int)
 def _run_network(ctx: WorkContext, fold: int) -> dict[str, Any] | None:
     """The network and patch size a fold's run recorded (None: no run)."""
     try:
-        data = json.loads((ctx.work.run_dir(ctx.configuration, fold) / "run.json").read_text(encoding="utf-8"))
+        data = read_json(ctx.work.run_dir(ctx.configuration, fold) / "run.json")
         return {"network": data.get("network"), "patch_size": data.get("patch_size")}
     except (OSError, ValueError, AttributeError):
         return None
@@ -190,7 +191,7 @@ def _resolved_config(ctx: WorkContext, fold: int, overrides: Mapping[str, Any], 
     if resume and "epochs" not in training and run_json.is_file():
         # keep the epoch count of the interrupted run (its LR schedule depends on it)
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            cfg = cfg.with_overrides(epochs=int(json.loads(run_json.read_text(encoding="utf-8"))["config"]["epochs"]))
+            cfg = cfg.with_overrides(epochs=int(read_json(run_json)["config"]["epochs"]))
     return cfg
 
 
@@ -217,7 +218,7 @@ def _meta(ctx: WorkContext, fold: int, cfg: TrainConfig) -> dict[str, Any]:
 
 def _update_run_json(run_dir: Path, **fields: Any) -> dict[str, Any]:
     path = run_dir / "run.json"
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = read_json(path)
     data.update(json_safe(fields))
     write_json_atomic(path, data)
     return data

@@ -37,6 +37,7 @@ import numpy as np
 
 from voxseg.errors import ConfigError, InputImageError
 from voxseg.io import Volume, write_json_atomic, write_text_atomic
+from voxseg.io.safe_json import read_json
 from voxseg.io.volume import Geometry
 from voxseg.preprocessing.pipeline import CaseProperties
 
@@ -97,7 +98,7 @@ def _check_space(space: str) -> str:
 
 def _read_json(path: Path) -> tuple[Any, Any, str | None]:
     try:
-        data = json.loads(path.read_text())
+        data = read_json(path, error=InputImageError, fix='a points file is like {"points": [[z, y, x]]}')
     except json.JSONDecodeError as exc:
         raise InputImageError(path, f"not valid JSON ({exc.msg}, line {exc.lineno})") from None
     if isinstance(data, list):

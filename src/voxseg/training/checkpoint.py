@@ -10,7 +10,6 @@ is incomplete and is never resumed from.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from voxseg.errors import VoxsegError
 from voxseg.io import atomic_path, write_json_atomic
+from voxseg.io.safe_json import read_json
 
 __all__ = ["TrainState", "save_checkpoint", "load_checkpoint", "has_checkpoint"]
 
@@ -131,7 +131,7 @@ def load_checkpoint(
     folder = Path(folder)
     if not has_checkpoint(folder):
         raise VoxsegError(f"{folder}: no complete checkpoint (state.json missing); start without --resume")
-    data = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+    data = read_json(folder / "state.json")
     for name, digest in data["sha256"].items():
         if _sha256(folder / name) != digest:
             raise VoxsegError(f"{folder / name}: checksum mismatch, the checkpoint is corrupt (delete it to restart)")

@@ -8,13 +8,13 @@ goes through :func:`voxseg.bundle.load_predictor` or
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from voxseg.errors import VoxsegError
+from voxseg.io.safe_json import loads_json, read_json
 
 if TYPE_CHECKING:
     from voxseg.inference.predictor import Predictor
@@ -84,7 +84,7 @@ def _manifest_description(path: Path | None) -> str:
     if path is None:
         return ""
     try:
-        data = json.loads((Path(path) / "bundle.json").read_text(encoding="utf-8"))
+        data = read_json(Path(path) / "bundle.json")
     except (OSError, ValueError):
         return ""
     return str(data.get("description") or "") if isinstance(data, dict) else ""
@@ -92,7 +92,7 @@ def _manifest_description(path: Path | None) -> str:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
     except (OSError, ValueError) as exc:
         raise VoxsegError(f"{path}: unreadable ({exc}); choose another model") from None
     if not isinstance(data, dict):
@@ -150,7 +150,7 @@ def _zip_manifest(path: Path) -> dict[str, Any]:
 
     try:
         with zipfile.ZipFile(path) as archive:
-            data = json.loads(archive.read("bundle.json"))
+            data = loads_json(archive.read("bundle.json"), source=path)
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return {}
     return data if isinstance(data, dict) else {}
