@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 from voxseg.bundle._util import read_head, safetensors_problem, sha256_bytes, sha256_file
 from voxseg.bundle.archive import ArchiveLimits, check_folder, extract_zip, read_zip_members
 from voxseg.bundle.manifest import MANIFEST_NAME, BundleManifest
+from voxseg.bundle.safetensors_header import parse_safetensors_header
 from voxseg.errors import BundleError
+from voxseg.nets.bounds import network_spec_problem
 
 if TYPE_CHECKING:
     import torch
@@ -181,7 +183,8 @@ def _verify_members(source: Path, members: Mapping[str, bytes]) -> BundleManifes
     for fold in manifest.folds:
         name = manifest.weights_file(fold)
         data = members[name]
-        _check_weights(source, name, data[: 8 + 16 * 1024 * 1024], len(data))
+        numel = _check_weights(source, name, data[: 8 + 16 * 1024 * 1024], len(data))
+        _check_network(source, manifest, numel)
     return manifest
 
 
@@ -196,14 +199,24 @@ def _open_folder(root: Path, source: Path, limits: ArchiveLimits) -> Bundle:
             raise _mismatch(source, name, expected, actual)
     for fold in manifest.folds:
         name = manifest.weights_file(fold)
-        _check_weights(source, name, read_head(root / name), (root / name).stat().st_size)
+        numel = _check_weights(source, name, read_head(root / name), (root / name).stat().st_size)
+        _check_network(source, manifest, numel)
     return Bundle(manifest, source, root)
 
 
-def _check_weights(source: Path, name: str, head: bytes, size: int) -> None:
+def _check_weights(source: Path, name: str, head: bytes, size: int) -> int:
+    """Refuse weights that are not a valid safetensors file; return how many values they hold."""
     problem = safetensors_problem(head, size)
     if problem:
         raise BundleError(f"{source}: {name} is refused: {problem} (bundles hold safetensors weights only)")
+    return sum(t.numel for t in parse_safetensors_header(head, size).values())
+
+
+def _check_network(source: Path, manifest: BundleManifest, weights_numel: int) -> None:
+    """Refuse an implausible network spec before anything builds it (a 2^20-filter network)."""
+    problem = network_spec_problem(manifest.config.network.kwargs, weights_numel=weights_numel)
+    if problem:
+        raise BundleError(f"{source}: the network in {MANIFEST_NAME} is refused: {problem}; export the bundle again")
 
 
 def describe(bundle: Bundle) -> dict[str, Any]:
