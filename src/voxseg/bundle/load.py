@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from voxseg.bundle._util import read_head, safetensors_problem, sha256_bytes, sha256_file
-from voxseg.bundle.archive import ArchiveLimits, check_folder, extract_zip, read_zip_members
+from voxseg.bundle._util import read_head, safetensors_problem, sha256_file
+from voxseg.bundle.archive import ArchiveLimits, ZipMembers, check_folder, extract_zip, read_zip_members
 from voxseg.bundle.manifest import MANIFEST_NAME, BundleManifest
 from voxseg.bundle.safetensors_header import parse_safetensors_header
 from voxseg.errors import BundleError
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 #: Written by ``install`` next to an installed bundle's files; not part of the bundle.
 INSTALL_RECORD = "installed.json"
 CARD_NAME = "README.md"
+_HEAD_LIMIT = 16 << 20  # bytes of a weights file read to check its safetensors header
 
 
 @dataclass(frozen=True)
@@ -173,17 +174,16 @@ def _mismatch(source: Path, name: str, expected: str, actual: str) -> BundleErro
     )
 
 
-def _verify_members(source: Path, members: Mapping[str, bytes]) -> BundleManifest:
+def _verify_members(source: Path, members: ZipMembers) -> BundleManifest:
     manifest = _manifest_from(source, members.get(MANIFEST_NAME))
     _check_listing(source, manifest, set(members))
     for name, expected in manifest.files.items():
-        actual = sha256_bytes(members[name])
+        actual = members.sha256(name)  # streamed: a bundle is never held in memory whole
         if actual != expected:
             raise _mismatch(source, name, expected, actual)
     for fold in manifest.folds:
         name = manifest.weights_file(fold)
-        data = members[name]
-        numel = _check_weights(source, name, data[: 8 + 16 * 1024 * 1024], len(data))
+        numel = _check_weights(source, name, members.head(name, 8 + _HEAD_LIMIT), members.sizes[name])
         _check_network(source, manifest, numel)
     return manifest
 
