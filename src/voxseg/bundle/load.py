@@ -148,6 +148,11 @@ def open_bundle(
     return _open_folder(target, path, limits)
 
 
+def open_extracted(folder: str | Path, archive: str | Path, *, limits: ArchiveLimits = ArchiveLimits()) -> Bundle:
+    """Open the bundle extracted from ``archive`` into ``folder``; errors name ``archive``."""
+    return _open_folder(Path(folder), Path(archive), limits)
+
+
 def _manifest_from(source: Path, data: bytes | None) -> BundleManifest:
     if data is None:
         raise BundleError(f"{source}: not a bundle (no {MANIFEST_NAME}); export one with `voxseg export`")
