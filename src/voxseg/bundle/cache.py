@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -188,15 +189,16 @@ def install(
         return have
     if offline and entry.local_path() is None:
         raise BundleError(f"{name}@{entry.version} is not installed and offline mode forbids downloading it")
+    fetched = partial(fetch, entry, cache_dir, progress=progress, retries=retries, offline=offline)
     if entry.local_path() is not None:  # nothing to download: verified in place
-        archive, url = fetch(entry, cache_dir, progress=progress, retries=retries, offline=offline)
+        archive, url = fetched()
         return _install_archive(archive, entry.sha256, models_dir, limits, source=url, expect=entry)
     with _install_lock(cache_dir, entry) as lock:  # a second process waits here, then finds it installed
         have = find_installed(models_dir, name, entry.version)
         if have is not None and have.sha256 == entry.sha256:
             return have
         clean_downloads(cache_dir, held=Path(lock.lock_file))
-        archive, url = fetch(entry, cache_dir, progress=progress, retries=retries, offline=offline)
+        archive, url = fetched()
         return _install_archive(archive, entry.sha256, models_dir, limits, source=url, expect=entry)
 
 
