@@ -95,7 +95,7 @@ def _negative_dim(f: Path) -> Case:
 
 
 def _six_d(f: Path) -> Case:
-    raw = _patched(_nifti_bytes(), "<8h", 40, 6, 12, 10, 8, 1, 1, 1, 1)
+    raw = _patched(_nifti_bytes(), "<8h", 40, 6, 12, 10, 2, 2, 1, 2, 1)  # 960 voxels, as written
     return _image_case(f, "sixd.nii", raw)
 
 
@@ -116,11 +116,18 @@ def _directory(f: Path) -> Case:
     return _image_case(f, "x.nii.gz", None)
 
 
-def _tiff(resolution: tuple, unit: str) -> Builder:
+def _tiff(numerator: int, denominator: int) -> Builder:
+    """A TIFF in centimetres whose X/Y resolution tags are patched to ``numerator / denominator``."""
+
     def build(f: Path) -> Case:
         path = f / "res.tif"
-        tifffile.imwrite(path, _label()[4], resolution=resolution, resolutionunit=unit)
-        return _image_case(f, "res.tif", None)
+        tifffile.imwrite(path, _label()[4], resolution=(10, 10), resolutionunit="CENTIMETER")
+        with tifffile.TiffFile(path) as tif:
+            offsets = [tif.pages[0].tags[n].valueoffset for n in ("XResolution", "YResolution")]
+        raw = bytearray(path.read_bytes())
+        for offset in offsets:
+            struct.pack_into("<II", raw, offset, numerator, denominator)
+        return _image_case(f, "res.tif", bytes(raw))
 
     return build
 
@@ -181,8 +188,8 @@ IMAGES: dict[str, Builder] = {
     "nifti-nan-only": _nan_only,
     "empty-file": _empty,
     "directory-named-nii-gz": _directory,
-    "tiff-zero-resolution": _tiff((0, 1), "CENTIMETER"),
-    "tiff-zero-denominator": _tiff(((10, 0), (10, 0)), "CENTIMETER"),
+    "tiff-zero-resolution": _tiff(0, 1),
+    "tiff-zero-denominator": _tiff(10, 0),
     "png-truncated": _png_truncated,
     "png-sidecar-spacing-0": _png_sidecar('{"spacing": [0, 1]}'),
     "png-sidecar-deep": _png_sidecar('{"spacing": ' + "[" * 1000 + "]" * 1000 + "}"),

@@ -123,6 +123,8 @@ def _check_volume(vol: Volume, path: Path, nonfinite: NonFinitePolicy) -> Volume
     vol = _normalized(vol, path, "read")
     if np.issubdtype(vol.dtype, np.floating) and nonfinite != "allow":
         bad = int(np.count_nonzero(~np.isfinite(vol.array)))
+        if bad == vol.array.size:  # nothing to segment, whatever the policy says about some NaN
+            raise InputImageError(path, "every voxel is NaN or infinite", "the image holds no data: export it again")
         if bad:
             what = f"{bad} NaN/Inf voxel{'s' if bad > 1 else ''} of {vol.array.size}"
             if nonfinite == "error":

@@ -68,12 +68,18 @@ def _parse_header(head: bytes) -> _Header | None:
     ndim = dims[0]
     if not 1 <= ndim <= 7 or bitpix <= 0:
         return None
+    if any(d < 1 for d in dims[1 : ndim + 1]):  # niftilib would print to stderr, then ITK fail
+        raise _BadDims(f"NIfTI header has dimension sizes {list(dims[1 : ndim + 1])} (each must be at least 1)")
     voxels = int(np.prod([max(int(d), 1) for d in dims[1 : ndim + 1]], dtype=np.int64))
     dtype = np.dtype(endian + _FLOAT_CODES[code]) if code in _FLOAT_CODES else None
     # a negative pixdim is read as its magnitude, as niftilib (and so ITK) does: orientation comes
     # from the qform/sform, not from the sign of the voxel size
     spacing = tuple(abs(float(p)) for p in pixdim[1 : min(ndim, 3) + 1])
     return _Header(offset, voxels * bitpix // 8, dtype, float(slope), float(inter), spacing)
+
+
+class _BadDims(ValueError):
+    pass
 
 
 def _read_data(fh: IO[bytes], header: _Header) -> tuple[int, list[np.ndarray], list[np.ndarray]]:
@@ -101,7 +107,10 @@ def scan_nifti(path: Path) -> NiftiScan | None:
     gz = path.name.lower().endswith(".gz")
     try:
         with gzip.open(path, "rb") if gz else open(path, "rb") as fh:
-            header = _parse_header(fh.read(548))
+            try:
+                header = _parse_header(fh.read(548))
+            except _BadDims as exc:
+                raise InputImageError(path, str(exc), "the header is corrupt: export the image again") from None
             if header is None:
                 return None
             check_spacing(header.spacing[::-1], path)  # before ITK silently reads 0 or NaN as 1 mm
