@@ -78,7 +78,7 @@ def test_the_corpus_is_large_enough():
 def test_safe_json_refuses_depth_size_nan_and_bad_utf8(tmp_path):
     cases = {
         "deep.json": (DEEP, "nested 1000 levels"),
-        "big.json": (b'"' + b"x" * 2000 + b'"', "larger than the 1000-byte cap"),
+        "big.json": (b'"' + b"x" * 5000 + b'"', "larger than the 4000-byte cap"),
         "nan.json": (b'{"a": NaN}', "NaN is not valid JSON"),
         "inf.json": (b"[-Infinity]", "-Infinity is not valid JSON"),
         "latin1.json": (b'{"a": "\xe9"}', "not UTF-8"),
@@ -88,12 +88,11 @@ def test_safe_json_refuses_depth_size_nan_and_bad_utf8(tmp_path):
         path = tmp_path / fname
         path.write_bytes(data)
         with pytest.raises(VoxsegError) as err:
-            read_json(path, max_bytes=1000)
+            read_json(path, max_bytes=4000)
         assert needle in str(err.value) and str(path) in str(err.value) and "\n" not in str(err.value)
     # brackets inside strings do not count, and ordinary JSON passes
-    assert loads_json('{"a": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}', source="x") == {
-        "a": "[" * 68
-    }
+    text = json.dumps({"a": "[" * 100 + '\\"{'})
+    assert loads_json(text, source="x") == {"a": "[" * 100 + '\\"{'}
     assert read_json(_write(tmp_path / "ok.json", {"a": [1, 2.5, None]})) == {"a": [1, 2.5, None]}
 
 

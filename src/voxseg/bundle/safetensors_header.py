@@ -68,7 +68,7 @@ def _tensor(name: str, info: object) -> TensorInfo:
     if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
         raise HeaderProblem(f"tensor {name!r} is not an object with dtype, shape and data_offsets")
     dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-    if dtype not in DTYPE_SIZES:
+    if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
         raise HeaderProblem(f"tensor {name!r} has an unknown dtype {dtype!r}")
     if not isinstance(shape, list) or len(shape) > _MAX_NDIM or not all(_is_int(d) and d >= 0 for d in shape):
         raise HeaderProblem(f"tensor {name!r} has an invalid shape (a list of at most 8 non-negative integers)")
