@@ -182,3 +182,41 @@ def test_random_safetensors_headers_give_a_problem_not_a_crash(header, data):
         return
     assert problem is None
     assert sum(t.end - t.begin for t in tensors.values()) == len(data)
+
+
+# -- every loader of a JSON file gives one VoxsegError line on a crafted one -------------------------
+
+
+def _loaders():
+    from voxseg.bundle.registry import load_index
+    from voxseg.dataset.splits import read_splits
+    from voxseg.fingerprint.model import Fingerprint
+    from voxseg.planning import Plan
+    from voxseg.postprocessing import PostprocessingSpec
+
+    return {
+        "plan.json": Plan.load,
+        "fingerprint.json": Fingerprint.load,
+        "postprocessing.json": PostprocessingSpec.load,
+        "splits.json": read_splits,
+        "points.json": read_points,
+        "index.json": lambda p: load_index(p, offline=True),
+    }
+
+
+@pytest.mark.parametrize("content", [DEEP, b'{"a": NaN}', b"\xff\xfe{}", b'{"a": [1, 2'])
+def test_json_loaders_refuse_crafted_files_in_one_line(content, tmp_path):
+    for name, load in _loaders().items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(VoxsegError) as err:
+            load(path)
+        assert str(path) in str(err.value) and "\n" not in str(err.value), name
+
+
+def test_a_crafted_predictions_manifest_means_redo_every_case(tmp_path):
+    from voxseg.inference.batch import load_manifest
+
+    path = tmp_path / "predictions.json"
+    path.write_bytes(b'{"cases": ' + DEEP + b"}")
+    assert load_manifest(path) == {}
