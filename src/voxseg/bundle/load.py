@@ -2,10 +2,10 @@
 
 :func:`open_bundle` accepts a bundle folder or ``.zip``. A zip is either extracted (safely, see
 :mod:`voxseg.bundle.archive`) into a content-addressed cache folder ``CACHE/bundles/<sha256>/``
-when ``cache`` is given, or read into memory. Every file is hashed and compared with
-``bundle.json`` before anything else happens; unlisted files, missing files, pickles and weights
-that are not safetensors are refused. Loading weights uses safetensors only: nothing is unpickled,
-and no training code is imported.
+when ``cache`` is given, or read in place (members hashed by streaming, read when used). Every
+file is hashed and compared with ``bundle.json`` before anything else happens; unlisted files,
+missing files, pickles and weights that are not safetensors are refused. Loading weights uses
+safetensors only: nothing is unpickled, and no training code is imported.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from voxseg.bundle.archive import ArchiveLimits, ZipMembers, check_folder, extra
 from voxseg.bundle.manifest import MANIFEST_NAME, BundleManifest
 from voxseg.bundle.safetensors_header import parse_safetensors_header
 from voxseg.errors import BundleError
+from voxseg.io.safe_json import MAX_JSON_BYTES
 from voxseg.nets.bounds import network_spec_problem
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class Bundle:
         What was opened (folder or zip).
     root
         The folder holding the files (the bundle folder, or the cache folder a zip was
-        extracted to), or None when a zip was read into memory.
+        extracted to), or None when a zip is read in place.
     """
 
     manifest: BundleManifest
@@ -118,7 +119,7 @@ def open_bundle(
         A bundle folder (holding ``bundle.json``) or a ``.zip``.
     cache
         For zips: extract into ``CACHE/bundles/<sha256 of the zip>/`` (reused by later opens)
-        instead of reading the members into memory.
+        instead of reading the members from the zip when used.
     limits
         Caps on member sizes (see :class:`~voxseg.bundle.archive.ArchiveLimits`).
 
@@ -196,7 +197,11 @@ def _verify_members(source: Path, members: ZipMembers) -> BundleManifest:
 def _open_folder(root: Path, source: Path, limits: ArchiveLimits) -> Bundle:
     names = set(check_folder(root, limits=limits)) - {INSTALL_RECORD}
     manifest_path = root / MANIFEST_NAME
-    manifest = _manifest_from(source, manifest_path.read_bytes() if manifest_path.is_file() else None)
+    data = None
+    if manifest_path.is_file():
+        with open(manifest_path, "rb") as fh:
+            data = fh.read(MAX_JSON_BYTES + 1)  # more is refused by the JSON loader's size cap
+    manifest = _manifest_from(source, data)
     _check_listing(source, manifest, names)
     for name, expected in manifest.files.items():
         actual = sha256_file(root / name)
