@@ -61,6 +61,7 @@ def test_hostile_file_is_refused_in_one_line(name, tmp_path):
     assert "Traceback" not in done.stderr
     assert len(lines) == 1, f"{name}: stderr has {len(lines)} lines:\n{done.stderr}"
     assert str(case.names) in lines[0], f"{name}: {lines[0]!r} does not name {case.names}"
+    assert ".install." not in lines[0], f"{name}: names a deleted staging folder"
     assert _digests(inputs) == before, f"{name}: an input file changed"
     out = case.output
     assert not out.exists() or not any(p.is_file() for p in out.rglob("*")), f"{name}: wrote into {out}"
@@ -220,3 +221,17 @@ def test_a_crafted_predictions_manifest_means_redo_every_case(tmp_path):
     path = tmp_path / "predictions.json"
     path.write_bytes(b'{"cases": ' + DEEP + b"}")
     assert load_manifest(path) == {}
+
+
+def test_network_bounds_accept_the_built_in_models_and_refuse_absurd_specs():
+    from voxseg.bundle import open_bundle
+
+    from .corpus import BASE_BUNDLE
+
+    kwargs = dict(open_bundle(BASE_BUNDLE).manifest.config.network.kwargs)
+    assert network_spec_problem(kwargs, weights_numel=10**6) is None
+    assert "channels must be in" in network_spec_problem({**kwargs, "filters": [1 << 20, 16]})
+    assert "weights hold 1,000" in network_spec_problem({**kwargs, "filters": [512, 1024]}, weights_numel=1000)
+    assert "kernel sizes" in network_spec_problem({**kwargs, "kernel_size": [[1 << 10] * 3] * 4})
+    assert "levels" in network_spec_problem({**kwargs, "filters": [8] * 40})
+    assert "spatial_dims" in network_spec_problem({**kwargs, "spatial_dims": 7})
