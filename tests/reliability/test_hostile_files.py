@@ -113,7 +113,11 @@ KEYS = st.sampled_from(
     ["channel_names", "labels", "numTraining", "file_ending", "files", "network", "plan", "points", "name", "0"]
 )
 OBJECTS = st.dictionaries(KEYS, JSON, max_size=6)
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=int(os.environ.get("VOXSEG_FUZZ_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 
 
 @FUZZ

@@ -208,7 +208,8 @@ class BundleManifest:
         known = set(_REQUIRED) | set(_OPTIONAL) | set(_DERIVED)
         unknown = sorted(set(data) - known)
         if unknown:
-            raise BundleError(f"{MANIFEST_NAME}: unknown field(s) {', '.join(unknown)} (made by a newer voxseg?)")
+            names = ", ".join(k if k.isprintable() else repr(k) for k in unknown)  # a key with a newline: one line
+            raise BundleError(f"{MANIFEST_NAME}: unknown field(s) {names} (made by a newer voxseg?)")
         missing = [k for k in _REQUIRED if k not in data]
         if missing:
             raise BundleError(f"{MANIFEST_NAME}: missing field(s) {', '.join(missing)}")
