@@ -13,9 +13,11 @@ __all__ = [
     "InputImageError",
     "OutputPathError",
     "DiskFullError",
+    "GeometryError",
     "DatasetFormatError",
     "BundleError",
     "ConfigError",
+    "JSONFileError",
     "UnknownNameError",
 ]
 
@@ -61,6 +63,11 @@ class DiskFullError(InputImageError):
     """The disk (or quota) filled up while writing an output; nothing partial is left."""
 
 
+class GeometryError(InputImageError, ValueError):
+    """A voxel spacing (or other geometry) that cannot be physical: zero, negative, NaN, infinite
+    or absurd. A ``ValueError`` too, for callers that passed a bad ``spacing=`` to the API."""
+
+
 class DatasetFormatError(VoxsegError):
     """A dataset folder does not follow the expected layout (dataset.json, imagesTr, ...)."""
 
@@ -71,6 +78,11 @@ class BundleError(VoxsegError):
 
 class ConfigError(VoxsegError):
     """An option or configuration value is invalid."""
+
+
+class JSONFileError(ConfigError, ValueError):
+    """A JSON file that is too large, nested too deep, not UTF-8 or not JSON (see
+    :mod:`voxseg.io.safe_json`); a ``ValueError`` too, like the ``json`` module's own errors."""
 
 
 class UnknownNameError(VoxsegError, KeyError):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import json
 import threading
+import time
 from functools import partial
 from pathlib import Path
 
@@ -124,7 +125,8 @@ def bundle_zip(work_folder, tmp_path_factory) -> Path:
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
     """Serves files, honouring ``Range: bytes=N-`` (206); ``/drop/NAME`` announces NAME's full size
-    but sends half and hangs up (a range request there is served in full). Every request's path and
+    but sends half and hangs up (a range request there is served in full); ``/slow/NAME`` sends
+    NAME in ten pieces over a second. Every request's path and
     ``Range`` header are appended to the server's ``requests`` list."""
 
     def log_message(self, *args):  # keep test output clean
@@ -132,6 +134,9 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
     def do_GET(self):
         self.server.requests.append((self.path, self.headers.get("Range")))
+        if self.path.startswith("/slow/"):  # the whole file, in 10 pieces 0.1 s apart
+            self._slow(Path(self.directory) / self.path[len("/slow/") :])
+            return
         drop = self.path.startswith("/drop/")
         name = self.path[len("/drop/") :] if drop else self.path.lstrip("/")
         rng = self.headers.get("Range")
@@ -163,6 +168,17 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         self.wfile.write(data[: len(data) // 2])
         self.wfile.flush()
         self.close_connection = True
+
+    def _slow(self, file: Path) -> None:
+        data = file.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        step = len(data) // 10 + 1
+        for i in range(0, len(data), step):
+            self.wfile.write(data[i : i + step])
+            self.wfile.flush()
+            time.sleep(0.1)
 
 
 class Server:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -235,3 +238,37 @@ def test_load_predictor_installs_on_first_use_and_predicts(server, bundle_zip, t
     assert one.folds == (1,) and len(one.networks) == 1
     with pytest.raises(BundleError, match=r"has folds \[0, 1\]; fold\(s\) \[3\] requested"):
         load_predictor(bundle_zip, folds=[3], cache=tmp_path / "c2", models=kw["models"])
+
+
+def _cli_install(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"), "VOXSEG_INDEX": ""}
+    return subprocess.Popen(
+        [sys.executable, "-m", "voxseg", "install", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_two_concurrent_installs_of_one_model_take_turns(server, bundle_zip, tmp_path):
+    """Two real `voxseg install NAME` processes at once: both succeed, one download, one install
+    (they used to share the .part file and one failed with a sha256 mismatch)."""
+    shutil.copy(bundle_zip, server.folder / "good.zip")
+    digest, size = sha256_file(bundle_zip), bundle_zip.stat().st_size
+    versions = {"v1": {"urls": [f"{server.url}/slow/good.zip"], "sha256": digest, "size": size}}
+    index = write_index(tmp_path / "index.json", {"tiny-nodules": {"versions": versions}})
+    cache, models = tmp_path / "cache", tmp_path / "models"
+    (cache / "downloads").mkdir(parents=True)
+    leftover = cache / "downloads" / "tmpk1ll3d00"  # what a killed install leaves behind
+    leftover.write_bytes(b"half a download")
+    args = ["tiny-nodules", "--index", str(index), "--cache", str(cache), "--models", str(models)]
+    procs = [_cli_install(args) for _ in range(2)]
+    results = [(p.wait(timeout=240), *p.communicate()) for p in procs]
+    for code, _out, err in results:
+        assert code == 0, err
+    downloads = [r for r in server.requests if r[0].startswith("/slow/")]
+    assert len(downloads) == 1  # the second process waited, then found the model installed
+    assert [m.reference for m in installed_models(models)] == ["tiny-nodules@v1"]
+    assert [p.name for p in _files(cache / "downloads")] == [f"tiny-nodules-v1-{digest[:12]}.zip"]
+    assert not leftover.exists()

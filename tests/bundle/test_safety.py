@@ -129,3 +129,27 @@ def test_not_a_zip(tmp_path):
         open_bundle(junk)
     with pytest.raises(BundleError, match="no such bundle"):
         open_bundle(tmp_path / "missing.zip")
+
+
+def test_archive_caps_default_to_2_gib_and_follow_the_environment(monkeypatch):
+    assert ArchiveLimits().max_total_bytes == ArchiveLimits().max_member_bytes == 2 << 30
+    monkeypatch.setenv("VOXSEG_MAX_BUNDLE_BYTES", str(5 << 30))
+    assert ArchiveLimits().max_total_bytes == 5 << 30
+
+
+def test_zip_bomb_of_one_mib_members_is_refused_before_extracting(bundle_zip, tmp_path):
+    """400 members of exactly 1 MiB of zeros: under the member cap, each compressed ~1000x."""
+    members = [*_members(bundle_zip).items()] + [(f"z/{i}.txt", bytes(1 << 20)) for i in range(400)]
+    bad = _write(tmp_path / "bomb.zip", members)
+    with pytest.raises(BundleError, match=r"expands \d+x .*zip bomb"):
+        install(bad, cache=tmp_path / "cache", models=tmp_path / "models")
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").rglob("*.txt"))
+    problems = verify_bundle(bad)
+    assert problems and "zip bomb" in problems[0]
+
+
+def test_members_not_listed_in_bundle_json_are_refused_before_extracting(bundle_zip, tmp_path):
+    bad = _write(tmp_path / "extra.zip", [*_members(bundle_zip).items(), ("notes/extra.txt", b"x")])
+    with pytest.raises(BundleError, match=r"'notes/extra.txt' is not listed in bundle.json; refused"):
+        extract_zip(bad, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -213,3 +213,37 @@ def test_file_written_by_simpleitk_reads_with_reversed_geometry(tmp_path, suffix
         itk = image.TransformIndexToPhysicalPoint(index[::-1])
         np.testing.assert_allclose(vol.index_to_world(index), itk[::-1], atol=1e-4)
         assert vol.array[index] == sitk.GetArrayViewFromImage(image)[index]
+
+
+# -- spacing that cannot be physical (hostile headers, bad API arguments) ------------------------
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.0, -1.0, float("nan"), float("inf"), 1e9, 1e-9])
+def test_volume_refuses_unphysical_spacing(bad):
+    from voxseg.errors import GeometryError
+
+    with pytest.raises(GeometryError) as err:
+        Volume(np.zeros((2, 3, 4), np.uint8), spacing=(1.0, bad, 1.0))
+    assert isinstance(err.value, ValueError)  # callers catching ValueError keep working
+    assert "axis 1" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_negative_nifti_pixdim_is_read_as_its_magnitude(tmp_path):
+    path = tmp_path / "neg.nii"
+    write_image(Volume(np.ones((2, 3, 4), np.uint8), spacing=(2.0, 1.0, 0.5)), path, compress=False)
+    raw = bytearray(path.read_bytes())
+    struct.pack_into("<f", raw, 76 + 4 * 1, -0.5)  # pixdim[1]: x, the last array axis
+    path.write_bytes(bytes(raw))
+    assert read_image(path).spacing == pytest.approx((2.0, 1.0, 0.5))
+
+
+def test_zero_pixdim_is_refused_naming_the_file(tmp_path):
+    from voxseg.errors import GeometryError
+
+    path = tmp_path / "zero.nii.gz"
+    write_image(Volume(np.ones((2, 3, 4), np.uint8), spacing=(2.0, 1.0, 0.5)), path)
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    struct.pack_into("<f", raw, 76 + 4 * 3, 0.0)  # pixdim[3]: z
+    path.write_bytes(gzip.compress(bytes(raw)))
+    with pytest.raises(GeometryError, match=rf"^{path}: voxel spacing \(0, 1, 0.5\)"):
+        read_image(path)

@@ -6,11 +6,11 @@ No torch here.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import struct
 from pathlib import Path
 
+from voxseg.bundle.safetensors_header import HeaderProblem, parse_safetensors_header
 from voxseg.errors import BundleError
 
 __all__ = [
@@ -101,26 +101,12 @@ def safetensors_problem(head: bytes, size: int) -> str | None:
     (n,) = struct.unpack("<Q", head[:8])
     # A pickle starts with 0x80 (PROTO), but so does a safetensors file whose header length ends in
     # 0x80: only call it a pickle when the bytes do not parse as a safetensors header.
-    if n < 2 or 8 + n > size or 8 + n > len(head) or head[8:9] != b"{":
-        if head[:1] == b"\x80":
-            return "it is a Python pickle, not safetensors"
-        return "its header length is invalid (not a safetensors file, or truncated)"
+    if (n < 2 or 8 + n > size or 8 + n > len(head) or head[8:9] != b"{") and head[:1] == b"\x80":
+        return "it is a Python pickle, not safetensors"
     try:
-        header = json.loads(head[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return "its header is not JSON (not a safetensors file)"
-    if not isinstance(header, dict):
-        return "its header is not a JSON object (not a safetensors file)"
-    end = 0
-    for key, info in header.items():
-        if key == "__metadata__":
-            continue
-        offsets = info.get("data_offsets") if isinstance(info, dict) else None
-        if not (isinstance(offsets, list) and len(offsets) == 2):
-            return f"tensor {key!r} has no valid data_offsets"
-        end = max(end, int(offsets[1]))
-    if 8 + n + end != size:
-        return f"its size {size} does not match its header ({8 + n + end} bytes): truncated or padded"
+        parse_safetensors_header(head, size)
+    except HeaderProblem as exc:
+        return str(exc)
     return None
 
 

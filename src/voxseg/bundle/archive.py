@@ -16,21 +16,33 @@ archive that lies about its sizes is still stopped at the cap. No torch here.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import stat
 import tempfile
 import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from voxseg.bundle._util import PICKLE_SUFFIXES
 from voxseg.errors import BundleError
+from voxseg.io.safe_json import MAX_JSON_BYTES, loads_json
 
-__all__ = ["ArchiveLimits", "check_zip", "extract_zip", "read_zip_members", "check_folder", "folder_files"]
+__all__ = [
+    "ArchiveLimits",
+    "ZipMembers",
+    "check_zip",
+    "extract_zip",
+    "read_zip_members",
+    "check_folder",
+    "folder_files",
+]
 
 _MIB = 1 << 20
+_RATIO_FLOOR = 64 << 10  # members this large must not expand more than max_ratio times
+_MANIFEST = "bundle.json"
 
 
 @dataclass(frozen=True)
@@ -44,15 +56,24 @@ class ArchiveLimits:
     max_total_bytes
         Largest sum of uncompressed members.
     max_ratio
-        Largest compression ratio of a member bigger than 1 MiB (zip-bomb guard).
+        Largest compression ratio of a member of 64 KiB or more, and of the whole archive once
+        it expands past 1 MiB (zip-bomb guards).
     max_members
         Most members in one archive.
+
+    The two byte caps default to 2 GiB, or to ``VOXSEG_MAX_BUNDLE_BYTES`` when set.
     """
 
-    max_member_bytes: int = 4 << 30
-    max_total_bytes: int = 8 << 30
+    max_member_bytes: int = field(default_factory=lambda: _env_bytes("VOXSEG_MAX_BUNDLE_BYTES", 2 << 30))
+    max_total_bytes: int = field(default_factory=lambda: _env_bytes("VOXSEG_MAX_BUNDLE_BYTES", 2 << 30))
     max_ratio: float = 200.0
-    max_members: int = 10_000
+    max_members: int = 1_000
+
+
+def _env_bytes(name: str, default: int) -> int:
+    """A byte cap from the environment (``VOXSEG_MAX_BUNDLE_BYTES=4294967296``), else ``default``."""
+    text = os.environ.get(name, "").strip()
+    return int(text) if text.isdigit() and int(text) > 0 else default
 
 
 def _member_problem(name: str) -> str | None:
@@ -96,7 +117,7 @@ def check_zip(zf: zipfile.ZipFile, *, limits: ArchiveLimits = ArchiveLimits(), s
     if len(infos) > limits.max_members:
         raise BundleError(f"{where}the archive has {len(infos)} members (more than {limits.max_members}); refused")
     seen: set[str] = set()
-    files, total = [], 0
+    files, total, packed = [], 0, 0
     for info in infos:
         name = info.filename
         problem = _member_problem(name)
@@ -114,7 +135,7 @@ def check_zip(zf: zipfile.ZipFile, *, limits: ArchiveLimits = ArchiveLimits(), s
                 problem = "is a pickle-based file; bundles hold safetensors weights only (loading never unpickles)"
             elif info.file_size > limits.max_member_bytes:
                 problem = f"is {info.file_size} bytes uncompressed, over the {limits.max_member_bytes}-byte cap"
-            elif info.file_size > _MIB and info.file_size > limits.max_ratio * max(info.compress_size, 1):
+            elif info.file_size >= _RATIO_FLOOR and info.file_size > limits.max_ratio * max(info.compress_size, 1):
                 problem = (
                     f"expands {info.file_size / max(info.compress_size, 1):.0f}x "
                     f"(over the {limits.max_ratio:.0f}x cap: a zip bomb?)"
@@ -124,11 +145,35 @@ def check_zip(zf: zipfile.ZipFile, *, limits: ArchiveLimits = ArchiveLimits(), s
         seen.add(key)
         if not info.is_dir():
             total += info.file_size
+            packed += info.compress_size
             files.append(key)
     if total > limits.max_total_bytes:
         raise BundleError(
             f"{where}the archive expands to {total} bytes, over the {limits.max_total_bytes}-byte cap; refused"
         )
+    if total > _MIB and total > limits.max_ratio * max(packed, 1):
+        raise BundleError(
+            f"{where}the archive expands {total / max(packed, 1):.0f}x (over the {limits.max_ratio:.0f}x cap: "
+            "a zip bomb?); refused"
+        )
+    return files
+
+
+def _listed(zf: zipfile.ZipFile, files: list[str], source: str) -> list[str]:
+    """``files`` after checking that each one is listed in the archive's bundle.json (read capped):
+    an archive holding anything else is refused before a byte is extracted."""
+    if _MANIFEST not in files:
+        raise BundleError(f"{source}: not a bundle (no {_MANIFEST}); export one with `voxseg export`")
+    info = zf.getinfo(_MANIFEST)
+    with zf.open(info) as fh:
+        text = fh.read(MAX_JSON_BYTES + 1)
+    data = loads_json(text, source=f"{source}: {_MANIFEST}", error=BundleError, fix="export the bundle again")
+    listed = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(listed, dict):
+        raise BundleError(f"{source}: {_MANIFEST} has no 'files' table; refused (export the bundle again)")
+    for name in files:
+        if name != _MANIFEST and name not in listed:
+            raise BundleError(f"{source}: {name!r} is not listed in {_MANIFEST}; refused (tampered bundle?)")
     return files
 
 
@@ -156,7 +201,7 @@ def extract_zip(path: str | Path, target: str | Path, *, limits: ArchiveLimits =
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         with _open_zip(path) as zf:
-            names = check_zip(zf, limits=limits, source=str(path))
+            names = _listed(zf, check_zip(zf, limits=limits, source=str(path)), str(path))
             total = 0
             for name in names:
                 info = zf.getinfo(name)
@@ -173,19 +218,53 @@ def extract_zip(path: str | Path, target: str | Path, *, limits: ArchiveLimits =
     return target
 
 
-def read_zip_members(path: str | Path, *, limits: ArchiveLimits = ArchiveLimits()) -> dict[str, bytes]:
-    """All regular members of the zip at ``path`` in memory, after the same checks as extraction."""
+def read_zip_members(path: str | Path, *, limits: ArchiveLimits = ArchiveLimits()) -> ZipMembers:
+    """The regular members of the zip at ``path``, after the same checks as extraction, read
+    lazily: a member's bytes are read (capped at its declared size) when asked for, and
+    :meth:`ZipMembers.sha256` hashes a member by streaming it."""
     path = Path(path)
-    out: dict[str, bytes] = {}
     with _open_zip(path) as zf:
-        for name in check_zip(zf, limits=limits, source=str(path)):
-            info = zf.getinfo(name)
-            with zf.open(info) as src:
-                data = src.read(info.file_size + 1)
-            if len(data) > info.file_size:
-                raise BundleError(f"{path}: archive member {name!r} is larger than it declares; refused")
-            out[name] = data
-    return out
+        names = _listed(zf, check_zip(zf, limits=limits, source=str(path)), str(path))
+        sizes = {name: zf.getinfo(name).file_size for name in names}
+    return ZipMembers(path, sizes)
+
+
+class ZipMembers(Mapping[str, bytes]):
+    """Checked members of a zip, read on demand (``members[name]``), never all at once."""
+
+    def __init__(self, path: Path, sizes: dict[str, int]):
+        self.path, self.sizes = path, sizes
+
+    def __getitem__(self, name: str) -> bytes:
+        return b"".join(self.chunks(name))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.sizes)
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def chunks(self, name: str, limit: int | None = None) -> Iterator[bytes]:
+        """The member's bytes in 1 MiB chunks (the first ``limit`` bytes when given)."""
+        declared = self.sizes[name]
+        done = 0
+        with _open_zip(self.path) as zf, zf.open(name) as src:
+            while chunk := src.read(_MIB):
+                done += len(chunk)
+                if done > declared:
+                    raise BundleError(f"{self.path}: archive member {name!r} is larger than it declares; refused")
+                yield chunk
+                if limit is not None and done >= limit:
+                    return
+
+    def sha256(self, name: str) -> str:
+        digest = hashlib.sha256()
+        for chunk in self.chunks(name):
+            digest.update(chunk)
+        return digest.hexdigest()
+
+    def head(self, name: str, limit: int) -> bytes:
+        return b"".join(self.chunks(name, limit))[:limit]
 
 
 def _open_zip(path: Path) -> zipfile.ZipFile:

@@ -6,6 +6,7 @@ its ``--cache-dir`` / ``--models-dir`` flags):
 ```
 CACHE/downloads/NAME-VERSION-<sha256[:12]>.zip   verified downloads (pooch; a bad one is deleted)
 CACHE/downloads/NAME-VERSION-<sha256[:12]>.zip.part   an interrupted download, resumed (HTTP Range) next time
+CACHE/locks/NAME-VERSION.lock                   held while NAME@VERSION is downloaded and installed
 CACHE/indexes/<hash of url>.json                 copies of remote indexes, for offline use
 CACHE/bundles/<sha256>/                          zips opened by path, extracted once
 MODELS/NAME/VERSION/                             installed bundles: bundle.json, weights/, README.md,
@@ -19,7 +20,6 @@ model touches no network. No torch here.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -30,16 +30,20 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 from voxseg.bundle._util import parse_reference, sha256_file, version_key
 from voxseg.bundle.archive import ArchiveLimits, extract_zip
 from voxseg.bundle.download import ResumableDownloader
-from voxseg.bundle.load import INSTALL_RECORD, Bundle, open_bundle
+from voxseg.bundle.load import INSTALL_RECORD, Bundle, open_bundle, open_extracted
 from voxseg.bundle.registry import IndexEntry, ModelIndex, is_builtin_archive, is_remote, load_index, local_path_of
 from voxseg.errors import BundleError
 from voxseg.io import write_json_atomic
+from voxseg.io.safe_json import loads_json, read_json
 
 __all__ = ["InstalledModel", "ModelInfo", "install", "installed_models", "list_models", "resolve_bundle"]
 
@@ -96,10 +100,10 @@ def _manifest_fields(path: Path | None) -> dict[str, str]:
         return {}
     try:
         if path.is_dir():
-            data = json.loads((path / "bundle.json").read_text(encoding="utf-8"))
+            data = read_json(path / "bundle.json")
         else:  # a built-in archive of the package: trusted, and one small member is read
             with zipfile.ZipFile(path) as zf:
-                data = json.loads(zf.read("bundle.json"))
+                data = loads_json(zf.read("bundle.json"), source=path)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         return {}
     if not isinstance(data, dict):
@@ -118,7 +122,7 @@ def _dirs(cache: str | Path | None, models: str | Path | None) -> tuple[Path, Pa
 
 def _record(path: Path) -> InstalledModel | None:
     try:
-        data = json.loads((path / INSTALL_RECORD).read_text(encoding="utf-8"))
+        data = read_json(path / INSTALL_RECORD)
         return InstalledModel(
             data["name"], data["version"], path, data["sha256"], data.get("source", ""), data.get("installed", "")
         )
@@ -198,8 +202,52 @@ def install(
         return have
     if offline and entry.local_path() is None:
         raise BundleError(f"{name}@{entry.version} is not installed and offline mode forbids downloading it")
-    archive, url = fetch(entry, cache_dir, progress=progress, retries=retries, offline=offline)
-    return _install_archive(archive, entry.sha256, models_dir, limits, source=url, expect=entry)
+    fetched = partial(fetch, entry, cache_dir, progress=progress, retries=retries, offline=offline)
+    if entry.local_path() is not None:  # nothing to download: verified in place
+        archive, url = fetched()
+        return _install_archive(archive, entry.sha256, models_dir, limits, source=url, expect=entry)
+    with _install_lock(cache_dir, entry) as lock:  # a second process waits here, then finds it installed
+        have = find_installed(models_dir, name, entry.version)
+        if have is not None and have.sha256 == entry.sha256:
+            return have
+        clean_downloads(cache_dir, held=Path(lock.lock_file))
+        archive, url = fetched()
+        return _install_archive(archive, entry.sha256, models_dir, limits, source=url, expect=entry)
+
+
+_LOCK_SUFFIX = ".lock"
+
+
+def _install_lock(cache: Path, entry: IndexEntry) -> FileLock:
+    """The lock held while ``NAME@VERSION`` is downloaded and installed (``CACHE/locks/*.lock``)."""
+    folder = cache / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    return FileLock(folder / f"{entry.name}-{entry.version}{_LOCK_SUFFIX}")
+
+
+def clean_downloads(cache: Path, *, held: Path | None = None) -> list[Path]:
+    """Delete the temporary files (``tmpXXXXXXXX``) a killed install left in ``CACHE/downloads``,
+    when no other install is running (every lock in ``CACHE/locks`` but ``held``, the caller's,
+    is free); return what was deleted."""
+    folder = cache / "downloads"
+    if not folder.is_dir():
+        return []
+    for lock_path in (cache / "locks").glob(f"*{_LOCK_SUFFIX}"):
+        if held is not None and lock_path.resolve() == held.resolve():
+            continue
+        lock = FileLock(lock_path)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return []  # another install is running: its temporary file may be in use
+        lock.release()
+    removed = []
+    for leftover in folder.glob("tmp*"):
+        if leftover.is_file():
+            leftover.unlink(missing_ok=True)
+            removed.append(leftover)
+            log.info("removed %s, left by an interrupted install", leftover)
+    return removed
 
 
 def _install_local(path: Path, models_dir: Path, limits: ArchiveLimits) -> InstalledModel:
@@ -225,7 +273,7 @@ def _install_archive(
     staging = Path(tempfile.mkdtemp(prefix=".install.", dir=models_dir))
     try:
         folder = extract_zip(archive, staging / "bundle", limits=limits)
-        bundle = open_bundle(folder, limits=limits)
+        bundle = open_extracted(folder, archive, limits=limits)  # errors name the zip, not the staging folder
         m = bundle.manifest
         if expect is not None and (m.name, m.version) != (expect.name, expect.version):
             raise BundleError(

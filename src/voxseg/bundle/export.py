@@ -7,7 +7,6 @@ and their ``state.json`` hashes, ``crossval/<cfg>/postprocessing.json`` and ``su
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -30,6 +29,7 @@ from voxseg.experiment.layout import WorkDir
 from voxseg.fingerprint import Fingerprint
 from voxseg.fingerprint.domain import TrainingDomain
 from voxseg.io import atomic_path
+from voxseg.io.safe_json import read_json
 from voxseg.planning import Plan
 from voxseg.postprocessing import PostprocessingSpec
 
@@ -54,7 +54,7 @@ def _versions() -> dict[str, str]:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return read_json(path)
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError, ValueError) as exc:

@@ -2,10 +2,10 @@
 
 :func:`open_bundle` accepts a bundle folder or ``.zip``. A zip is either extracted (safely, see
 :mod:`voxseg.bundle.archive`) into a content-addressed cache folder ``CACHE/bundles/<sha256>/``
-when ``cache`` is given, or read into memory. Every file is hashed and compared with
-``bundle.json`` before anything else happens; unlisted files, missing files, pickles and weights
-that are not safetensors are refused. Loading weights uses safetensors only: nothing is unpickled,
-and no training code is imported.
+when ``cache`` is given, or read in place (members hashed by streaming, read when used). Every
+file is hashed and compared with ``bundle.json`` before anything else happens; unlisted files,
+missing files, pickles and weights that are not safetensors are refused. Loading weights uses
+safetensors only: nothing is unpickled, and no training code is imported.
 """
 
 from __future__ import annotations
@@ -16,10 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from voxseg.bundle._util import read_head, safetensors_problem, sha256_bytes, sha256_file
-from voxseg.bundle.archive import ArchiveLimits, check_folder, extract_zip, read_zip_members
+from voxseg.bundle._util import read_head, safetensors_problem, sha256_file
+from voxseg.bundle.archive import ArchiveLimits, ZipMembers, check_folder, extract_zip, read_zip_members
 from voxseg.bundle.manifest import MANIFEST_NAME, BundleManifest
+from voxseg.bundle.safetensors_header import parse_safetensors_header
 from voxseg.errors import BundleError
+from voxseg.io.safe_json import MAX_JSON_BYTES
+from voxseg.nets.bounds import network_spec_problem
 
 if TYPE_CHECKING:
     import torch
@@ -31,6 +34,7 @@ log = logging.getLogger(__name__)
 #: Written by ``install`` next to an installed bundle's files; not part of the bundle.
 INSTALL_RECORD = "installed.json"
 CARD_NAME = "README.md"
+_HEAD_LIMIT = 16 << 20  # bytes of a weights file read to check its safetensors header
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ class Bundle:
         What was opened (folder or zip).
     root
         The folder holding the files (the bundle folder, or the cache folder a zip was
-        extracted to), or None when a zip was read into memory.
+        extracted to), or None when a zip is read in place.
     """
 
     manifest: BundleManifest
@@ -115,7 +119,7 @@ def open_bundle(
         A bundle folder (holding ``bundle.json``) or a ``.zip``.
     cache
         For zips: extract into ``CACHE/bundles/<sha256 of the zip>/`` (reused by later opens)
-        instead of reading the members into memory.
+        instead of reading the members from the zip when used.
     limits
         Caps on member sizes (see :class:`~voxseg.bundle.archive.ArchiveLimits`).
 
@@ -145,6 +149,11 @@ def open_bundle(
     return _open_folder(target, path, limits)
 
 
+def open_extracted(folder: str | Path, archive: str | Path, *, limits: ArchiveLimits = ArchiveLimits()) -> Bundle:
+    """Open the bundle extracted from ``archive`` into ``folder``; errors name ``archive``."""
+    return _open_folder(Path(folder), Path(archive), limits)
+
+
 def _manifest_from(source: Path, data: bytes | None) -> BundleManifest:
     if data is None:
         raise BundleError(f"{source}: not a bundle (no {MANIFEST_NAME}); export one with `voxseg export`")
@@ -171,24 +180,28 @@ def _mismatch(source: Path, name: str, expected: str, actual: str) -> BundleErro
     )
 
 
-def _verify_members(source: Path, members: Mapping[str, bytes]) -> BundleManifest:
+def _verify_members(source: Path, members: ZipMembers) -> BundleManifest:
     manifest = _manifest_from(source, members.get(MANIFEST_NAME))
     _check_listing(source, manifest, set(members))
     for name, expected in manifest.files.items():
-        actual = sha256_bytes(members[name])
+        actual = members.sha256(name)  # streamed: a bundle is never held in memory whole
         if actual != expected:
             raise _mismatch(source, name, expected, actual)
     for fold in manifest.folds:
         name = manifest.weights_file(fold)
-        data = members[name]
-        _check_weights(source, name, data[: 8 + 16 * 1024 * 1024], len(data))
+        numel = _check_weights(source, name, members.head(name, 8 + _HEAD_LIMIT), members.sizes[name])
+        _check_network(source, manifest, numel)
     return manifest
 
 
 def _open_folder(root: Path, source: Path, limits: ArchiveLimits) -> Bundle:
     names = set(check_folder(root, limits=limits)) - {INSTALL_RECORD}
     manifest_path = root / MANIFEST_NAME
-    manifest = _manifest_from(source, manifest_path.read_bytes() if manifest_path.is_file() else None)
+    data = None
+    if manifest_path.is_file():
+        with open(manifest_path, "rb") as fh:
+            data = fh.read(MAX_JSON_BYTES + 1)  # more is refused by the JSON loader's size cap
+    manifest = _manifest_from(source, data)
     _check_listing(source, manifest, names)
     for name, expected in manifest.files.items():
         actual = sha256_file(root / name)
@@ -196,14 +209,24 @@ def _open_folder(root: Path, source: Path, limits: ArchiveLimits) -> Bundle:
             raise _mismatch(source, name, expected, actual)
     for fold in manifest.folds:
         name = manifest.weights_file(fold)
-        _check_weights(source, name, read_head(root / name), (root / name).stat().st_size)
+        numel = _check_weights(source, name, read_head(root / name), (root / name).stat().st_size)
+        _check_network(source, manifest, numel)
     return Bundle(manifest, source, root)
 
 
-def _check_weights(source: Path, name: str, head: bytes, size: int) -> None:
+def _check_weights(source: Path, name: str, head: bytes, size: int) -> int:
+    """Refuse weights that are not a valid safetensors file; return how many values they hold."""
     problem = safetensors_problem(head, size)
     if problem:
         raise BundleError(f"{source}: {name} is refused: {problem} (bundles hold safetensors weights only)")
+    return sum(t.numel for t in parse_safetensors_header(head, size).values())
+
+
+def _check_network(source: Path, manifest: BundleManifest, weights_numel: int) -> None:
+    """Refuse an implausible network spec before anything builds it (a 2^20-filter network)."""
+    problem = network_spec_problem(manifest.config.network.kwargs, weights_numel=weights_numel)
+    if problem:
+        raise BundleError(f"{source}: the network in {MANIFEST_NAME} is refused: {problem}; export the bundle again")
 
 
 def describe(bundle: Bundle) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 from voxseg.bundle._util import check_name, check_version, is_sha256
 from voxseg.errors import BundleError, VoxsegError
 from voxseg.fingerprint.domain import TrainingDomain
+from voxseg.io.safe_json import loads_json
 from voxseg.planning import ConfigurationPlan, Plan
 from voxseg.postprocessing import PostprocessingSpec
 
@@ -222,7 +223,8 @@ class BundleManifest:
         known = set(_REQUIRED) | set(_OPTIONAL) | set(_DERIVED)
         unknown = sorted(set(data) - known)
         if unknown:
-            raise BundleError(f"{MANIFEST_NAME}: unknown field(s) {', '.join(unknown)} (made by a newer voxseg?)")
+            names = ", ".join(k if k.isprintable() else repr(k) for k in unknown)  # a key with a newline: one line
+            raise BundleError(f"{MANIFEST_NAME}: unknown field(s) {names} (made by a newer voxseg?)")
         missing = [k for k in _REQUIRED if k not in data]
         if missing:
             raise BundleError(f"{MANIFEST_NAME}: missing field(s) {', '.join(missing)}")
@@ -271,10 +273,7 @@ class BundleManifest:
 
     @classmethod
     def loads(cls, text: str | bytes) -> BundleManifest:
-        try:
-            data = json.loads(text)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise BundleError(f"{MANIFEST_NAME} is not valid JSON ({exc})") from None
+        data = loads_json(text, source=MANIFEST_NAME, error=BundleError, fix="export the bundle again")
         return cls.from_json(data)
 
 

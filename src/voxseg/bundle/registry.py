@@ -31,7 +31,6 @@ a later index's entry for the same ``NAME@VERSION`` wins. No torch here.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from urllib.parse import unquote, urljoin, urlparse
 
 from voxseg.bundle._util import check_name, check_version, is_sha256, version_key
 from voxseg.errors import BundleError
+from voxseg.io.safe_json import read_json
 
 __all__ = [
     "IndexEntry",
@@ -221,7 +221,7 @@ def _entry(name: str, ver: str, info: Any, source: str) -> IndexEntry:
 
 def _read_local(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return read_json(path, error=BundleError, fix="fix the index file")
     except FileNotFoundError:
         raise BundleError(f"{path}: no such index file") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:

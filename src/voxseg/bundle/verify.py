@@ -59,8 +59,8 @@ def verify_bundle(path: str | Path, *, forward: bool = True, limits: ArchiveLimi
     the manifest schema, each fold's weights loading into the network built from the spec with
     strict key and shape matching, and (``forward=True``) a forward pass on a small input giving
     finite values of the expected shape, and, for bundles with ONNX models when onnxruntime is
-    installed, the ONNX model giving the same logits on a patch. Reads zips in memory: nothing
-    is written.
+    installed, the ONNX model giving the same logits on a patch. Reads zips in place, hashing each
+    member by streaming it (a bundle is never held in memory whole): nothing is written.
     """
     try:
         bundle = open_bundle(path, limits=limits)

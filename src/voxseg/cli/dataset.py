@@ -8,6 +8,7 @@ import typer
 
 from voxseg.cli._common import console, err_console, parse_key_values, parse_size, progress_bar
 from voxseg.errors import ConfigError, VoxsegError
+from voxseg.io.safe_json import read_json
 
 app = typer.Typer(no_args_is_help=True, help="Make, check, import, convert and look at datasets (nnU-Net v2 layout).")
 
@@ -219,7 +220,6 @@ def extract_slices(
     file_ending: str = typer.Option(None, "--file-ending", help="Suffix of the 2D files (default: the source's)."),
 ) -> None:
     """Write the annotated slices of a 3D dataset as a 2D dataset (cases CASE_zNNN, slices.json)."""
-    import json
 
     from voxseg.dataset.slices import SLICES_JSON
     from voxseg.dataset.slices import extract_slices as run
@@ -234,7 +234,7 @@ def extract_slices(
             file_ending=file_ending,
             progress=update,
         )
-    record = json.loads((out_dir / SLICES_JSON).read_text(encoding="utf-8"))
+    record = read_json(out_dir / SLICES_JSON)
     console.print(f"wrote {len(record['slices'])} slices of {len(record['cases'])} cases to {out_dir}", soft_wrap=True)
 
 

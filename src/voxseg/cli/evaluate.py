@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from voxseg.cli._common import console
+from voxseg.io.safe_json import read_json
 
 
 def evaluate(
@@ -25,7 +25,7 @@ def evaluate(
     path = evaluate_folders(
         pred_dir, gt_dir, out, tolerance_mm=tolerance, allow_missing=allow_missing, num_workers=workers
     )
-    report = json.loads(path.read_text())
+    report = read_json(path)
     for label, metrics in report["summary"]["per_class"].items():
         parts = [
             f"{m} {v['mean']:.4f}" for m, v in metrics.items() if isinstance(v, dict) and v.get("mean") is not None

@@ -19,6 +19,7 @@ from typing import Any
 from voxseg.dataset.layout import DatasetSpec, DatasetWriter, read_dataset
 from voxseg.errors import DatasetFormatError
 from voxseg.io import read_channels, read_image
+from voxseg.io.safe_json import read_json
 
 __all__ = ["convert_dataset", "import_msd", "detect_layout"]
 
@@ -31,7 +32,7 @@ def detect_layout(path: Path) -> str:
     if not dj.is_file():
         raise DatasetFormatError(f"{dj}: missing; cannot tell the dataset layout")
     try:
-        data = json.loads(dj.read_text(encoding="utf-8"))
+        data = read_json(dj, error=DatasetFormatError, fix="see docs/dataset.md for its format")
     except json.JSONDecodeError as exc:
         raise DatasetFormatError(f"{dj}: not valid JSON ({exc})") from None
     if isinstance(data, dict) and "modality" in data and "training" in data:
@@ -60,7 +61,7 @@ def import_msd(
 ) -> Path:
     """Convert an MSD task folder to an nnU-Net v2 dataset in ``out``."""
     src, out = Path(src), Path(out)
-    data: dict[str, Any] = json.loads((src / "dataset.json").read_text(encoding="utf-8"))
+    data: dict[str, Any] = read_json(src / "dataset.json", error=DatasetFormatError, fix="see docs/dataset.md")
     try:
         channels = {int(k): str(v) for k, v in data["modality"].items()}
         labels = {str(name): int(value) for value, name in data["labels"].items()}

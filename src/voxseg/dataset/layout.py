@@ -26,6 +26,7 @@ from typing import Any
 
 from voxseg.errors import DatasetFormatError, UnknownNameError
 from voxseg.io import Volume, write_image, write_json_atomic
+from voxseg.io.safe_json import read_json
 
 __all__ = ["DatasetSpec", "Case", "Dataset", "DatasetWriter", "read_dataset", "case_files", "CHANNEL_RE"]
 
@@ -201,7 +202,7 @@ def read_dataset(path: str | Path) -> Dataset:
             hint = f" (it looks like images and masks: make a dataset with '{command}')" if command else ""
         raise DatasetFormatError(f"{dj}: missing; a dataset folder needs dataset.json and imagesTr/{hint}")
     try:
-        data = json.loads(dj.read_text(encoding="utf-8"))
+        data = read_json(dj, error=DatasetFormatError, fix="see docs/dataset.md for its format")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetFormatError(f"{dj}: not valid JSON ({exc})") from None
     spec = DatasetSpec.from_json(data, dj)

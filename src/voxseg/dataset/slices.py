@@ -11,7 +11,6 @@ to its source case and slice index, with the source geometry, so 2D predictions 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 from voxseg.dataset.layout import Dataset, DatasetSpec, DatasetWriter, read_dataset
 from voxseg.errors import ConfigError, DatasetFormatError
 from voxseg.io import WRITE_SUFFIXES, Volume, read_image, write_json_atomic
+from voxseg.io.safe_json import read_json
 
 __all__ = ["extract_slices", "slice_volume", "annotated_slices", "slice_groups", "check_output_folder", "SLICES_JSON"]
 
@@ -89,7 +89,7 @@ def slice_groups(data: str | Path) -> dict[str, str]:
     if not path.is_file():
         return {}
     try:
-        slices = json.loads(path.read_text(encoding="utf-8"))["slices"]
+        slices = read_json(path)["slices"]
         return {str(k): str(v["case"]) for k, v in slices.items()}
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DatasetFormatError(f"{path}: not a valid slices record ({exc})") from None

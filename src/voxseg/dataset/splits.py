@@ -6,7 +6,6 @@ subject is in both training and validation.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 
 from voxseg.errors import ConfigError, DatasetFormatError
 from voxseg.io import write_json_atomic
+from voxseg.io.safe_json import read_json
 
 __all__ = ["Fold", "make_splits", "write_splits", "read_splits", "load_or_create_splits"]
 
@@ -73,7 +73,7 @@ def read_splits(path: str | Path) -> list[Fold]:
     """Read ``splits.json`` (voxseg's format, or nnU-Net's ``splits_final.json`` list)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
         folds = data if isinstance(data, list) else data["folds"]
         return [Fold(tuple(f["train"]), tuple(f["val"])) for f in folds]
     except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -10,7 +10,6 @@ Writes ``evaluation.json`` (everything), ``evaluation_cases.csv`` (one row per c
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,6 +26,7 @@ from voxseg.io import atomic_path, read_image, write_json_atomic
 from voxseg.io.atomic import full_suffix
 from voxseg.io.formats import is_image_file
 from voxseg.io.guard import check_outputs
+from voxseg.io.safe_json import read_json
 from voxseg.io.volume import Volume
 
 __all__ = ["evaluate_case", "evaluate_folders", "summarize", "SCHEMA_VERSION"]
@@ -113,7 +113,7 @@ def _labels_from_dataset(gt_dir: Path):
             from voxseg.dataset import DatasetSpec
 
             try:
-                spec = DatasetSpec.from_json(json.loads(candidate.read_text(encoding="utf-8")), candidate)
+                spec = DatasetSpec.from_json(read_json(candidate), candidate)
             except ValueError as exc:
                 raise DatasetFormatError(f"{candidate}: not valid JSON ({exc})") from None
             log.info("labels from %s", candidate)

@@ -19,11 +19,11 @@ Only paths here: no I/O beyond existence checks and reading small JSON status fi
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from voxseg.errors import ConfigError
+from voxseg.io.safe_json import read_json
 
 __all__ = ["WorkDir"]
 
@@ -78,7 +78,7 @@ class WorkDir:
     def source_dataset(self) -> Path:
         """The raw dataset folder this work folder was planned from."""
         try:
-            data = json.loads(self.dataset_path.read_text(encoding="utf-8"))
+            data = read_json(self.dataset_path)
             return Path(data["voxseg_source"])
         except (OSError, ValueError, KeyError, TypeError):
             raise ConfigError(
@@ -97,7 +97,7 @@ class WorkDir:
         for run in sorted(base.glob("fold_*")) if base.is_dir() else []:
             try:
                 fold = int(run.name.split("_", 1)[1])
-                status = json.loads((run / "run.json").read_text(encoding="utf-8")).get("status")
+                status = read_json(run / "run.json").get("status")
             except (OSError, ValueError, IndexError, AttributeError):
                 continue
             if status == "finished" and (run / "checkpoint" / "state.json").is_file():

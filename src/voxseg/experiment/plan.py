@@ -21,6 +21,7 @@ from voxseg.errors import ConfigError, VoxsegError
 from voxseg.experiment.layout import WorkDir
 from voxseg.fingerprint import Fingerprint, compute_fingerprint
 from voxseg.io import read_image, write_json_atomic
+from voxseg.io.safe_json import read_json
 from voxseg.planning import BUDGETS, Plan, apply_overrides, make_plan
 
 __all__ = ["plan_experiment", "DatasetRefused", "configuration_parameters", "SETTINGS_KEY", "DEFAULT_SNAPSHOTS"]
@@ -95,10 +96,10 @@ def _refuse_foreign(work: WorkDir) -> None:
 def _claim_work(work: WorkDir, dataset: Dataset, settings: dict[str, Any]) -> bool:
     """Record (or check) what this work folder is planned from; True if it was already planned so."""
     source = str(dataset.root.resolve())
-    spec = json.loads((dataset.root / "dataset.json").read_text(encoding="utf-8"))
+    spec = read_json(dataset.root / "dataset.json")
     if work.dataset_path.is_file():
         try:
-            copy = json.loads(work.dataset_path.read_text(encoding="utf-8"))
+            copy = read_json(work.dataset_path)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             raise ConfigError(
                 f"{work.dataset_path}: unreadable; delete the work folder {work.root} and plan again"

@@ -5,7 +5,6 @@ Internal to :mod:`voxseg.experiment.train`, which resolves and checks the settin
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -20,6 +19,7 @@ from voxseg.experiment.overrides import flatten
 from voxseg.experiment.tracking import MlflowTracker
 from voxseg.experiment.validation import PatchValidator, json_safe, validate_cases
 from voxseg.io import write_json_atomic
+from voxseg.io.safe_json import read_json
 from voxseg.nets import build_network, count_parameters
 from voxseg.training.checkpoint import TrainState, latest_checkpoint
 from voxseg.training.config import TrainConfig
@@ -174,7 +174,7 @@ def _interactive_sampler(plan, conf):
 
 def _finish_status(run_dir: Path, cfg: TrainConfig, state: TrainState) -> str:
     """A run that stopped at its time budget is complete: mark it finished (with why)."""
-    data = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    data = read_json(run_dir / "run.json")
     if data.get("status") == "stopped" and cfg.minutes is not None:
         data.update(status="finished", ended="time budget", epochs_planned=cfg.epochs)
         write_json_atomic(run_dir / "run.json", data)
@@ -250,7 +250,7 @@ def run_fold(
 def _validated_epochs(run_dir: Path) -> int | None:
     """Epochs of a finished and validated run (None: not finished or not validated)."""
     try:
-        data = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        data = read_json(run_dir / "run.json")
     except (OSError, ValueError):
         return None
     if data.get("status") != "finished" or data.get("val_dice") is None:
@@ -262,7 +262,7 @@ def _previous_validation(run_dir: Path, done_before: int | None) -> dict[str, An
     """The validation result of a run that was already finished and validated before ``--resume``."""
     if done_before is None:
         return None
-    data = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    data = read_json(run_dir / "run.json")
     if int(data.get("epoch", -2)) != done_before or not (run_dir / "validation" / "metrics.json").is_file():
         return None
     log.info("%s: finished and validated already", run_dir)
@@ -301,7 +301,7 @@ def _validate(ctx: WorkContext, fold: int, model: torch.nn.Module, cfg: TrainCon
     )
     per_class = {k: v["dice"]["mean"] for k, v in report["summary"]["per_class"].items()}
     run_dir = wd.run_dir(name, fold)
-    data = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    data = read_json(run_dir / "run.json")
     data.update(
         json_safe(
             {
@@ -328,7 +328,7 @@ def _validate_interactive(ctx: WorkContext, fold: int, model: torch.nn.Module, c
     out = wd.validation_dir(name, fold)
     report = validate_interactive(predictor, ctx.dataset, ctx.folds[fold].val, out, seed=cfg.seed)
     run_dir = wd.run_dir(name, fold)
-    data = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    data = read_json(run_dir / "run.json")
     validation = {"metrics": str(out / "metrics.json"), "seconds": report["seconds"], "prompt": "six points"}
     data.update(json_safe({"val_dice": report["mean_dice"], "validation": validation}))
     write_json_atomic(run_dir / "run.json", data)

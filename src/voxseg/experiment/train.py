@@ -33,6 +33,7 @@ from voxseg.experiment.layout import WorkDir
 from voxseg.experiment.overrides import PREPROCESSING_FIELDS, resolve_train_config, split_overrides
 from voxseg.experiment.validation import json_safe
 from voxseg.io import write_json_atomic
+from voxseg.io.safe_json import read_json
 from voxseg.planning import Plan, apply_overrides
 from voxseg.preprocessing import case_settings
 from voxseg.preprocessing.store import read_case_record
@@ -167,7 +168,7 @@ def _apply_plan_changes(ctx: WorkContext, changes: Mapping[str, Any], fold: int)
 def _run_network(ctx: WorkContext, fold: int) -> dict[str, Any] | None:
     """The network and patch size a fold's run recorded (None: no run)."""
     try:
-        data = json.loads((ctx.work.run_dir(ctx.configuration, fold) / "run.json").read_text(encoding="utf-8"))
+        data = read_json(ctx.work.run_dir(ctx.configuration, fold) / "run.json")
         return {"network": data.get("network"), "patch_size": data.get("patch_size")}
     except (OSError, ValueError, AttributeError):
         return None
@@ -186,7 +187,7 @@ def _budget_warning(plan: Plan, cfg: TrainConfig) -> None:
 def _previous_run(ctx: WorkContext, fold: int) -> dict[str, Any]:
     """The fold's run.json ({} when there is none or it is unreadable)."""
     try:
-        data = json.loads((ctx.work.run_dir(ctx.configuration, fold) / "run.json").read_text(encoding="utf-8"))
+        data = read_json(ctx.work.run_dir(ctx.configuration, fold) / "run.json")
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -246,7 +247,7 @@ def _meta(ctx: WorkContext, fold: int, cfg: TrainConfig) -> dict[str, Any]:
 
 def _update_run_json(run_dir: Path, **fields: Any) -> dict[str, Any]:
     path = run_dir / "run.json"
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = read_json(path)
     data.update(json_safe(fields))
     write_json_atomic(path, data)
     return data

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import numpy as np
 
 from voxseg.errors import ConfigError
+from voxseg.io.safe_json import read_json
 
 __all__ = ["ChannelStats", "CaseFingerprint", "Fingerprint", "FINGERPRINT_SCHEMA_VERSION", "modality_of"]
 
@@ -244,7 +245,7 @@ class Fingerprint:
     def load(cls, path: str | Path) -> Fingerprint:
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = read_json(path)
         except FileNotFoundError:
             raise ConfigError(f"{path}: no fingerprint here (run `voxseg plan DATA -o WORK`)") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

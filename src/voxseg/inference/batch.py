@@ -11,7 +11,6 @@ manifest, progress, and one bad case reported without stopping the others.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -42,6 +41,7 @@ from voxseg.io import (
     read_image,
     write_image,
 )
+from voxseg.io.safe_json import read_json
 from voxseg.postprocessing import instances as make_instances
 from voxseg.postprocessing import object_table, remove_small_objects, write_object_table
 
@@ -255,7 +255,7 @@ def check_writable(folder: Path) -> None:
 def load_manifest(path: Path) -> dict[str, Any]:
     """A batch run's manifest (``{"cases": {}}`` when missing or unreadable: every case is redone)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
         if isinstance(data, dict) and isinstance(data.get("cases"), dict):
             return data
     except FileNotFoundError:

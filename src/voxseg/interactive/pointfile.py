@@ -27,7 +27,6 @@ does not say which, so the reader takes ``space`` from the caller (default ``"vo
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ import numpy as np
 
 from voxseg.errors import ConfigError, InputImageError
 from voxseg.io import Volume, write_json_atomic, write_text_atomic
+from voxseg.io.safe_json import read_json
 from voxseg.io.volume import Geometry
 from voxseg.preprocessing.pipeline import CaseProperties
 
@@ -96,10 +96,7 @@ def _check_space(space: str) -> str:
 
 
 def _read_json(path: Path) -> tuple[Any, Any, str | None]:
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputImageError(path, f"not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    data = read_json(path, error=InputImageError, fix='a points file is like {"points": [[z, y, x]]}')
     if isinstance(data, list):
         return data, None, None
     if not isinstance(data, dict) or "points" not in data:

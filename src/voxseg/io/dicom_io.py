@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +63,7 @@ def read_dicom_series(folder: Path, series_uid: str | None = None) -> list[Volum
             folder, f"cannot read DICOM series ({_itk_message(exc)})", "a slice may be corrupt or missing"
         ) from None
     _check_slice_positions(reader, len(files), folder)
+    require_pixel_spacing(lambda key: reader.HasMetaDataKey(0, key), folder)
     return split_sitk_channels(image, folder)
 
 
@@ -102,6 +103,17 @@ def _check_slice_positions(reader: sitk.ImageSeriesReader, n: int, folder: Path)
     )
 
 
+def require_pixel_spacing(has_key: Callable[[str], bool], path: Path) -> None:
+    """Refuse DICOM without PixelSpacing (0028,0030) or ImagerPixelSpacing (0018,1164): ITK would
+    read it as 1 mm voxels and voxseg would segment at the wrong scale."""
+    if not (has_key("0028|0030") or has_key("0018|1164")):
+        raise InputImageError(
+            path,
+            "DICOM has no PixelSpacing (0028,0030): its voxel size is unknown",
+            "add the tag, or convert the image to NIfTI with the right spacing",
+        )
+
+
 def read_dicom_file(path: Path) -> list[Volume]:
     """Read one DICOM file; a single-frame image becomes a 2D Volume, a DICOM SEG its label map."""
     if _is_seg(path):
@@ -114,6 +126,7 @@ def read_dicom_file(path: Path) -> list[Volume]:
         raise InputImageError(
             path, f"cannot read DICOM ({_itk_message(exc)})", "the file may be truncated or not DICOM"
         ) from None
+    require_pixel_spacing(image.HasMetaDataKey, path)
     if image.GetDimension() == 3 and image.GetSize()[2] == 1 and image.GetNumberOfComponentsPerPixel() == 1:
         image = image[:, :, 0]
     return split_sitk_channels(image, path)

@@ -120,6 +120,8 @@ def _check_volume(vol: Volume, path: Path, nonfinite: NonFinitePolicy) -> Volume
     vol = _normalized(vol, path, "read")
     if np.issubdtype(vol.dtype, np.floating) and nonfinite != "allow":
         bad = int(np.count_nonzero(~np.isfinite(vol.array)))
+        if bad == vol.array.size:  # nothing to segment, whatever the policy says about some NaN
+            raise InputImageError(path, "every voxel is NaN or infinite", "the image holds no data: export it again")
         if bad:
             what = f"{bad} NaN/Inf voxel{'s' if bad > 1 else ''} of {vol.array.size}"
             if nonfinite == "error":
@@ -152,16 +154,21 @@ def read_channels(
         voxels with ``nonfinite="error"``.
     """
     path = Path(path)
-    if path.is_dir():
-        from voxseg.io.dicom_io import read_dicom_series
+    try:
+        if path.is_dir():
+            from voxseg.io.dicom_io import read_dicom_series
 
-        channels = read_dicom_series(path, series_uid)
-    else:
-        if not path.exists():
-            raise InputImageError(path, "file not found", "check the path")
-        if path.stat().st_size == 0:
-            raise InputImageError(path, "file is empty (0 bytes)", "copy or download it again")
-        channels = _reader_for(path)(path)
+            channels = read_dicom_series(path, series_uid)
+        else:
+            if not path.exists():
+                raise InputImageError(path, "file not found", "check the path")
+            if path.stat().st_size == 0:
+                raise InputImageError(path, "file is empty (0 bytes)", "copy or download it again")
+            channels = _reader_for(path)(path)
+    except InputImageError as exc:  # e.g. a Volume refusing the header's spacing: name the file
+        if exc.path is None:
+            raise exc.naming(path) from None
+        raise
     return [_check_volume(v, path, nonfinite) for v in channels]
 
 

@@ -19,6 +19,7 @@ from typing import IO
 import numpy as np
 
 from voxseg.errors import InputImageError
+from voxseg.io.volume import check_spacing
 
 __all__ = ["NiftiScan", "scan_nifti", "restore_nonfinite"]
 
@@ -61,6 +62,7 @@ class _Header:
     dtype: np.dtype | None  # voxel dtype when it is a real float (the only kind that holds NaN)
     slope: float
     inter: float
+    spacing: tuple[float, ...]  # pixdim of the spatial axes (x, y, z order), sign dropped
 
 
 @dataclass(frozen=True)
@@ -79,12 +81,14 @@ def _parse_header(head: bytes) -> _Header | None:
         if len(head) >= 348 and struct.unpack(endian + "i", head[:4])[0] == 348:
             code, bitpix = struct.unpack(endian + "2h", head[70:74])
             dims = struct.unpack(endian + "8h", head[40:56])
+            pixdim = struct.unpack(endian + "8f", head[76:108])
             offset = max(int(struct.unpack(endian + "f", head[108:112])[0]), 352)
             slope, inter = struct.unpack(endian + "2f", head[112:120])
             break
         if len(head) >= 540 and struct.unpack(endian + "i", head[:4])[0] == 540:
             code, bitpix = struct.unpack(endian + "2h", head[12:16])
             dims = struct.unpack(endian + "8q", head[16:80])
+            pixdim = struct.unpack(endian + "8d", head[104:168])
             offset = max(int(struct.unpack(endian + "q", head[168:176])[0]), 544)
             slope, inter = struct.unpack(endian + "2d", head[176:192])
             break
@@ -93,9 +97,18 @@ def _parse_header(head: bytes) -> _Header | None:
     ndim = dims[0]
     if not 1 <= ndim <= 7 or bitpix <= 0:
         return None
+    if any(d < 1 for d in dims[1 : ndim + 1]):  # niftilib would print to stderr, then ITK fail
+        raise _BadDims(f"NIfTI header has dimension sizes {list(dims[1 : ndim + 1])} (each must be at least 1)")
     voxels = int(np.prod([max(int(d), 1) for d in dims[1 : ndim + 1]], dtype=np.int64))
     dtype = np.dtype(endian + _FLOAT_CODES[code]) if code in _FLOAT_CODES else None
-    return _Header(offset, voxels * bitpix // 8, dtype, float(slope), float(inter))
+    # a negative pixdim is read as its magnitude, as niftilib (and so ITK) does: orientation comes
+    # from the qform/sform, not from the sign of the voxel size
+    spacing = tuple(abs(float(p)) for p in pixdim[1 : min(ndim, 3) + 1])
+    return _Header(offset, voxels * bitpix // 8, dtype, float(slope), float(inter), spacing)
+
+
+class _BadDims(ValueError):
+    pass
 
 
 def _read_data(fh: IO[bytes], header: _Header) -> tuple[int, list[np.ndarray], list[np.ndarray]]:
@@ -123,9 +136,13 @@ def scan_nifti(path: Path) -> NiftiScan | None:
     gz = path.name.lower().endswith(".gz")
     try:
         with gzip.open(path, "rb") if gz else open(path, "rb") as fh:
-            header = _parse_header(fh.read(548))
+            try:
+                header = _parse_header(fh.read(548))
+            except _BadDims as exc:
+                raise InputImageError(path, str(exc), "the header is corrupt: export the image again") from None
             if header is None:
                 return None
+            check_spacing(header.spacing[::-1], path)  # before ITK silently reads 0 or NaN as 1 mm
             _refuse_too_large(path, header.nbytes)
             if header.dtype is None and not gz:  # nothing to look for in the data: the size will do
                 seen = path.stat().st_size - header.offset

@@ -10,11 +10,11 @@ Values are in voxseg's array axis order (see :mod:`voxseg.io.volume`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from voxseg.errors import InputImageError
 from voxseg.io.atomic import write_json_atomic
+from voxseg.io.safe_json import read_json
 from voxseg.io.volume import Geometry
 
 __all__ = ["sidecar_path", "find_sidecar", "read_sidecar", "write_sidecar"]
@@ -38,7 +38,7 @@ def read_sidecar(image_path: Path, ndim: int) -> Geometry | None:
     if path is None:
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
         spacing = [float(v) for v in data["spacing"]]
         origin = [float(v) for v in data.get("origin", [0.0] * ndim)]
         direction = data.get("direction")

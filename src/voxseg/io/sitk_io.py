@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -16,13 +17,14 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from voxseg.errors import InputImageError
+from voxseg.errors import GeometryError, InputImageError
 from voxseg.io.nifti_scan import restore_nonfinite, scan_nifti
 from voxseg.io.volume import Volume
 
 __all__ = ["volume_from_sitk", "volume_to_sitk", "read_sitk", "write_sitk", "split_sitk_channels"]
 
 log = logging.getLogger(__name__)
+_ITK_OBJECT = re.compile(r"^\w+\(0x[0-9a-f]+\): ")
 
 
 def volume_to_sitk(volume: Volume) -> sitk.Image:
@@ -115,6 +117,12 @@ def read_sitk(path: Path) -> list[Volume]:
         if "allocate" in msg.lower():
             raise InputImageError(
                 path, f"image too large for the memory available ({msg})", "crop or downsample it, or add memory"
+            ) from None
+        if "spacing" in msg.lower():
+            raise GeometryError(
+                path,
+                f"invalid voxel spacing in the header ({_ITK_OBJECT.sub('', msg)})",
+                "fix the header's spacing (must be positive)",
             ) from None
         raise InputImageError(path, f"cannot read image: {msg}", "the file may be truncated or corrupt") from None
     _refuse_complex(image, path)

@@ -8,6 +8,7 @@ centimetres. Without any of these, spacing is 1 mm (and a warning says so).
 from __future__ import annotations
 
 import logging
+import math
 import struct
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from voxseg.errors import InputImageError
+from voxseg.errors import GeometryError, InputImageError
 from voxseg.io.sidecar import read_sidecar
 from voxseg.io.volume import Geometry, Volume
 
@@ -100,9 +101,13 @@ def _tag_spacing(tif: tifffile.TiffFile, ndim: int) -> tuple[float, ...] | None:
     if "XResolution" not in tags or "YResolution" not in tags:
         return None
     xr, yr = (tags[n].value for n in ("XResolution", "YResolution"))
-    xres, yres = xr[0] / xr[1], yr[0] / yr[1]
-    if xres <= 0 or yres <= 0:
-        return None
+    xres, yres = _ratio(xr), _ratio(yr)
+    if xres is None or yres is None:
+        raise GeometryError(
+            tif.filehandle.path,
+            f"TIFF resolution tags {tuple(xr)} / {tuple(yr)} give no voxel size (zero or invalid)",
+            "fix the resolution tags or give the spacing in a sidecar JSON (voxseg writes one)",
+        )
     ij = tif.imagej_metadata or {}
     scale = _unit_scale(ij.get("unit", ""))
     if scale is None and "ResolutionUnit" in tags and int(tags["ResolutionUnit"].value) == 3:
@@ -114,6 +119,17 @@ def _tag_spacing(tif: tifffile.TiffFile, ndim: int) -> tuple[float, ...] | None:
         return yx
     z = float(ij.get("spacing", 1.0)) * scale if "spacing" in ij else yx[0]
     return (z, *yx)
+
+
+def _ratio(value: tuple[int, int]) -> float | None:
+    """A positive, finite TIFF RATIONAL value, or None (zero numerator or denominator, garbage)."""
+    try:
+        num, den = (float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    if den == 0 or not math.isfinite(num / den) or num / den <= 0:
+        return None
+    return num / den
 
 
 def _declared_planes(tif: tifffile.TiffFile) -> int | None:

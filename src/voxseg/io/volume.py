@@ -19,13 +19,21 @@ A Volume holds one channel. Multi-channel images are lists of Volumes with one g
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Volume", "Geometry"]
+from voxseg.errors import GeometryError
 
+__all__ = ["Volume", "Geometry", "check_spacing", "MIN_SPACING_MM", "MAX_SPACING_MM"]
+
+#: Smallest and largest voxel size accepted, in mm (0.1 nm, one atom, and 1 m): anything outside is a
+#: broken header. Not 1 nm: electron microscopy has sub-nanometre pixels.
+MIN_SPACING_MM = 1e-7
+MAX_SPACING_MM = 1000.0
 _GEOMETRY_ATOL = 1e-4  # mm; spacing/origin agreement tolerance (headers round to float32)
 _DIRECTION_ATOL = 1e-4
 
@@ -66,6 +74,24 @@ class Geometry:
         if not np.allclose(self.direction_matrix(), other.direction_matrix(), atol=_DIRECTION_ATOL):
             out.append("orientation (direction matrix) differs")
         return out
+
+
+def check_spacing(spacing: Sequence[float], path: str | Path | None = None) -> tuple[float, ...]:
+    """``spacing`` as floats, or a :class:`~voxseg.errors.GeometryError` naming ``path`` when a
+    value is zero, negative, NaN, infinite, below 1 nm or above 1 m (a header that would make
+    voxseg segment at the wrong scale)."""
+    values = tuple(float(s) for s in spacing)
+    for axis, value in enumerate(values):
+        if math.isfinite(value) and MIN_SPACING_MM <= value <= MAX_SPACING_MM:
+            continue
+        if not math.isfinite(value) or value <= 0:
+            problem = f"voxel spacing {_fmt(values)} mm has {value!r} on axis {axis} (must be positive and finite)"
+        else:
+            problem = f"voxel spacing {_fmt(values)} mm has an absurd value on axis {axis} (outside 0.1 nm .. 1 m)"
+        raise GeometryError(
+            path, problem, "fix the header's voxel size (pixdim / spacing / resolution) or pass a valid spacing"
+        )
+    return values
 
 
 def _fmt(values: Sequence[float]) -> str:
@@ -111,9 +137,7 @@ class Volume:
             raise ValueError(f"a Volume is 2D or 3D, got an array of shape {arr.shape}")
         ndim = arr.ndim
         object.__setattr__(self, "array", arr)
-        sp = _as_tuple(_or_none(self.spacing), ndim, "spacing", 1.0)
-        if any(not np.isfinite(s) or s <= 0 for s in sp):
-            raise ValueError(f"spacing must be positive and finite, got {sp}")
+        sp = check_spacing(_as_tuple(_or_none(self.spacing), ndim, "spacing", 1.0))
         object.__setattr__(self, "spacing", sp)
         object.__setattr__(self, "origin", _as_tuple(_or_none(self.origin), ndim, "origin", 0.0))
         if _or_none(self.direction) is not None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from voxseg.errors import ConfigError
+from voxseg.nets.bounds import network_spec_problem
 from voxseg.registry import Registry
 
 if TYPE_CHECKING:  # importing this module (and NetworkSpec) must not import torch
@@ -151,10 +152,13 @@ def build_network(spec: NetworkSpec | Mapping[str, Any]) -> torch.nn.Module:
     missing = [k for k in _REQUIRED if k not in spec.kwargs]
     if missing:
         raise ConfigError(f"network {spec.name!r} needs {', '.join(missing)} in its kwargs")
+    problem = network_spec_problem(spec.kwargs)
+    if problem:
+        raise ConfigError(f"network {spec.name!r} is refused: {problem}")
     kwargs = {k: _tuples(v) for k, v in spec.kwargs.items()}
     try:
         return factory(**kwargs)
-    except (TypeError, ValueError, AssertionError, KeyError, IndexError) as exc:
+    except (TypeError, ValueError, AssertionError, KeyError, IndexError, RuntimeError, MemoryError) as exc:
         sig = _signature(spec.name)
         raise ConfigError(f"network {spec.name!r} refused its arguments ({exc}); it takes {sig}") from None
 

@@ -9,7 +9,6 @@ No torch here: files are only located and the JSON parsed.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import tempfile
@@ -21,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from voxseg.errors import BundleError, ConfigError
+from voxseg.io.safe_json import read_json
 
 __all__ = ["ModelFolder", "find_model_folder", "opened_model"]
 
@@ -63,7 +63,7 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
     if not path.is_file():
         raise BundleError(f"{path}: missing; an nnU-Net v2 trained-model folder holds {what}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path, error=BundleError, fix="copy the file again from the model folder")
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise BundleError(f"{path}: unreadable JSON ({exc}); copy the file again from the model folder") from None
     if not isinstance(data, dict):

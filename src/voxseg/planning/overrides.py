@@ -21,12 +21,12 @@ No torch here: :func:`voxseg.nets.build_network` checks that the result builds.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from voxseg.errors import ConfigError
+from voxseg.io.safe_json import loads_json
 from voxseg.planning.plan import ConfigurationPlan, Plan
 from voxseg.planning.topology import pool_topology
 
@@ -72,7 +72,7 @@ def parse_value(text: Any) -> Any:
         return text
     text = text.strip()
     try:
-        return json.loads(text)
+        return loads_json(text, source="override")
     except ValueError:
         pass
     if "," in text:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from voxseg.errors import ConfigError
+from voxseg.io.safe_json import read_json
 from voxseg.nets import NetworkSpec
 from voxseg.planning.normalization import Normalization
 
@@ -282,7 +283,7 @@ class Plan:
     def load(cls, path: str | Path) -> Plan:
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = read_json(path)
         except FileNotFoundError:
             raise ConfigError(f"{path}: no plan here (run `voxseg plan DATA -o WORK` first)") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -17,7 +17,6 @@ Ops live in the registry :data:`OPS`; a new op is one ``OPS.register`` call.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 
 from voxseg.errors import ConfigError
 from voxseg.io.atomic import write_json_atomic
+from voxseg.io.safe_json import read_json
 from voxseg.io.volume import Volume
 from voxseg.postprocessing._common import as_array, resolve_spacing, rewrap
 from voxseg.postprocessing.components import fill_holes, keep_largest, remove_small_objects
@@ -262,7 +262,7 @@ class PostprocessingSpec:
     @classmethod
     def load(cls, path: str | Path) -> PostprocessingSpec:
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            data = read_json(Path(path))
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{path}: cannot read the postprocessing spec ({exc})") from None
         return cls.from_json(data)

@@ -19,6 +19,7 @@ from voxseg._procs import parent_watch
 from voxseg.dataset import Case, Dataset, read_dataset
 from voxseg.errors import InputImageError, VoxsegError
 from voxseg.io import read_image
+from voxseg.io.safe_json import read_json
 from voxseg.planning.normalization import Normalization
 
 from .pipeline import preprocess_case
@@ -76,7 +77,7 @@ def _is_current(prefix: Path, settings: Mapping[str, Any], has_label: bool) -> b
     if not (json_path.is_file() and data_path.is_file()) or (has_label and not seg_path.is_file()):
         return False
     try:
-        record = json.loads(json_path.read_text(encoding="utf-8"))
+        record = read_json(json_path)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return False
     return isinstance(record, dict) and record.get("settings") == settings

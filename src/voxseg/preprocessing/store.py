@@ -26,6 +26,7 @@ from scipy import ndimage
 
 from voxseg.errors import InputImageError
 from voxseg.io import atomic_path, write_text_atomic
+from voxseg.io.safe_json import read_json
 
 from .pipeline import CaseProperties, PreprocessedCase
 
@@ -167,7 +168,7 @@ def read_case_record(prefix: str | Path) -> dict[str, Any]:
     if not json_path.is_file():
         raise InputImageError(json_path, "preprocessed case not found", "run the preprocessing (voxseg plan) again")
     try:
-        record = json.loads(json_path.read_text(encoding="utf-8"))
+        record = read_json(json_path)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputImageError(json_path, f"unreadable case record ({exc})", "preprocess the case again") from None
     if not isinstance(record, dict) or record.get("schema_version") != SCHEMA_VERSION:

@@ -30,6 +30,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from voxseg.errors import VoxsegError
+from voxseg.io import atomic_path, write_json_atomic
+from voxseg.io.safe_json import read_json
 
 __all__ = [
     "TrainState",
@@ -94,7 +96,7 @@ def _siblings(folder: Path) -> list[Path]:
 def _epoch_of(folder: Path) -> int | None:
     """The epoch of a complete checkpoint folder; None when it is incomplete."""
     try:
-        return int(json.loads((folder / "state.json").read_text(encoding="utf-8"))["epoch"])
+        return int(read_json(folder / "state.json")["epoch"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -214,7 +216,7 @@ def load_checkpoint(
     folder = latest_checkpoint(folder) or Path(folder)
     if not (folder / "state.json").is_file():
         raise VoxsegError(f"{folder}: no complete checkpoint (state.json missing); start without --resume")
-    data = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+    data = read_json(folder / "state.json")
     for name, digest in data["sha256"].items():
         if _sha256(folder / name) != digest:
             raise VoxsegError(f"{folder / name}: checksum mismatch, the checkpoint is corrupt (delete it to restart)")

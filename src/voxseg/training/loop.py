@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import logging
 import math
 import time
@@ -23,6 +22,7 @@ from voxseg.augment import build_augmentation
 from voxseg.distributed.ddp import DataParallel
 from voxseg.errors import ConfigError
 from voxseg.io import write_json_atomic
+from voxseg.io.safe_json import read_json
 from voxseg.training.checkpoint import (
     TrainState,
     has_checkpoint,
@@ -144,7 +144,7 @@ def _check_resume(run_dir: Path, cfg: TrainConfig) -> None:
     path = run_dir / "run.json"
     if not path.exists():
         return
-    old = json.loads(path.read_text(encoding="utf-8")).get("config", {})
+    old = read_json(path).get("config", {})
     now = cfg.to_json()
     changed = sorted(k for k in now if k not in ("epochs", "minutes", "num_workers") and old.get(k) != now[k])
     if changed:

@@ -8,7 +8,6 @@ goes through :func:`voxseg.bundle.load_predictor` or
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from voxseg.errors import VoxsegError
+from voxseg.io.safe_json import loads_json, read_json
 
 if TYPE_CHECKING:
     from voxseg.inference.predictor import Predictor
@@ -103,7 +103,7 @@ def _manifest(path: Path | None) -> dict[str, Any]:
     if path.is_file():
         return _zip_manifest(path)
     try:
-        data = json.loads((Path(path) / "bundle.json").read_text(encoding="utf-8"))
+        data = read_json(Path(path) / "bundle.json")
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -122,7 +122,7 @@ def _facts(manifest: dict[str, Any]) -> dict[str, Any]:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
     except (OSError, ValueError) as exc:
         raise VoxsegError(f"{path}: unreadable ({exc}); choose another model") from None
     if not isinstance(data, dict):
@@ -184,7 +184,7 @@ def _zip_manifest(path: Path) -> dict[str, Any]:
 
     try:
         with zipfile.ZipFile(path) as archive:
-            data = json.loads(archive.read("bundle.json"))
+            data = loads_json(archive.read("bundle.json"), source=path)
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return {}
     return data if isinstance(data, dict) else {}
