@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
-import json
 import logging
 import os
 import signal
@@ -36,6 +35,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from voxseg.errors import VoxsegError
+from voxseg.io.safe_json import read_json
 
 __all__ = ["LOCK_NAME", "FolderBusyError", "die_with_parent", "parent_watch", "fate_shared_command", "hold_folder"]
 
@@ -121,7 +121,7 @@ def _run_fate_shared(argv: Sequence[str]) -> int:
 
 def _owner(lock_path: Path) -> str:
     try:
-        data = json.loads(lock_path.with_name(lock_path.name + ".owner").read_text(encoding="utf-8"))
+        data = read_json(lock_path.with_name(lock_path.name + ".owner"))
         return f"PID {int(data['pid'])} ({data.get('command', 'voxseg')}, since {data.get('since', '?')})"
     except (OSError, ValueError, KeyError, TypeError):
         return "another process"

@@ -8,7 +8,7 @@ import typer
 
 from voxseg.cli._common import console, err_console, parse_key_values, parse_size, progress_bar
 from voxseg.errors import ConfigError, VoxsegError
-from voxseg.io.safe_json import read_json
+from voxseg.io.safe_json import loads_json, read_json
 
 app = typer.Typer(no_args_is_help=True, help="Make, check, import, convert and look at datasets (nnU-Net v2 layout).")
 
@@ -156,14 +156,10 @@ def import_(
 def _channel_names(text: str | None) -> list[str] | None:
     if text is None:
         return None
-    import json
 
     stripped = text.strip()
     if stripped.startswith("["):
-        try:
-            values = json.loads(stripped)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"--channels {text!r}: not a JSON list ({exc})") from None
+        values = loads_json(stripped, source="--channels", error=ConfigError, fix='give e.g. \'["T1", "T2"]\'')
     else:
         values = stripped.split(",")
     names = [str(v).strip() for v in values]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -44,6 +43,7 @@ from voxseg.dataset.pairing import (
 from voxseg.dataset.verify import Problem
 from voxseg.errors import ConfigError, DatasetFormatError, InputImageError, VoxsegError
 from voxseg.io import Volume, read_channels, read_image, write_image
+from voxseg.io.safe_json import loads_json, read_json
 
 __all__ = ["import_dataset", "ImportReport", "ImportedCase", "ImportRefused", "parse_labels", "import_hint"]
 
@@ -124,10 +124,9 @@ def parse_labels(labels: str | Path | Mapping[Any, Any] | None) -> dict[int, str
             if not path.is_file():
                 raise ConfigError(f"--labels {path}: file not found")
             text = path.read_text(encoding="utf-8")
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f'--labels: not JSON ({exc}); give e.g. \'{{"1": "liver", "2": "tumour"}}\'') from None
+        data = loads_json(
+            text, source="--labels", error=ConfigError, fix='give e.g. {"1": "liver", "2": "tumour"}', max_bytes=1 << 20
+        )
     if not isinstance(data, Mapping):
         raise ConfigError('--labels: expected a JSON object like {"1": "liver", "2": "tumour"}')
     out: dict[int, str] = {}
@@ -330,8 +329,8 @@ def _check_out(out: Path, sources: list[Path], record: dict[str, Any], overwrite
         return False
     if not out.is_dir():
         raise ConfigError(f"-o {out}: is a file (give a folder)")
-    with contextlib.suppress(OSError, ValueError, json.JSONDecodeError):
-        if json.loads((out / "dataset.json").read_text(encoding="utf-8")).get(_RECORD_KEY) == record:
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        if read_json(out / "dataset.json").get(_RECORD_KEY) == record:
             return True
     if any(out.iterdir()) and not overwrite:
         raise ConfigError(f"-o {out}: folder is not empty (choose another one, or --overwrite to replace it)")

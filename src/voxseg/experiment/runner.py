@@ -109,7 +109,7 @@ def _epochs_left_in_budget(run_dir: Path, cfg: TrainConfig) -> int | None:
     if folder is None:
         return None
     try:
-        data = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+        data = read_json(folder / "state.json")
         done, spent = int(data["epoch"]), float((data.get("extra") or {}).get("seconds_trained", 0.0))
         seconds = [float(e["seconds"]) for e in data["history"] if "seconds" in e]
     except (OSError, ValueError, KeyError, TypeError):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from voxseg.io import write_json_atomic
+from voxseg.io.safe_json import read_json
 from voxseg.planning import ConfigurationPlan
 
 __all__ = ["RATE_FILE", "call_seconds", "rate_key", "machine_id"]
@@ -93,7 +94,7 @@ def _load(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}

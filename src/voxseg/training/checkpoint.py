@@ -30,7 +30,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from voxseg.errors import VoxsegError
-from voxseg.io import atomic_path, write_json_atomic
 from voxseg.io.safe_json import read_json
 
 __all__ = [

@@ -170,7 +170,7 @@ def _close_run(run_dir: Path, cfg: TrainConfig, state: TrainState, meta: dict) -
     """Resumed with nothing left to train: record the end unless run.json says so already (a kill
     between the last checkpoint and the last run.json write leaves it ``running``)."""
     with contextlib.suppress(OSError, ValueError, AttributeError):
-        if json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("status") == "finished":
+        if read_json(run_dir / "run.json").get("status") == "finished":
             return
     _write_run(run_dir, cfg, state, meta, "finished" if state.epoch >= cfg.epochs else "stopped")
 

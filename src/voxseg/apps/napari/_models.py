@@ -238,7 +238,7 @@ def _last_choice_file() -> Path:
 def last_choice() -> str | None:
     """The model ref chosen last in a widget (None when none was, or the file is unreadable)."""
     try:
-        data = json.loads(_last_choice_file().read_text(encoding="utf-8"))
+        data = read_json(_last_choice_file())
     except (OSError, ValueError, VoxsegError):
         return None
     ref = data.get("model") if isinstance(data, dict) else None
