@@ -272,3 +272,32 @@ def test_two_concurrent_installs_of_one_model_take_turns(server, bundle_zip, tmp
     assert [m.reference for m in installed_models(models)] == ["tiny-nodules@v1"]
     assert [p.name for p in _files(cache / "downloads")] == [f"tiny-nodules-v1-{digest[:12]}.zip"]
     assert not leftover.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_install_killed_at_a_random_moment_resumes_to_a_verified_model(server, bundle_zip, tmp_path, seed):
+    """kill -9 of `voxseg install NAME` during the (slowed) download, the verification or the
+    unpacking; the rerun installs a model that verifies, and no partial file or staging folder is left."""
+    import random
+    import signal
+
+    shutil.copy(bundle_zip, server.folder / "good.zip")
+    digest, size = sha256_file(bundle_zip), bundle_zip.stat().st_size
+    versions = {"v1": {"urls": [f"{server.url}/slow/good.zip"], "sha256": digest, "size": size}}
+    index = write_index(tmp_path / "index.json", {"tiny-nodules": {"versions": versions}})
+    cache, models = tmp_path / "cache", tmp_path / "models"
+    args = ["tiny-nodules", "--index", str(index), "--cache", str(cache), "--models", str(models)]
+    proc = _cli_install(args)
+    time.sleep(random.Random(seed).uniform(0.5, 3.0))  # start-up ~1-2 s, then 1 s of download, then unpacking
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    rerun = _cli_install(args)
+    code, (_out, err) = rerun.wait(timeout=240), rerun.communicate()
+    assert code == 0, err
+    (model,) = installed_models(models)
+    assert model.reference == "tiny-nodules@v1"
+    open_bundle(model.path)  # hashes of every file checked
+    assert [p.name for p in _files(cache / "downloads")] == [f"tiny-nodules-v1-{digest[:12]}.zip"]
+    hidden = [p for p in models.rglob("*") if p.name.startswith(".") and not p.name.startswith(".voxseg")]
+    assert not hidden, hidden  # no staging folder or temporary left by the killed run
