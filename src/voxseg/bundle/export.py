@@ -2,11 +2,13 @@
 
 Reads only files of the work folder (``plan.json``, the folds' ``checkpoint/model.safetensors``
 and their ``state.json`` hashes, ``crossval/<cfg>/postprocessing.json`` and ``summary.json``,
-``dataset.json``); never imports training code or torch.
+``dataset.json``); never imports training code. torch is imported only to compute the golden
+test's expected output (:mod:`voxseg.bundle.attach`) and the ONNX models.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from voxseg.bundle._util import read_head, safetensors_problem, sha256_bytes, sha256_file
+from voxseg.bundle.attach import attach_golden, attach_onnx, provenance, validation_case
 from voxseg.bundle.card import make_card
 from voxseg.bundle.load import CARD_NAME
 from voxseg.bundle.manifest import MANIFEST_NAME, BundleManifest
@@ -94,6 +97,8 @@ def export_bundle(
     modality: str = "",
     card_notes: str | None = None,
     onnx: bool = False,
+    golden: bool = True,
+    parent: str | None = None,
 ) -> Path:
     """Package a trained work folder as a bundle.
 
@@ -115,6 +120,12 @@ def export_bundle(
     onnx
         Also write ``model_fold_K.onnx`` per fold (needs the ``[onnx]`` extra), for the
         torch-free onnxruntime backend (:mod:`voxseg.bundle.onnx_backend`).
+    golden
+        Write the golden test (:mod:`voxseg.bundle.golden`): a crop of the first validation case
+        of fold 0 with the full pipeline's expected output (skipped, with a warning, when the raw
+        dataset is gone; not for interactive models).
+    parent
+        The model this one was fine-tuned from (``NAME@VERSION``, recorded in ``provenance``).
 
     Returns
     -------
@@ -158,12 +169,16 @@ def export_bundle(
         created=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
     )
     files: dict[str, bytes | Path] = {BundleManifest.weights_file(f): p for f, p in weights.items()}
+    manifest = dataclasses.replace(manifest, provenance=provenance(manifest, work_dir.root, parent=parent))
+    if golden and manifest.task != "interactive":
+        case = validation_case(work_dir.root, cfg)
+        if case is not None:
+            images, label, case_id = case
+            manifest, golden_files = attach_golden(manifest, weights, images, label, source=f"validation case {case_id}")
+            files.update(golden_files)
     files[CARD_NAME] = make_card(manifest, notes=card_notes, dataset=dataset).encode("utf-8")
     if onnx:
-        from voxseg.bundle.onnx_export import onnx_bytes
-
-        for fold, path in weights.items():
-            files[BundleManifest.onnx_file(fold)] = onnx_bytes(manifest, path)
+        files.update(attach_onnx(manifest, weights))
     path = write_bundle(manifest, files, out)
     log.info("exported %s (%s, folds %s) to %s", manifest.reference, cfg, list(manifest.folds), path)
     return path

@@ -62,6 +62,11 @@ class Bundle:
         return self._members[name]
 
     @property
+    def sha256(self) -> str:
+        """The model's identity: sha256 of its ``bundle.json`` (which lists every file's sha256)."""
+        return sha256_bytes(self.read(MANIFEST_NAME))
+
+    @property
     def card(self) -> str:
         """The model card (``README.md``), or an empty string when the bundle has none."""
         return self.read(CARD_NAME).decode("utf-8") if CARD_NAME in self.manifest.files else ""

@@ -37,12 +37,15 @@ _REQUIRED = (
 _OPTIONAL = {
     "description": "",
     "license": "",
+    "intended_use": "",
     "authors": [],
     "modality": "",
     "postprocessing": None,
     "metrics": {},
     "versions": {},
     "created": "",
+    "golden": None,
+    "provenance": {},
 }
 _DERIVED = ("input", "labels", "network")
 
@@ -76,12 +79,19 @@ class BundleManifest:
         The folds whose weights are in ``weights/fold_K.safetensors`` (averaged at prediction).
     files
         Relative path -> sha256 of every file of the bundle except ``bundle.json`` itself.
+    intended_use
+        One sentence: what the model is for (shown with the licence at install and first prediction).
     postprocessing
         Applied after prediction (chosen from cross-validation).
     metrics
         Cross-validation figures (``crossval/<cfg>/summary.json`` of the work folder).
     versions
         Versions of voxseg, torch, MONAI and Python that made the bundle.
+    golden
+        The golden test (:mod:`voxseg.bundle.golden`): its files, settings and tolerances, or None.
+    provenance
+        Where the model comes from: ``data_fingerprint_sha256`` (the training data's
+        ``fingerprint.json``), ``plan_sha256``, ``parent`` (the model it was fine-tuned from, or None).
     """
 
     name: str
@@ -93,12 +103,15 @@ class BundleManifest:
     files: Mapping[str, str]
     description: str = ""
     license: str = ""
+    intended_use: str = ""
     authors: tuple[str, ...] = ()
     modality: str = ""
     postprocessing: PostprocessingSpec = field(default_factory=PostprocessingSpec)
     metrics: Mapping[str, Any] = field(default_factory=dict)
     versions: Mapping[str, str] = field(default_factory=dict)
     created: str = ""
+    golden: Mapping[str, Any] | None = None
+    provenance: Mapping[str, Any] = field(default_factory=dict)
     schema_version: int = BUNDLE_SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -126,7 +139,11 @@ class BundleManifest:
                 raise BundleError(f"{_where('files')} lacks {self.weights_file(fold)} (fold {fold} is listed)")
         if not isinstance(self.postprocessing, PostprocessingSpec):
             raise BundleError(f"{_where('postprocessing')} must be a PostprocessingSpec")
-        for key in ("metrics", "versions"):
+        if self.golden is not None:
+            from voxseg.bundle.golden import check_golden_section
+
+            check_golden_section(self.golden, self.files, _where("golden"))
+        for key in ("metrics", "versions", "provenance"):
             if not isinstance(getattr(self, key), Mapping):
                 raise BundleError(f"{_where(key)} must be a JSON object")
         if self.schema_version != BUNDLE_SCHEMA_VERSION:
@@ -181,6 +198,7 @@ class BundleManifest:
             "version": self.version,
             "description": self.description,
             "license": self.license,
+            "intended_use": self.intended_use,
             "authors": list(self.authors),
             "task": self.task,
             "modality": self.modality,
@@ -194,6 +212,10 @@ class BundleManifest:
             "versions": dict(self.versions),
             "created": self.created,
         }
+        if self.provenance:
+            out["provenance"] = json.loads(json.dumps(dict(self.provenance)))
+        if self.golden is not None:
+            out["golden"] = json.loads(json.dumps(dict(self.golden)))
         return out
 
     def dumps(self) -> str:
@@ -235,12 +257,15 @@ class BundleManifest:
             files=data["files"],
             description=_text(data, "description"),
             license=_text(data, "license"),
+            intended_use=_text(data, "intended_use"),
             authors=tuple(authors),
             modality=_text(data, "modality"),
             postprocessing=spec,
             metrics=data.get("metrics", {}),
             versions=data.get("versions", {}),
             created=_text(data, "created"),
+            golden=data.get("golden"),
+            provenance=data.get("provenance", {}),
         )
         manifest._check_derived(data)
         return manifest

@@ -89,8 +89,10 @@ def install(
     offline: bool = _OFFLINE,
     cache_dir: Path = _CACHE,
     models_dir: Path = _MODELS,
+    golden: bool = typer.Option(True, "--test/--no-test", help="Run the bundle's golden test after installing."),
 ) -> None:
-    """Install a model: by name through the index (downloaded once, sha256 checked), or from a file."""
+    """Install a model: by name through the index (downloaded once, sha256 checked), or from a file;
+    prints its licence and intended use, then runs its golden test (``voxseg bundle test``)."""
     from voxseg.bundle import install as install_model
 
     cache, models = _folders(cache_dir, models_dir)
@@ -106,6 +108,14 @@ def install(
         indexes = _indexes(index)
         got = install_model(model, index=indexes, cache=cache, models=models, offline=offline, progress=progress)
     console.print(f"{got.reference} installed in {got.path}")
+    from voxseg.bundle.notice import terms, terms_line
+
+    opened = got.open()
+    console.print(terms_line(terms(opened.manifest)), highlight=False, soft_wrap=True)
+    if golden and opened.manifest.golden is not None:
+        from voxseg.cli.bundle_test import report_golden
+
+        report_golden(opened)
 
 
 def models(

@@ -128,6 +128,7 @@ def predict(
         predictor = _load_onnx(model, folds, tta, overlap, threshold, fast, batch_size, threads)
     else:
         predictor = _load(model, folds, config, tta, overlap, threshold, device, precision, fast, batch_size)
+    _first_use_notice(predictor)
     if not onnx:  # before any case: every one would fail alike (the onnxruntime backend refuses them itself)
         from voxseg.interactive.planning import refuse_interactive
 
@@ -136,6 +137,17 @@ def predict(
         _predict_file(input, output, mask, predictor, options)
     else:
         _predict_many(input, output, mask, predictor, options, file_ending, resume)
+
+
+def _first_use_notice(predictor) -> None:
+    """A bundle's licence and intended use, the first time it predicts on this machine."""
+    from voxseg.bundle.notice import first_use_line
+    from voxseg.settings import resolve_paths
+
+    terms, sha = getattr(predictor, "model_terms", None), getattr(predictor, "model_sha256", None)
+    line = first_use_line(terms, sha, resolve_paths().cache)
+    if line:
+        err_console.print(line, highlight=False, soft_wrap=True)
 
 
 def _check_file_output(output: Path) -> None:
