@@ -1,11 +1,12 @@
 """Add ONNX networks and the golden test to the built-in model zips, without retraining.
 
 For each zip of ``src/voxseg/bundle/models/`` listed in ``src/voxseg/bundle/index.json``: open it
-(every sha256 checked), keep its weights and metrics byte for byte (the card's Provenance section is rewritten), export every fold's
-safetensors weights to ``model_fold_K.onnx``, build the golden test from the model's first fresh
-phantom case with foreground (``metrics.fresh_phantoms``: phantom, seed, size, options; seed 1000,
-never seen in training) cropped to one network patch, record provenance, rewrite the zip and update
-its index entry (sha256, size). Interactive models get the ONNX networks but no golden test yet.
+(every sha256 checked); keep its weights and metrics byte for byte; export every fold's weights to
+``model_fold_K.onnx``; build the golden test from the model's first fresh phantom case with
+foreground (``metrics.fresh_phantoms``: seed 1000, never seen in training), cropped to one network
+patch; record provenance and intended use (the card's Provenance section is rewritten); rewrite the
+zip and update its index entry (sha256, size). Interactive models get the ONNX networks but no
+golden test yet.
 
 Usage::
 

@@ -154,7 +154,9 @@ def provenance(
 
     fingerprint = None if work_root is None else Path(work_root) / "fingerprint.json"
     return {
-        "data_fingerprint_sha256": sha256_file(fingerprint) if fingerprint is not None and fingerprint.is_file() else None,
+        "data_fingerprint_sha256": sha256_file(fingerprint)
+        if fingerprint is not None and fingerprint.is_file()
+        else None,
         "training_data": training_data,
         "plan_sha256": plan_sha256(manifest),
         "parent": parent,

@@ -132,7 +132,9 @@ def provenance_lines(m: BundleManifest) -> list[str]:
     ]
     if p:
         data = p.get("training_data") or "not recorded"
-        lines.append(f"- Training data: {data}; fingerprint sha256 {p.get('data_fingerprint_sha256') or 'not recorded'}")
+        lines.append(
+            f"- Training data: {data}; fingerprint sha256 {p.get('data_fingerprint_sha256') or 'not recorded'}"
+        )
         lines.append(f"- Plan sha256: {p.get('plan_sha256') or 'not recorded'}")
         lines.append(f"- Fine-tuned from: {p.get('parent') or 'none (trained from scratch)'}")
     if cv:

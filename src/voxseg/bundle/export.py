@@ -99,6 +99,7 @@ def export_bundle(
     onnx: bool = False,
     golden: bool = True,
     parent: str | None = None,
+    intended_use: str = "",
 ) -> Path:
     """Package a trained work folder as a bundle.
 
@@ -115,7 +116,7 @@ def export_bundle(
         Plan configuration to export (default: the plan's default).
     folds
         Folds to include (default: every finished fold).
-    description, license, authors, modality, card_notes
+    description, license, intended_use, authors, modality, card_notes
         Written into ``bundle.json`` and the model card.
     onnx
         Also write ``model_fold_K.onnx`` per fold (needs the ``[onnx]`` extra), for the
@@ -161,6 +162,7 @@ def export_bundle(
         files={BundleManifest.weights_file(f): sha256_file(p) for f, p in weights.items()},
         description=description,
         license=license,
+        intended_use=intended_use,
         authors=tuple(authors),
         modality=modality or ", ".join(plan.channel_names[i] for i in sorted(plan.channel_names)),
         postprocessing=post,
@@ -174,7 +176,9 @@ def export_bundle(
         case = validation_case(work_dir.root, cfg)
         if case is not None:
             images, label, case_id = case
-            manifest, golden_files = attach_golden(manifest, weights, images, label, source=f"validation case {case_id}")
+            manifest, golden_files = attach_golden(
+                manifest, weights, images, label, source=f"validation case {case_id}"
+            )
             files.update(golden_files)
     files[CARD_NAME] = make_card(manifest, notes=card_notes, dataset=dataset).encode("utf-8")
     if onnx:

@@ -66,10 +66,8 @@ def crop_case(
     size = [max(1, min(int(e), s)) for e, s in zip(extent, shape, strict=True)]
     while math.prod(size) > max_voxels:
         size = [max(8, math.ceil(s * 0.9)) if s > 8 else s for s in size]
-    if label is not None and np.any(label > 0):
-        centre = np.argwhere(label > 0).mean(axis=0)
-    else:
-        centre = np.asarray(shape) / 2.0
+    found = label is not None and np.any(label > 0)
+    centre = np.argwhere(label > 0).mean(axis=0) if found else np.asarray(shape) / 2.0
     starts = [int(min(max(0, round(c - n / 2)), s - n)) for c, n, s in zip(centre, size, shape, strict=True)]
     sl = tuple(slice(a, a + n) for a, n in zip(starts, size, strict=True))
     return [Volume(np.ascontiguousarray(v.array[sl]), v.spacing) for v in images]
@@ -285,7 +283,8 @@ def read_golden(bundle) -> tuple[Mapping[str, Any], list[Volume], dict[str, np.n
     section = m.golden
     if section is None:
         raise BundleError(
-            f"{bundle.source}: the bundle has no golden test (made by an older voxseg); re-export it with `voxseg export`"
+            f"{bundle.source}: the bundle has no golden test (made by an older voxseg); "
+            "re-export it with `voxseg export`"
         )
     data = _unpack(bundle.read(section["input"]), section["input"])
     expected = _unpack(bundle.read(section["expected"]), section["expected"])

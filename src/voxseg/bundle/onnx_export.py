@@ -20,7 +20,8 @@ OUTPUT_NAME = "logits"
 def onnx_bytes(manifest: BundleManifest, weights: Path | bytes) -> bytes:
     """The network of ``manifest`` with the safetensors ``weights``, as an ONNX model.
 
-    Input ``image`` ``(B, C, *patch_size)`` float32 (the batch axis is dynamic), output
+    Input ``image`` ``(B, C, *patch_size)`` float32 (the tiles of the sliding window, which also
+    tiles a fixed input shape) (the batch axis is dynamic), output
     ``logits`` ``(B, K, *patch_size)``. Uses the TorchScript-based exporter (``dynamo=False``),
     which keeps the weights inside the one ``.onnx`` file.
     """
@@ -35,7 +36,7 @@ def onnx_bytes(manifest: BundleManifest, weights: Path | bytes) -> bytes:
     net = build_network(cfg.network)
     net.load_state_dict(load(weights) if isinstance(weights, bytes) else load_file(str(weights)), strict=True)
     net.eval()
-    shape = tuple(cfg.fixed_shape or cfg.patch_size)
+    shape = tuple(cfg.patch_size)  # the sliding window's tiles, also inside a fixed input shape
     dummy = torch.zeros((1, cfg.network.in_channels, *shape), dtype=torch.float32)
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():

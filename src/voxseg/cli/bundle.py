@@ -59,25 +59,41 @@ def export(
     author: list[str] = typer.Option(None, "--author", help="Author (repeatable)."),
     notes: Path = typer.Option(None, "--notes", help="Markdown file added to the model card (intended use...)."),
     onnx: bool = typer.Option(False, "--onnx", help="Also write model_fold_K.onnx (needs the [onnx] extra)."),
+    intended_use: str = typer.Option("", "--intended-use", help="One sentence: what the model is for."),
+    golden: bool = typer.Option(True, "--golden/--no-golden", help="Write the golden test (a validation case)."),
+    fmt: str = typer.Option("voxseg", "--format", help="voxseg (a bundle) or bioimageio (a bioimage.io .zip)."),
 ) -> None:
-    """Package a trained work folder as a model bundle (.zip or folder)."""
+    """Package a trained work folder as a model bundle (.zip or folder) or a bioimage.io package."""
     from voxseg.bundle import export_bundle
     from voxseg.bundle._util import sha256_file
 
-    card_notes = notes.read_text(encoding="utf-8") if notes is not None else None
-    path = export_bundle(
-        work,
-        output,
-        name=name,
-        version=version,
-        configuration=config,
-        folds=_folds(folds),
-        description=description,
-        license=license,
-        authors=author or (),
-        card_notes=card_notes,
-        onnx=onnx,
-    )
+    if fmt not in ("voxseg", "bioimageio"):
+        raise ConfigError(f"--format {fmt!r}: choose voxseg or bioimageio")
+    if fmt == "bioimageio" and output.suffix.lower() != ".zip":
+        raise ConfigError(f"{output}: a bioimage.io package is a .zip (e.g. -o MODEL.zip)")
+    options = {
+        "name": name,
+        "version": version,
+        "configuration": config,
+        "folds": _folds(folds),
+        "description": description,
+        "license": license,
+        "intended_use": intended_use,
+        "authors": author or (),
+        "card_notes": notes.read_text(encoding="utf-8") if notes is not None else None,
+        "onnx": onnx,
+        "golden": golden,
+    }
+    with contextlib.ExitStack() as stack:
+        if fmt == "bioimageio":  # a bundle in a temporary folder first, then its network as a package
+            import tempfile
+
+            from voxseg.bundle.bioimageio import export_bioimageio
+
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="voxseg-bioimageio-")))
+            path = export_bioimageio(export_bundle(work, tmp / "bundle", **options), output)
+        else:
+            path = export_bundle(work, output, **options)
     console.print(f"wrote {path}")
     if path.is_file():
         console.print(f"sha256 {sha256_file(path)}  size {path.stat().st_size}")

@@ -9,9 +9,9 @@ import sys
 import typer
 
 from voxseg.cli import bundle as bundle_cli
-from voxseg.cli.bundle_test import test as bundle_test
 from voxseg.cli import dataset as dataset_cli
 from voxseg.cli._common import err_console
+from voxseg.cli.bundle_test import test as bundle_test
 from voxseg.cli.demo import demo
 from voxseg.cli.evaluate import evaluate
 from voxseg.cli.info import info
