@@ -5,8 +5,8 @@ For each zip of ``src/voxseg/bundle/models/`` listed in ``src/voxseg/bundle/inde
 ``model_fold_K.onnx``; build the golden test from the model's first fresh phantom case with
 foreground (``metrics.fresh_phantoms``: seed 1000, never seen in training), cropped to one network
 patch; record provenance and intended use (the card's Provenance section is rewritten); rewrite the
-zip and update its index entry (sha256, size). Interactive models get the ONNX networks but no
-golden test yet.
+zip and update its index entry (sha256, size). An interactive model's golden test is the six
+extreme points of the case's largest object (torch backends only: onnxruntime does not run prompts).
 
 Usage::
 
@@ -64,10 +64,9 @@ def repackage(zip_path: Path) -> Path:
     weights = {f: bundle.read(m.weights_file(f)) for f in m.folds}
     files: dict[str, bytes | Path] = dict(keep)
     files.update(attach_onnx(m, weights))
-    if m.task != "interactive":
-        images, label, where = fresh_case(m)
-        m, golden = attach_golden(m, weights, images, label, source=where)
-        files.update(golden)
+    images, label, where = fresh_case(m)
+    m, golden = attach_golden(m, weights, images, label, source=where)
+    files.update(golden)
     import dataclasses
 
     if not m.intended_use:
@@ -120,9 +119,8 @@ def main(argv: list[str] | None = None) -> int:
                 from voxseg.bundle.golden import run_golden
 
                 bundle = open_bundle(zip_path)
-                if bundle.manifest.golden is not None:
-                    for result in run_golden(bundle):
-                        log.info("  %s", result.line())
+                for result in run_golden(bundle):
+                    log.info("  %s", result.line())
     return 0
 
 

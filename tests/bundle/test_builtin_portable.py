@@ -16,9 +16,9 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from voxseg.bundle import builtin_index_path, load_index, open_bundle  # noqa: E402
-from voxseg.bundle.golden import read_golden  # noqa: E402
-from voxseg.io import read_image, write_image  # noqa: E402
+from voxseg.bundle import builtin_index_path, load_index, open_bundle
+from voxseg.bundle.golden import read_golden
+from voxseg.io import read_image, write_image
 
 INDEX = json.loads(builtin_index_path().read_text())
 ENTRIES = [(n, v) for n, m in INDEX["models"].items() for v in m["versions"]]
@@ -73,9 +73,9 @@ def test_onnxruntime_predicts_every_builtin_without_torch(name, version, tmp_pat
     for k, vol in enumerate(images):
         write_image(vol, cases / f"case_{k:04d}.nii.gz")
     tta = "--tta" if section["settings"]["tta"] else "--no-tta"
+    args = ["predict", "-i", str(cases), "-o", str(tmp_path / "out"), "-m", str(path), "--backend", "onnxruntime", tta]
     run = subprocess.run(
-        [sys.executable, "-c", BLOCKED_CLI, "predict", "-i", str(cases), "-o", str(tmp_path / "out"), "-m", str(path)]
-        + ["--backend", "onnxruntime", tta],
+        [sys.executable, "-c", BLOCKED_CLI, *args],
         capture_output=True,
         text=True,
         timeout=600,

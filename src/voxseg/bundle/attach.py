@@ -51,7 +51,7 @@ def golden_extent(manifest: BundleManifest, spacing: Sequence[float]) -> list[in
     target = list(cfg.target_spacing)
     if len(spacing) > len(patch):  # a 2D configuration of 3D data: a few slices
         patch, target = [4, *patch], [float(spacing[0]), *target]
-    return [max(8, math.ceil(p * t / s)) for p, t, s in zip(patch, target, spacing, strict=True)]
+    return [max(8, math.floor(p * t / s + 1e-3)) for p, t, s in zip(patch, target, spacing, strict=True)]
 
 
 def _networks(manifest: BundleManifest, weights: Mapping[int, bytes | Path]):
@@ -85,9 +85,11 @@ def attach_golden(
     """
     from voxseg.inference.predictor import Predictor
 
+    points = None
     if manifest.task == "interactive":
-        raise BundleError("golden tests of interactive models are not supported yet")
-    crop = crop_case(images, label, extent=golden_extent(manifest, images[0].spacing))
+        crop, points = _interactive_crop(manifest, images, label)
+    else:
+        crop = crop_case(images, label, extent=golden_extent(manifest, images[0].spacing))
     if tta is None:
         tta = golden_tta(manifest, crop[0])
     predictor = Predictor(
@@ -100,12 +102,34 @@ def attach_golden(
         overlap=overlap,
     )
     shape = "x".join(str(int(n)) for n in crop[0].shape)
-    section, files = make_golden(manifest, predictor, crop, source=f"{source}, crop {shape}")
+    section, files = make_golden(manifest, predictor, crop, source=f"{source}, crop {shape}", points=points)
     hashes = dict(manifest.files)
     from voxseg.bundle._util import sha256_bytes
 
     hashes.update({rel: sha256_bytes(data) for rel, data in files.items()})
     return dataclasses.replace(manifest, files=hashes, golden=section), files
+
+
+def _interactive_crop(manifest: BundleManifest, images: Sequence[Volume], label: np.ndarray | None):
+    """A crop around the label's largest object (its box plus the prompt margin and 2 mm) and the
+    object's six extreme points in it (deterministic, the plan's inward offset)."""
+    from voxseg.interactive.config import PromptConfig
+    from voxseg.interactive.evaluate import largest_object
+    from voxseg.interactive.points import extreme_points
+
+    if label is None or not np.any(label):
+        raise BundleError("the golden test of an interactive model needs a case with an object")
+    obj = largest_object(label)
+    spacing = np.asarray(images[0].spacing)
+    config = PromptConfig.from_json(manifest.plan.interactive)
+    grow = np.ceil((config.margin_mm + 2.0) / spacing).astype(int)
+    idx = np.argwhere(obj)
+    lo, hi = np.maximum(idx.min(0) - grow, 0), np.minimum(idx.max(0) + grow + 1, obj.shape)
+    sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    crop = [Volume(np.ascontiguousarray(v.array[sl]), v.spacing) for v in images]
+    inward = PromptConfig.for_spacing(tuple(spacing)).inward
+    points = extreme_points(obj[sl], inward=inward, spacing=tuple(spacing))
+    return crop, np.asarray(points, dtype=np.int64)
 
 
 def attach_onnx(manifest: BundleManifest, weights: Mapping[int, bytes | Path]) -> dict[str, bytes]:

@@ -170,7 +170,7 @@ def _readme(bundle: Bundle, pre: list | None, fold: int) -> str:
         "## What this package runs",
         "",
         f"The network of fold {fold} (ONNX, opset 17) on one {'x'.join(map(str, cfg.patch_size))} patch "
-        f"({len(cfg.patch_size)}D; larger inputs in steps of the network's downsampling factor), "
+        f"({len(cfg.patch_size)}D; tools that tile larger images feed it patch by patch), "
         f"input channels {norm}; output: class probabilities ({labels})"
         + (" binarized at 0.5." if cfg.network.out_channels == 1 else " after a softmax over the channels."),
         "",
@@ -204,6 +204,18 @@ def _readme(bundle: Bundle, pre: list | None, fold: int) -> str:
         "For voxseg's exact pipeline use the voxseg bundle: `voxseg predict -m BUNDLE.zip` (torch) or "
         "`--backend onnxruntime` (no torch).",
         "",
+        "## Validation",
+        "",
+        "`test_output.npy` was computed from `test_input.npy` by voxseg's own normalization, this ONNX "
+        "network (onnxruntime) and the output activation; `bioimageio.core`'s model test reproduces it with "
+        "the preprocessing and postprocessing declared here."
+        + (
+            f" The voxseg bundle's golden test ({m.golden.get('source', '')}) checks the full pipeline: "
+            f"`voxseg bundle test {m.name}`."
+            if m.golden is not None
+            else ""
+        ),
+        "",
     ]
     return "\n".join(lines)
 
@@ -216,15 +228,9 @@ def _rdf(bundle: Bundle, pre: list | None, files: dict[str, bytes], out_channels
     nd = len(cfg.patch_size)
     axes = _space_axes(nd)
     channel_names = [m.plan.channel_names[i] for i in sorted(m.plan.channel_names)]
-    space_in = [
-        {
-            "type": "space",
-            "id": a,
-            "size": {"min": int(p), "step": int(cfg.network.downsampling(i))},
-            "scale": float(s),
-            "unit": "millimeter",
-        }
-        for i, (a, p, s) in enumerate(zip(axes, cfg.patch_size, cfg.target_spacing, strict=True))
+    space_in = [  # the ONNX network has fixed spatial sizes: one patch
+        {"type": "space", "id": a, "size": int(p), "scale": float(sp), "unit": "millimeter"}
+        for a, p, sp in zip(axes, cfg.patch_size, cfg.target_spacing, strict=True)
     ]
     space_out = [
         {

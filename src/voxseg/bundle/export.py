@@ -124,7 +124,7 @@ def export_bundle(
     golden
         Write the golden test (:mod:`voxseg.bundle.golden`): a crop of the first validation case
         of fold 0 with the full pipeline's expected output (skipped, with a warning, when the raw
-        dataset is gone; not for interactive models).
+        dataset is gone; for interactive models, the six extreme points of its largest object).
     parent
         The model this one was fine-tuned from (``NAME@VERSION``, recorded in ``provenance``).
 
@@ -172,7 +172,7 @@ def export_bundle(
     )
     files: dict[str, bytes | Path] = {BundleManifest.weights_file(f): p for f, p in weights.items()}
     manifest = dataclasses.replace(manifest, provenance=provenance(manifest, work_dir.root, parent=parent))
-    if golden and manifest.task != "interactive":
+    if golden:
         case = validation_case(work_dir.root, cfg)
         if case is not None:
             images, label, case_id = case

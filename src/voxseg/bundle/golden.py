@@ -109,21 +109,31 @@ def _preprocessed_stats(manifest, images: Sequence[Volume]) -> dict[str, Any]:
 
 
 def make_golden(
-    manifest, predictor, images: Sequence[Volume], *, source: str, tolerances: Mapping[str, Any] | None = None
+    manifest,
+    predictor,
+    images: Sequence[Volume],
+    *,
+    source: str,
+    tolerances: Mapping[str, Any] | None = None,
+    points: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The ``golden`` section of ``bundle.json`` and its two files, from a torch fp32 predictor.
 
     ``predictor`` must be a :class:`voxseg.inference.predictor.Predictor` of the bundle's networks
     with ``precision="fp32"``, its TTA and overlap as the bundle is meant to run, and the bundle's
-    postprocessing. ``source`` says where the input comes from (for people).
+    postprocessing. ``source`` says where the input comes from (for people). Interactive models
+    need the six ``points`` (voxel indices of the input), stored with it.
     """
     if getattr(predictor, "precision", "fp32") != "fp32":
         raise BundleError("the golden test's expected output must be made with fp32 arithmetic")
-    result = predictor.predict(list(images), probabilities=True)
+    labels, probs = _outputs(predictor, list(images), points)
     image = np.stack([np.asarray(v.array) for v in images])
+    inputs = {"image": image, "spacing": np.asarray(images[0].spacing, dtype=np.float64)}
+    if points is not None:
+        inputs["points"] = np.asarray(points, dtype=np.int64)
     files = {
-        GOLDEN_INPUT: _pack(image=image, spacing=np.asarray(images[0].spacing, dtype=np.float64)),
-        GOLDEN_EXPECTED: _pack(labels=result.labels.array, probabilities=result.probabilities.astype(np.float16)),
+        GOLDEN_INPUT: _pack(**inputs),
+        GOLDEN_EXPECTED: _pack(labels=labels, probabilities=probs.astype(np.float16)),
     }
     section = {
         "input": GOLDEN_INPUT,
@@ -133,10 +143,21 @@ def make_golden(
         "made_with": "torch-fp32",
         "settings": {"tta": bool(predictor.tta), "overlap": float(predictor.overlap)},
         "preprocessed": _preprocessed_stats(manifest, images),
-        "foreground_voxels": int(np.count_nonzero(result.labels.array)),
+        "foreground_voxels": int(np.count_nonzero(labels)),
         "tolerances": {k: dict(v) for k, v in (tolerances or DEFAULT_TOLERANCES).items()},
     }
     return section, files
+
+
+def _outputs(predictor, images: list[Volume], points: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, probabilities) of the full pipeline; for interactive models, of the six points."""
+    if points is None:
+        result = predictor.predict(images, probabilities=True)
+        return np.asarray(result.labels.array), np.asarray(result.probabilities)
+    from voxseg.interactive.pipeline import predict_points
+
+    prob, mask = predict_points(predictor, images, np.asarray(points, dtype=np.int64))
+    return mask, prob[None]
 
 
 def check_golden_section(section: Any, files: Mapping[str, str], where: str) -> None:
@@ -198,7 +219,9 @@ def available_backends(bundle) -> dict[str, str | None]:
     except ImportError:
         out["torch-fp32"] = out["torch-bf16"] = "torch is not installed"
     m = bundle.manifest
-    if not all(m.onnx_file(f) in m.files for f in m.folds):
+    if m.task == "interactive":
+        out["onnxruntime"] = "the onnxruntime backend does not run interactive models yet"
+    elif not all(m.onnx_file(f) in m.files for f in m.folds):
         out["onnxruntime"] = "the bundle has no ONNX models"
     else:
         try:
@@ -278,7 +301,8 @@ def _check_preprocessing(bundle, images: Sequence[Volume], section: Mapping[str,
 
 
 def read_golden(bundle) -> tuple[Mapping[str, Any], list[Volume], dict[str, np.ndarray]]:
-    """The ``golden`` section, the input channels and the expected arrays of a bundle."""
+    """The ``golden`` section, the input channels and the expected arrays of a bundle (with the
+    input's ``points`` for interactive models)."""
     m = bundle.manifest
     section = m.golden
     if section is None:
@@ -292,6 +316,8 @@ def read_golden(bundle) -> tuple[Mapping[str, Any], list[Volume], dict[str, np.n
         raise BundleError(f"{bundle.source}: golden files lack image, labels or probabilities")
     spacing = tuple(float(s) for s in data.get("spacing", ()))
     images = [Volume(channel, spacing or None) for channel in data["image"]]
+    if "points" in data:
+        expected = {**expected, "points": data["points"]}
     return section, images, expected
 
 
@@ -314,14 +340,14 @@ def run_golden(bundle, *, backends: Sequence[str] | None = None) -> list[Backend
         tol = section["tolerances"].get(backend) or DEFAULT_TOLERANCES[backend]
         t0 = time.perf_counter()
         try:
-            pred = _predictor(bundle, backend, section["settings"]).predict(list(images), probabilities=True)
+            labels, probs = _outputs(_predictor(bundle, backend, section["settings"]), images, expected.get("points"))
         except Exception as exc:  # a backend that fails to run is a finding, not a crash
             result.problems.append(f"does not run ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})")
             continue
         result.seconds = round(time.perf_counter() - t0, 3)
         if pre_problem:
             result.problems.append(pre_problem)
-        _compare(result, pred.labels.array, pred.probabilities, expected, tol)
+        _compare(result, labels, probs, expected, tol)
         result.ok = not result.problems
         log.info("golden test %s: %s", bundle.manifest.reference, result.line())
     return results
