@@ -59,7 +59,7 @@ def test_cli_exports_a_work_folder_as_bioimageio(work_folder, tmp_path):
 def test_cli_refuses_a_folder_output_for_bioimageio(work_folder, tmp_path):
     args = ["export", str(work_folder), "--format", "bioimageio", "-o", str(tmp_path / "x"), "--name", "t"]
     result = CliRunner().invoke(app, [*args, "--version", "v1"])
-    assert result.exit_code == 1 and "a bioimage.io package is a .zip" in result.output
+    assert result.exit_code == 1 and "a bioimage.io package is a .zip" in str(result.exception)
 
 
 def test_inexpressible_normalization_is_none():
