@@ -20,6 +20,8 @@ from voxseg.bundle import builtin_index_path, load_index, open_bundle
 from voxseg.bundle.golden import read_golden
 from voxseg.io import read_image, write_image
 
+from .test_golden import _params
+
 INDEX = json.loads(builtin_index_path().read_text())
 ENTRIES = [(n, v) for n, m in INDEX["models"].items() for v in m["versions"]]
 SEMANTIC = [(n, v) for n, v in ENTRIES if INDEX["models"][n]["versions"][v].get("task") != "interactive"]
@@ -62,7 +64,7 @@ def _dice(a, b):
     return 1.0 if total == 0 else 2 * int((a & b).sum()) / total
 
 
-@pytest.mark.parametrize(("name", "version"), SEMANTIC)
+@pytest.mark.parametrize(("name", "version"), _params(SEMANTIC))
 def test_onnxruntime_predicts_every_builtin_without_torch(name, version, tmp_path):
     path = _zip(name, version)
     bundle = open_bundle(path)

@@ -25,6 +25,15 @@ def _zip(name: str, version: str):
     return load_index(offline=True).resolve(name, version).local_path()
 
 
+def _params(entries):
+    """Fixed-shape models tile their whole fixed shape (tens of seconds here): marked slow."""
+    out = []
+    for name, version in entries:
+        fixed = open_bundle(_zip(name, version)).manifest.config.fixed_shape is not None
+        out.append(pytest.param(name, version, marks=[pytest.mark.slow] if fixed else []))
+    return out
+
+
 def _members(path) -> dict[str, bytes]:
     with zipfile.ZipFile(path) as zf:
         return {n: zf.read(n) for n in zf.namelist()}
@@ -40,7 +49,7 @@ def _rewrite(src, out, *, manifest_json=None, replace=None):
     return write_bundle(BundleManifest.from_json(data), files, out)
 
 
-@pytest.mark.parametrize(("name", "version"), ENTRIES)
+@pytest.mark.parametrize(("name", "version"), _params(ENTRIES))
 def test_builtin_passes_its_golden_test_with_every_backend(name, version):
     bundle = open_bundle(_zip(name, version))
     golden = bundle.manifest.golden
@@ -110,7 +119,7 @@ def test_tampered_expected_output_fails_naming_the_labels(tmp_path):
     bad = _rewrite(src, tmp_path / "expected.zip", replace={"golden/expected.safetensors": changed})
     (result,) = run_golden(open_bundle(bad), backends=["torch-fp32"])
     assert not result.ok and result.labels_per_million > 200
-    assert any("label voxels per million differ" in p and "postprocessing" in p for p in result.problems)
+    assert any("label voxels per million differ" in p and "postprocessing, threshold" in p for p in result.problems)
 
 
 def test_manifest_golden_section_must_list_its_files():
@@ -132,3 +141,53 @@ def test_provenance_and_terms_are_in_the_builtins():
     assert "## Provenance" in card and f"Plan sha256: {m.provenance['plan_sha256']}" in card
     assert "Golden test:" in card and "voxseg bundle test brain-microbleeds" in card
     assert len(bundle.sha256) == 64
+
+
+def test_edited_postprocessing_fails_naming_the_postprocessing(tmp_path):
+    src = _zip("mouse-lung-nodules", "v1")
+
+    def edit(data):  # instances >= 150 voxels -> >= 100 000 voxels: every nodule removed
+        data["postprocessing"]["final"][-1]["min_size"] = 100_000
+
+    bad = _rewrite(src, tmp_path / "postprocessing.zip", manifest_json=edit)
+    (result,) = run_golden(open_bundle(bad), backends=["torch-fp32"])
+    assert not result.ok and result.probability_max_error <= 0.002
+    assert "with matching probabilities: the postprocessing, threshold or label values changed" in result.problems[0]
+
+
+def test_export_writes_the_golden_test_from_a_validation_case(tmp_path):
+    from voxseg.bundle import export_bundle
+    from voxseg.dataset.layout import DatasetSpec, DatasetWriter
+    from voxseg.dataset.splits import Fold, write_splits
+    from voxseg.io import Volume, write_json_atomic
+
+    from .conftest import make_work
+
+    work = make_work(tmp_path / "WORK")
+    rng = np.random.default_rng(1)
+    spec = DatasetSpec("tiny", {0: "CT"}, {"background": 0, "nodule": 1}, ".nii.gz", 2)
+    with DatasetWriter(tmp_path / "raw", spec) as writer:
+        for i in range(2):
+            lab = np.zeros((20, 24, 24), np.uint8)
+            lab[6 + i : 14, 8:16, 8:16] = 1
+            img = rng.normal(0, 1, lab.shape).astype(np.float32) + 3 * lab
+            writer.add_case(f"case_{i}", [Volume(img, (1, 1, 1))], Volume(lab, (1, 1, 1)))
+    dataset = json.loads((work / "dataset.json").read_text())
+    write_json_atomic(work / "dataset.json", {**dataset, "voxseg_source": str(tmp_path / "raw")})
+    write_splits(work / "splits.json", [Fold(("case_0",), ("case_1",)), Fold(("case_1",), ("case_0",))], seed=0)
+    out = export_bundle(work, tmp_path / "tiny.zip", name="tiny", version="v1", parent="tiny@v0", license="MIT")
+    bundle = open_bundle(out)
+    golden = bundle.manifest.golden
+    assert golden["source"].startswith("validation case case_1, crop ")
+    assert golden["settings"] == {"tta": True, "overlap": 0.5}
+    assert all(r.ok for r in run_golden(bundle, backends=["torch-fp32"]))
+    prov = bundle.manifest.provenance
+    assert prov["parent"] == "tiny@v0" and prov["data_fingerprint_sha256"] is None  # no fingerprint.json here
+    assert "Fine-tuned from: tiny@v0" in bundle.card
+
+
+def test_export_without_the_raw_dataset_writes_no_golden_test(bundle_zip):
+    bundle = open_bundle(bundle_zip)
+    assert bundle.manifest.golden is None and not any(f.startswith("golden/") for f in bundle.manifest.files)
+    result = runner.invoke(app, ["bundle", "test", str(bundle_zip)])
+    assert result.exit_code == 1 and "no golden test in this bundle" in result.output

@@ -273,10 +273,15 @@ def _compare(result: BackendResult, got_labels, got_probs, expected: Mapping[str
     if result.probability_max_error > float(tol["probability_max_error"]):
         result.problems.append(
             f"probabilities differ by up to {result.probability_max_error:.3g} "
-            f"(tolerance {float(tol['probability_max_error']):.3g}): the network or its weights changed"
+            f"(tolerance {float(tol['probability_max_error']):.3g}): the network or its weights changed "
+            "(or the recorded probabilities)"
         )
     if result.labels_per_million > float(tol["labels_per_million"]):
-        stage = "" if result.problems else " with matching probabilities: the postprocessing or threshold changed"
+        stage = (
+            ""
+            if result.problems
+            else " with matching probabilities: the postprocessing, threshold or label values changed"
+        )
         result.problems.append(
             f"{result.labels_per_million:.0f} label voxels per million differ "
             f"(tolerance {float(tol['labels_per_million']):.0f}){stage}"
