@@ -24,13 +24,15 @@ __all__ = ["golden_extent", "attach_golden", "attach_onnx", "validation_case", "
 log = logging.getLogger(__name__)
 
 
-#: Network calls (tiles x mirrorings x folds) above which the golden test runs without TTA, so that
-#: it stays at a few seconds (fixed-shape models tile their whole fixed shape whatever the crop).
-MAX_GOLDEN_CALLS = 256
+#: Network calls (tiles x mirrorings x folds) above which the golden test runs without TTA (then
+#: with overlap 0), so that it stays at a few seconds.
+MAX_GOLDEN_CALLS = 64
 
 
-def golden_tta(manifest: BundleManifest, crop: Volume) -> bool:
-    """Whether the golden test uses TTA: yes, unless it would take more than MAX_GOLDEN_CALLS calls."""
+def golden_settings(manifest: BundleManifest, crop: Volume) -> tuple[bool, float]:
+    """(tta, overlap) of the golden test: TTA on and overlap 0.5, as the bundle runs by default,
+    unless that takes more than MAX_GOLDEN_CALLS network calls; then TTA off, then overlap 0
+    (fixed-shape models tile their whole fixed shape whatever the crop)."""
     from voxseg.tiling import tile_grid
 
     cfg = manifest.config
@@ -38,10 +40,12 @@ def golden_tta(manifest: BundleManifest, crop: Volume) -> bool:
     spacing, shape = crop.spacing[-nd:], crop.shape[-nd:]
     resampled = [math.ceil(n * s / t) for n, s, t in zip(shape, spacing, cfg.target_spacing, strict=True)]
     grid = tuple(cfg.fixed_shape) if cfg.fixed_shape else tuple(resampled)
-    tiles = math.prod(len(g) for g in tile_grid(grid, cfg.patch_size, 0.5))
-    if crop.ndim > nd:  # a 2D configuration of 3D data: one grid per slice
-        tiles *= crop.shape[0]
-    return tiles * 2 ** len(cfg.mirror_axes) * len(manifest.folds) <= MAX_GOLDEN_CALLS
+    slices = crop.shape[0] if crop.ndim > nd else 1  # a 2D configuration of 3D data: one grid per slice
+    for tta, overlap in ((True, 0.5), (False, 0.5), (False, 0.0)):
+        tiles = math.prod(len(g) for g in tile_grid(grid, cfg.patch_size, overlap)) * slices
+        if tiles * (2 ** len(cfg.mirror_axes) if tta else 1) * len(manifest.folds) <= MAX_GOLDEN_CALLS:
+            break
+    return tta, overlap
 
 
 def golden_extent(manifest: BundleManifest, spacing: Sequence[float]) -> list[int]:
@@ -76,12 +80,12 @@ def attach_golden(
     *,
     source: str,
     tta: bool | None = None,
-    overlap: float = 0.5,
+    overlap: float | None = None,
 ) -> tuple[BundleManifest, dict[str, bytes]]:
     """The manifest with its ``golden`` section, and the golden files, for a crop of ``images``.
 
-    ``tta``: None = as the bundle runs by default (on), unless that would take more than
-    :data:`MAX_GOLDEN_CALLS` network calls (:func:`golden_tta`).
+    ``tta``, ``overlap``: None = as the bundle runs by default (on, 0.5), unless that would take
+    more than :data:`MAX_GOLDEN_CALLS` network calls (:func:`golden_settings`).
     """
     from voxseg.inference.predictor import Predictor
 
@@ -90,8 +94,9 @@ def attach_golden(
         crop, points = _interactive_crop(manifest, images, label)
     else:
         crop = crop_case(images, label, extent=golden_extent(manifest, images[0].spacing))
-    if tta is None:
-        tta = golden_tta(manifest, crop[0])
+    auto_tta, auto_overlap = golden_settings(manifest, crop[0])
+    tta = auto_tta if tta is None else tta
+    overlap = auto_overlap if overlap is None else overlap
     predictor = Predictor(
         _networks(manifest, weights),
         manifest.plan,
