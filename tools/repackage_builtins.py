@@ -89,12 +89,15 @@ def repackage(zip_path: Path) -> Path:
 
 
 def update_index(name: str, version: str, zip_path: Path) -> None:
+    from voxseg.bundle import open_bundle
     from voxseg.bundle._util import sha256_file
     from voxseg.io import write_json_atomic
 
     index = json.loads(INDEX.read_text())
     entry = index["models"][name]["versions"][version]
     entry["sha256"], entry["size"] = sha256_file(zip_path), zip_path.stat().st_size
+    m = open_bundle(zip_path).manifest
+    entry["license"], entry["intended_use"] = m.license, m.intended_use
     write_json_atomic(INDEX, index)
 
 

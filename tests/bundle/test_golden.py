@@ -191,3 +191,13 @@ def test_export_without_the_raw_dataset_writes_no_golden_test(bundle_zip):
     assert bundle.manifest.golden is None and not any(f.startswith("golden/") for f in bundle.manifest.files)
     result = runner.invoke(app, ["bundle", "test", str(bundle_zip)])
     assert result.exit_code == 1 and "no golden test in this bundle" in result.output
+
+
+def test_index_and_entry_carry_licence_and_intended_use():
+    entry = load_index(offline=True).resolve("pet-mip-tumors", "v1")
+    assert entry.license == "CC-BY-4.0" and "synthetic phantoms" in entry.intended_use
+    assert entry.to_json()["license"] == "CC-BY-4.0"
+    result = runner.invoke(app, ["bundle", "entry", str(entry.local_path()), "--url", "https://example.org/p.zip"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)["models"]["pet-mip-tumors"]["versions"]["v1"]
+    assert (info["license"], info["intended_use"]) == (entry.license, entry.intended_use)

@@ -205,7 +205,7 @@ def entry(
     url: list[str] = typer.Option(..., "--url", help="Where it will be downloaded from (repeatable: mirrors)."),
     description: str = typer.Option(None, "--description", help="Description (default: the bundle's)."),
 ) -> None:
-    """Print the index entry (urls, sha256, size, task) that publishes a bundle .zip."""
+    """Print the index entry (urls, sha256, size, task, licence, intended use) that publishes a bundle .zip."""
     from voxseg.bundle import open_bundle
     from voxseg.bundle._util import sha256_file
 
@@ -213,4 +213,5 @@ def entry(
     info = {"urls": list(url), "sha256": sha256_file(bundle), "size": bundle.stat().st_size}
     info["description"] = description if description is not None else m.description
     info["task"] = m.task  # lets listings tell interactive models apart before installing
+    info["license"], info["intended_use"] = m.license, m.intended_use  # shown where people choose a model
     console.print_json(json.dumps({"models": {m.name: {"versions": {m.version: info}}}}))
