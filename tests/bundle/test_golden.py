@@ -26,11 +26,13 @@ def _zip(name: str, version: str):
 
 
 def _params(entries):
-    """Fixed-shape models tile their whole fixed shape (tens of seconds here): marked slow."""
+    """Fixed-shape models tile their whole fixed shape, the interactive model computes geodesic
+    prompt maps (10-80 s on the shared 2-core machine): marked slow (they still run in CI)."""
     out = []
     for name, version in entries:
-        fixed = open_bundle(_zip(name, version)).manifest.config.fixed_shape is not None
-        out.append(pytest.param(name, version, marks=[pytest.mark.slow] if fixed else []))
+        m = open_bundle(_zip(name, version)).manifest
+        slow = m.config.fixed_shape is not None or m.task == "interactive"
+        out.append(pytest.param(name, version, marks=[pytest.mark.slow] if slow else []))
     return out
 
 
