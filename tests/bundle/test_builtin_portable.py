@@ -74,10 +74,10 @@ def test_onnxruntime_predicts_every_builtin_without_torch(name, version, tmp_pat
     cases.mkdir()
     for k, vol in enumerate(images):
         write_image(vol, cases / f"case_{k:04d}.nii.gz")
-    tta = "--tta" if section["settings"]["tta"] else "--no-tta"
-    args = ["predict", "-i", str(cases), "-o", str(tmp_path / "out"), "-m", str(path), "--backend", "onnxruntime", tta]
+    settings = ["--tta" if section["settings"]["tta"] else "--no-tta", "--overlap", str(section["settings"]["overlap"])]
+    args = ["predict", "-i", str(cases), "-o", str(tmp_path / "out"), "-m", str(path), "--backend", "onnxruntime"]
     run = subprocess.run(
-        [sys.executable, "-c", BLOCKED_CLI, *args],
+        [sys.executable, "-c", BLOCKED_CLI, *args, *settings],
         capture_output=True,
         text=True,
         timeout=600,

@@ -47,12 +47,14 @@ BACKENDS = ("torch-fp32", "torch-bf16", "onnxruntime")
 #: Largest golden input (voxels): keeps the test at a second or two and the files small.
 MAX_GOLDEN_VOXELS = 48**3
 #: Per backend: label voxels allowed to differ (per million) and the largest probability error.
-#: fp32 and onnxruntime compute the same float32 arithmetic (errors ~1e-6, a label flips only at
-#: P = 0.5); bf16 keeps ~8 bits of mantissa, measured at up to ~1% of the voxels and P errors ~0.1.
+#: fp32 and onnxruntime compute the same float32 arithmetic (errors ~1e-6; the expected
+#: probabilities are float16, 5e-4 of rounding; a label flips only at P = 0.5). bf16 autocast
+#: measured on four built-in golden cases: up to 258 label voxels per million and P errors up to
+#: 0.018; the bounds leave room for other CPUs' bf16 kernels.
 DEFAULT_TOLERANCES: dict[str, dict[str, float]] = {
     "torch-fp32": {"labels_per_million": 200.0, "probability_max_error": 0.002},
     "onnxruntime": {"labels_per_million": 200.0, "probability_max_error": 0.002},
-    "torch-bf16": {"labels_per_million": 20000.0, "probability_max_error": 0.35},
+    "torch-bf16": {"labels_per_million": 10000.0, "probability_max_error": 0.15},
 }
 _STATS_ATOL = 1e-3
 
