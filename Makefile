@@ -5,9 +5,9 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 DEMO   ?= voxseg-demo
 # Everything the test suite exercises: napari (headless Qt), the web app (+ Playwright), ONNX,
-# MLflow, Ray. nnU-Net's network package is installed without its dependencies (they pull timm and
+# bioimage.io, MLflow, Ray. nnU-Net's network package is installed without its dependencies (they pull timm and
 # a CUDA torchvision that does not import on a CPU machine; see docs/nnunet.md).
-TEST_EXTRAS ?= dev,mlflow,onnx,ray,dicom,napari-test,web-test
+TEST_EXTRAS ?= dev,mlflow,onnx,bioimageio,ray,dicom,napari-test,web-test
 
 .PHONY: install install-test system-deps demo test deps clean-room lint format clean
 
@@ -23,6 +23,7 @@ $(VENV)/.installed-test: pyproject.toml constraints.txt
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -c constraints.txt -e ".[$(TEST_EXTRAS)]"
 	$(PIP) install --quiet -c constraints.txt --no-deps "dynamic-network-architectures>=0.4.4,<0.5"
+	$(PIP) install --quiet -c constraints.txt --no-deps "bioimageio.spec>=0.5.14"
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed

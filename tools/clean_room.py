@@ -30,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CONSTRAINTS = ROOT / "constraints.txt"
 NNUNET_PACKAGE = "dynamic-network-architectures>=0.4.4,<0.5"  # installed --no-deps, as the Makefile does
+BIOIMAGEIO_SPEC = "bioimageio.spec>=0.5.14"  # over the 0.5.12 that bioimageio.core pins, --no-deps (pyproject.toml)
 
 # --- the smoke checks (run with the row's python; $WORK is the row's scratch folder) ---------------
 
@@ -49,6 +50,19 @@ shape = (1, m.config.network.in_channels, *(m.config.fixed_shape or m.config.pat
 (logits,) = session.run(None, {INPUT_NAME: np.zeros(shape, np.float32)})
 assert logits.shape[2:] == shape[2:] and np.isfinite(logits).all(), logits.shape
 print("onnxruntime ran the exported", m.name, "on", shape)
+"""
+
+BIOIMAGEIO_SMOKE = """
+import os
+from importlib.resources import files
+from pathlib import Path
+from bioimageio.spec import InvalidDescr, load_description
+from voxseg.bundle.bioimageio import export_bioimageio
+zip_path = files("voxseg.bundle") / "models" / "pet-mip-tumors-v1.zip"
+out = export_bioimageio(zip_path, Path(os.environ["WORK"]) / "pet.zip")
+descr = load_description(out)
+assert not isinstance(descr, InvalidDescr), descr.validation_summary.format()
+print("bioimage.io package valid:", out)
 """
 
 DICOM_SMOKE = """
@@ -135,7 +149,28 @@ ROWS = (
     ),
     Row("web", "web", (_py(WEB_SMOKE), ("voxseg", "web", "--help"))),
     Row("napari", "napari", (_py(NAPARI_SMOKE),)),
-    Row("onnx", "onnx", (_py(ONNX_SMOKE),)),
+    Row(
+        "onnx",
+        "onnx",
+        (
+            _py(ONNX_SMOKE),
+            ("voxseg", "dataset", "phantom", "pet-mip", "$WORK/phantom", "-n", "1"),
+            (
+                "voxseg",
+                "predict",
+                "--backend",
+                "onnxruntime",
+                "-m",
+                "pet-mip-tumors@v1",
+                "-i",
+                "$WORK/phantom/imagesTr",
+                "-o",
+                "$WORK/pred",
+            ),
+        ),
+        expect=("pred/pet_mip_000.nii.gz",),
+    ),
+    Row("bioimageio", "bioimageio", (_py(BIOIMAGEIO_SMOKE),), no_deps=(BIOIMAGEIO_SPEC,)),
     Row("dicom", "dicom", (_py(DICOM_SMOKE),)),
     Row("mlflow", "mlflow", (_py("import mlflow, voxseg.experiment.tracking; print('mlflow', mlflow.__version__)"),)),
     Row("ray", "ray", (_py("import ray, voxseg.distributed.ray_engine; print('ray', ray.__version__)"),)),

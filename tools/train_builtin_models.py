@@ -35,12 +35,17 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/repackage_builtins.py
 MODELS_DIR = REPO / "src" / "voxseg" / "bundle" / "models"
 INDEX = REPO / "src" / "voxseg" / "bundle" / "index.json"
 BENCH_README = REPO / "benchmarks" / "README.md"
 TRAIN_SEED = 0
 FRESH_SEED = 1000
 LICENSE = "CC-BY-4.0"
+INTENDED_USE = (
+    "demonstration and tests of voxseg only: trained on synthetic phantoms, not on real data; "
+    "not for research results or clinical decisions"
+)
 AUTHORS = ("voxseg developers",)
 SECTION = "## Built-in models"
 # Training settings of every recipe: AdamW (converges in fewer steps than SGD with momentum 0.99
@@ -512,6 +517,7 @@ def export(recipe: Recipe, work: Path, out: Path, notes: str | None) -> Path:
         folds=recipe.ship_folds,
         description=recipe.description,
         license=LICENSE,
+        intended_use=INTENDED_USE,
         authors=AUTHORS,
         card_notes=notes,
     )
@@ -529,6 +535,8 @@ def update_index(recipe: Recipe, zip_path: Path) -> None:
         "size": zip_path.stat().st_size,
         "description": recipe.description,
         "task": "interactive" if recipe.interactive else ("instances" if recipe.postprocessing else "semantic"),
+        "license": LICENSE,
+        "intended_use": INTENDED_USE,
     }
     model["versions"] = dict(sorted(model["versions"].items()))
     index["models"] = dict(sorted(index["models"].items()))
@@ -608,6 +616,9 @@ def build(
     target.mkdir(parents=True, exist_ok=True)
     final = export(recipe, work, target / recipe.zip_name, card_notes(recipe, summary, cv_det, fresh))
     if publish:
+        from repackage_builtins import repackage  # ONNX networks + the golden test of a fresh phantom case
+
+        repackage(final)
         update_index(recipe, final)
         update_benchmarks()
     figures = {

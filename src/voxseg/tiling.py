@@ -14,6 +14,8 @@ import numpy as np
 from voxseg.errors import ConfigError
 
 __all__ = [
+    "fit_shape",
+    "unfit_shape",
     "MIN_WEIGHT",
     "TILE_BATCH_VOXELS",
     "MAX_AUTO_BATCH",
@@ -101,3 +103,30 @@ def gaussian_weights(patch_size: Sequence[int], sigma_scale: Sequence[float]) ->
         g = np.exp(-0.5 * (x / (scale * patch)) ** 2).astype(np.float32)
         weights = weights[..., None] * g
     return np.maximum(weights, max(float(weights.min()), MIN_WEIGHT)).astype(np.float32)
+
+
+def fit_slices(size: int, fixed: int) -> tuple[slice, slice]:
+    """(source slice, target slice) centring an axis of ``size`` in ``fixed`` (crop or pad)."""
+    if size >= fixed:
+        start = (size - fixed) // 2
+        return slice(start, start + fixed), slice(0, fixed)
+    start = (fixed - size) // 2
+    return slice(0, size), slice(start, start + size)
+
+
+def fit_shape(data: np.ndarray, fixed: Sequence[int]) -> np.ndarray:
+    """Centre-crop / zero-pad ``(C, *spatial)`` to ``(C, *fixed)``."""
+    pairs = [fit_slices(s, f) for s, f in zip(data.shape[1:], fixed, strict=True)]
+    out = np.zeros((data.shape[0], *fixed), dtype=np.float32)
+    out[(slice(None), *(t for _, t in pairs))] = data[(slice(None), *(s for s, _ in pairs))]
+    return out
+
+
+def unfit_shape(probs: np.ndarray, spatial: Sequence[int], *, background: int | None) -> np.ndarray:
+    """Inverse of :func:`fit_shape` for probabilities: cropped-away voxels become background."""
+    pairs = [fit_slices(s, f) for s, f in zip(spatial, probs.shape[1:], strict=True)]
+    out = np.zeros((probs.shape[0], *spatial), dtype=probs.dtype)
+    if background is not None:
+        out[background] = 1
+    out[(slice(None), *(s for s, _ in pairs))] = probs[(slice(None), *(t for _, t in pairs))]
+    return out

@@ -8,7 +8,7 @@ from typing import Any
 
 from voxseg.bundle.manifest import BundleManifest
 
-__all__ = ["make_card", "cv_table"]
+__all__ = ["make_card", "cv_table", "provenance_lines", "replace_provenance"]
 
 _DEFAULT_LIMITATIONS = (
     "Cross-validation figures are measured on the training data's own distribution; expect lower "
@@ -110,16 +110,47 @@ def make_card(manifest: BundleManifest, *, notes: str | None = None, dataset: Ma
     if notes:
         lines += ["## Notes", "", notes.strip(), ""]
     lines += ["## Limitations", "", _DEFAULT_LIMITATIONS, ""]
-    lines += [
+    lines += provenance_lines(m)
+    return "\n".join(lines)
+
+
+def provenance_lines(m: BundleManifest) -> list[str]:
+    """The card's "Provenance" section: licence, intended use, authors, versions, training data
+    fingerprint, plan, parent model, golden test."""
+    p = m.provenance
+    summary = _summary(m.metrics).get("foreground_mean")
+    cv = ", ".join(f"{k} {_fmt(v)}" for k, v in summary.items()) if isinstance(summary, Mapping) else ""
+    if not cv and isinstance(m.metrics.get("mean_dice"), float):
+        cv = f"dice {m.metrics['mean_dice']:.3f}"
+    lines = [
         "## Provenance",
         "",
         f"- License: {m.license or 'not stated'}",
+        f"- Intended use: {m.intended_use or 'not stated'}",
         f"- Authors: {', '.join(m.authors) or 'not stated'}",
         f"- Created: {m.created or 'unknown'} with " + ", ".join(f"{k} {v}" for k, v in m.versions.items()),
-        "- Weights: safetensors (no pickles); every file's sha256 is in `bundle.json`.",
-        "",
     ]
-    return "\n".join(lines)
+    if p:
+        data = p.get("training_data") or "not recorded"
+        lines.append(
+            f"- Training data: {data}; fingerprint sha256 {p.get('data_fingerprint_sha256') or 'not recorded'}"
+        )
+        lines.append(f"- Plan sha256: {p.get('plan_sha256') or 'not recorded'}")
+        lines.append(f"- Fine-tuned from: {p.get('parent') or 'none (trained from scratch)'}")
+    if cv:
+        lines.append(f"- Cross-validation (mean over foreground classes): {cv}")
+    if m.golden is not None:
+        lines.append(
+            f"- Golden test: {m.golden.get('source', 'a recorded case')}; run it with `voxseg bundle test {m.name}`"
+        )
+    lines += ["- Weights: safetensors (no pickles); every file's sha256 is in `bundle.json`.", ""]
+    return lines
+
+
+def replace_provenance(card: str, m: BundleManifest) -> str:
+    """``card`` with its "Provenance" section (to the end) replaced by :func:`provenance_lines`."""
+    head = card.split("\n## Provenance", 1)[0].rstrip("\n")
+    return head + "\n\n" + "\n".join(provenance_lines(m))
 
 
 def _postprocessing(m: BundleManifest) -> str:

@@ -2,11 +2,13 @@
 
 Reads only files of the work folder (``plan.json``, the folds' ``checkpoint/model.safetensors``
 and their ``state.json`` hashes, ``crossval/<cfg>/postprocessing.json`` and ``summary.json``,
-``dataset.json``); never imports training code or torch.
+``dataset.json``); never imports training code. torch is imported only to compute the golden
+test's expected output (:mod:`voxseg.bundle.attach`) and the ONNX models.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import platform
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from voxseg.bundle._util import read_head, safetensors_problem, sha256_bytes, sha256_file
+from voxseg.bundle.attach import attach_golden, attach_onnx, provenance, validation_case
 from voxseg.bundle.card import make_card
 from voxseg.bundle.load import CARD_NAME
 from voxseg.bundle.manifest import MANIFEST_NAME, BundleManifest
@@ -107,6 +110,9 @@ def export_bundle(
     modality: str = "",
     card_notes: str | None = None,
     onnx: bool = False,
+    golden: bool = True,
+    parent: str | None = None,
+    intended_use: str = "",
 ) -> Path:
     """Package a trained work folder as a bundle.
 
@@ -123,11 +129,17 @@ def export_bundle(
         Plan configuration to export (default: the plan's default).
     folds
         Folds to include (default: every finished fold).
-    description, license, authors, modality, card_notes
+    description, license, intended_use, authors, modality, card_notes
         Written into ``bundle.json`` and the model card.
     onnx
         Also write ``model_fold_K.onnx`` per fold (needs the ``[onnx]`` extra), for the
         torch-free onnxruntime backend (:mod:`voxseg.bundle.onnx_backend`).
+    golden
+        Write the golden test (:mod:`voxseg.bundle.golden`): a crop of the first validation case
+        of fold 0 with the full pipeline's expected output (skipped, with a warning, when the raw
+        dataset is gone; for interactive models, the six extreme points of its largest object).
+    parent
+        The model this one was fine-tuned from (``NAME@VERSION``, recorded in ``provenance``).
 
     Returns
     -------
@@ -163,6 +175,7 @@ def export_bundle(
         files={BundleManifest.weights_file(f): sha256_file(p) for f, p in weights.items()},
         description=description,
         license=license,
+        intended_use=intended_use,
         authors=tuple(authors),
         modality=modality or ", ".join(plan.channel_names[i] for i in sorted(plan.channel_names)),
         postprocessing=post,
@@ -172,12 +185,18 @@ def export_bundle(
         training_domain=_training_domain(work_dir),
     )
     files: dict[str, bytes | Path] = {BundleManifest.weights_file(f): p for f, p in weights.items()}
+    manifest = dataclasses.replace(manifest, provenance=provenance(manifest, work_dir.root, parent=parent))
+    if golden:
+        case = validation_case(work_dir.root, cfg)
+        if case is not None:
+            images, label, case_id = case
+            manifest, golden_files = attach_golden(
+                manifest, weights, images, label, source=f"validation case {case_id}"
+            )
+            files.update(golden_files)
     files[CARD_NAME] = make_card(manifest, notes=card_notes, dataset=dataset).encode("utf-8")
     if onnx:
-        from voxseg.bundle.onnx_export import onnx_bytes
-
-        for fold, path in weights.items():
-            files[BundleManifest.onnx_file(fold)] = onnx_bytes(manifest, path)
+        files.update(attach_onnx(manifest, weights))
     path = write_bundle(manifest, files, out)
     log.info("exported %s (%s, folds %s) to %s", manifest.reference, cfg, list(manifest.folds), path)
     return path

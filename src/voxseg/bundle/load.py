@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from voxseg.bundle._util import read_head, safetensors_problem, sha256_file
+from voxseg.bundle._util import read_head, safetensors_problem, sha256_bytes, sha256_file
 from voxseg.bundle.archive import ArchiveLimits, ZipMembers, check_folder, extract_zip, read_zip_members
 from voxseg.bundle.manifest import MANIFEST_NAME, BundleManifest
 from voxseg.bundle.safetensors_header import parse_safetensors_header
@@ -64,6 +64,11 @@ class Bundle:
         if self.root is not None:
             return (self.root / name).read_bytes()
         return self._members[name]
+
+    @property
+    def sha256(self) -> str:
+        """The model's identity: sha256 of its ``bundle.json`` (which lists every file's sha256)."""
+        return sha256_bytes(self.read(MANIFEST_NAME))
 
     @property
     def card(self) -> str:

@@ -39,6 +39,7 @@ _REQUIRED = (
 _OPTIONAL = {
     "description": "",
     "license": "",
+    "intended_use": "",
     "authors": [],
     "modality": "",
     "postprocessing": None,
@@ -46,6 +47,8 @@ _OPTIONAL = {
     "versions": {},
     "created": "",
     "training_domain": None,
+    "golden": None,
+    "provenance": {},
 }
 _DERIVED = ("input", "labels", "network")
 
@@ -79,6 +82,8 @@ class BundleManifest:
         The folds whose weights are in ``weights/fold_K.safetensors`` (averaged at prediction).
     files
         Relative path -> sha256 of every file of the bundle except ``bundle.json`` itself.
+    intended_use
+        One sentence: what the model is for (shown with the licence at install and first prediction).
     postprocessing
         Applied after prediction (chosen from cross-validation).
     metrics
@@ -88,6 +93,11 @@ class BundleManifest:
     training_domain
         Spacing and field-of-view ranges of the training images (from the fingerprint at export;
         None in bundles made before it was recorded: see :meth:`domain`).
+    golden
+        The golden test (:mod:`voxseg.bundle.golden`): its files, settings and tolerances, or None.
+    provenance
+        Where the model comes from: ``data_fingerprint_sha256`` (the training data's
+        ``fingerprint.json``), ``plan_sha256``, ``parent`` (the model it was fine-tuned from, or None).
     """
 
     name: str
@@ -99,6 +109,7 @@ class BundleManifest:
     files: Mapping[str, str]
     description: str = ""
     license: str = ""
+    intended_use: str = ""
     authors: tuple[str, ...] = ()
     modality: str = ""
     postprocessing: PostprocessingSpec = field(default_factory=PostprocessingSpec)
@@ -106,6 +117,8 @@ class BundleManifest:
     versions: Mapping[str, str] = field(default_factory=dict)
     created: str = ""
     training_domain: TrainingDomain | None = None
+    golden: Mapping[str, Any] | None = None
+    provenance: Mapping[str, Any] = field(default_factory=dict)
     schema_version: int = BUNDLE_SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -133,7 +146,11 @@ class BundleManifest:
                 raise BundleError(f"{_where('files')} lacks {self.weights_file(fold)} (fold {fold} is listed)")
         if not isinstance(self.postprocessing, PostprocessingSpec):
             raise BundleError(f"{_where('postprocessing')} must be a PostprocessingSpec")
-        for key in ("metrics", "versions"):
+        if self.golden is not None:
+            from voxseg.bundle.golden import check_golden_section
+
+            check_golden_section(self.golden, self.files, _where("golden"))
+        for key in ("metrics", "versions", "provenance"):
             if not isinstance(getattr(self, key), Mapping):
                 raise BundleError(f"{_where(key)} must be a JSON object")
         if self.schema_version != BUNDLE_SCHEMA_VERSION:
@@ -195,6 +212,7 @@ class BundleManifest:
             "version": self.version,
             "description": self.description,
             "license": self.license,
+            "intended_use": self.intended_use,
             "authors": list(self.authors),
             "task": self.task,
             "modality": self.modality,
@@ -210,6 +228,10 @@ class BundleManifest:
         }
         if self.training_domain is not None:
             out["training_domain"] = self.training_domain.to_json()
+        if self.provenance:
+            out["provenance"] = json.loads(json.dumps(dict(self.provenance)))
+        if self.golden is not None:
+            out["golden"] = json.loads(json.dumps(dict(self.golden)))
         return out
 
     def dumps(self) -> str:
@@ -255,12 +277,15 @@ class BundleManifest:
             files=data["files"],
             description=_text(data, "description"),
             license=_text(data, "license"),
+            intended_use=_text(data, "intended_use"),
             authors=tuple(authors),
             modality=_text(data, "modality"),
             postprocessing=spec,
             metrics=data.get("metrics", {}),
             versions=data.get("versions", {}),
             created=_text(data, "created"),
+            golden=data.get("golden"),
+            provenance=data.get("provenance", {}),
         )
         manifest._check_derived(data)
         return manifest

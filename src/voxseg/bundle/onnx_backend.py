@@ -8,8 +8,9 @@ postprocessing spec. It follows :class:`voxseg.inference.predictor.Predictor` st
 tiling rule and importance map are the same as :mod:`voxseg.inference.sliding_window`, written
 again in numpy here because that module imports torch.
 
-Not supported (yet): fixed-shape models and interactive models (prompt channels); the mask
-input of the torch predictor.
+Fixed-shape models are centre-cropped / zero-padded to their shape and back, as by the torch
+predictor; a plan channel named ``mask`` may come from the ``mask`` input. Not supported (yet):
+interactive models (prompt channels).
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ from typing import Any
 import numpy as np
 
 from voxseg.bundle.load import Bundle, open_bundle
+from voxseg.bundle.notice import terms
 from voxseg.errors import BundleError, ConfigError, InputImageError
 from voxseg.io.volume import Volume, require_same_grid
 from voxseg.planning import Plan
 from voxseg.postprocessing import PostprocessingSpec, apply_postprocessing
 from voxseg.preprocessing import preprocess_case, restore_probabilities
-from voxseg.tiling import gaussian_weights, overlap_slices, tile_grid, tile_starts
+from voxseg.tiling import fit_shape, gaussian_weights, overlap_slices, tile_grid, tile_starts, unfit_shape
 
 __all__ = [
     "OnnxPredictor",
@@ -140,13 +142,15 @@ class OnnxPredictor:
         self.plan = plan
         self.config = plan.configuration(configuration)
         self.postprocessing = postprocessing or PostprocessingSpec()
-        if self.config.fixed_shape is not None or plan.interactive:
-            raise BundleError("the onnxruntime backend does not support fixed-shape or interactive models yet")
+        if plan.interactive:
+            raise BundleError("the onnxruntime backend does not support interactive models yet; use --backend torch")
         if not 0 <= overlap < 1:
             raise ConfigError(f"overlap must be in [0, 1), got {overlap!r}")
         batch_size = 1 if batch_size == "auto" else batch_size  # onnxruntime: one tile per call (measured)
         self.tta, self.overlap, self.threshold, self.batch_size = bool(tta), float(overlap), threshold, int(batch_size)
         self.model_id = f"{plan.dataset_name} (onnx)"
+        self.model_sha256: str | None = None
+        self.model_terms: dict[str, Any] | None = None
         self.folds: tuple[int, ...] | None = None
         axes = self.config.mirror_axes if self.tta else ()
         self._flips = [c for r in range(len(axes) + 1) for c in itertools.combinations([a + 2 for a in axes], r)]
@@ -180,7 +184,8 @@ class OnnxPredictor:
             for n in names.values()
         ]
         out = cls(sessions, m.plan, configuration=m.configuration, postprocessing=m.postprocessing, **options)
-        out.model_id, out.folds = m.reference, chosen
+        out.model_id, out.folds, out.model_sha256 = m.reference, chosen, bundle.sha256
+        out.model_terms = terms(m)
         return out
 
     def settings(self) -> dict[str, Any]:
@@ -194,6 +199,7 @@ class OnnxPredictor:
             "overlap": self.overlap,
             "threshold": self.threshold,
             "postprocessing": self.postprocessing.to_json(),
+            "model_sha256": self.model_sha256,
         }
 
     # ---- network -----------------------------------------------------------------------
@@ -211,19 +217,37 @@ class OnnxPredictor:
             total = probs if total is None else total + probs
         return total / len(self.sessions)
 
+    def _predict_grid(self, data: np.ndarray) -> np.ndarray:
+        fixed, spatial = self.config.fixed_shape, tuple(data.shape[1:])
+        refit = fixed is not None and tuple(fixed) != spatial
+        if refit:
+            data = fit_shape(data, fixed)
+        probs = sliding_window_numpy(
+            data, self._run_tiles, self.config.patch_size, overlap=self.overlap, batch_size=self.batch_size
+        )
+        if refit:
+            probs = unfit_shape(probs, spatial, background=0 if probs.shape[0] > 1 else None)
+        return probs
+
     def _predict_array(self, data: np.ndarray, progress) -> np.ndarray:
-        nd = self.config.spatial_dims
-        if data.ndim - 1 == nd:
-            return sliding_window_numpy(
-                data, self._run_tiles, self.config.patch_size, overlap=self.overlap, batch_size=self.batch_size
+        if data.ndim - 1 == self.config.spatial_dims:
+            return self._predict_grid(data)
+        return np.stack([self._predict_grid(data[:, z]) for z in range(data.shape[1])], axis=1)
+
+    def _channels(self, images: Volume | Sequence[Volume], mask: Volume | None) -> list[Volume]:
+        """The plan's channels in order; a channel named ``mask`` may come from ``mask``."""
+        channels = [images] if isinstance(images, Volume) else list(images)
+        names = [self.plan.channel_names[k] for k in sorted(self.plan.channel_names)]
+        mask_index = next((k for k, n in enumerate(names) if n.lower() == "mask"), None)
+        if mask is not None and mask_index is not None and len(channels) == len(names) - 1:
+            channels.insert(mask_index, mask.with_array((np.asarray(mask.array) > 0).astype(np.uint8)))
+        if len(channels) != len(names):
+            raise InputImageError(
+                None,
+                f"the model expects {len(names)} channel(s) ({', '.join(names)}), got {len(channels)}",
+                "pass one image per channel, in this order",
             )
-        slices = [
-            sliding_window_numpy(
-                data[:, z], self._run_tiles, self.config.patch_size, overlap=self.overlap, batch_size=self.batch_size
-            )
-            for z in range(data.shape[1])
-        ]
-        return np.stack(slices, axis=1)
+        return channels
 
     def _labels(self, probs: np.ndarray) -> np.ndarray:
         k = probs.shape[0]
@@ -249,9 +273,7 @@ class OnnxPredictor:
         restrict the normalization statistics).
         """
         t_start = time.perf_counter()
-        channels = [images] if isinstance(images, Volume) else list(images)
-        if len(channels) != self.plan.num_channels:
-            raise InputImageError(None, f"the model expects {self.plan.num_channels} channel(s), got {len(channels)}")
+        channels = self._channels(images, mask)
         case = preprocess_case(
             channels,
             target_spacing=self.config.target_spacing,

@@ -17,25 +17,26 @@ INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
 
 
-def onnx_bytes(manifest: BundleManifest, weights: Path) -> bytes:
+def onnx_bytes(manifest: BundleManifest, weights: Path | bytes) -> bytes:
     """The network of ``manifest`` with the safetensors ``weights``, as an ONNX model.
 
-    Input ``image`` ``(B, C, *patch_size)`` float32 (the batch axis is dynamic), output
+    Input ``image`` ``(B, C, *patch_size)`` float32 (the tiles of the sliding window, which also
+    tiles a fixed input shape) (the batch axis is dynamic), output
     ``logits`` ``(B, K, *patch_size)``. Uses the TorchScript-based exporter (``dynamo=False``),
     which keeps the weights inside the one ``.onnx`` file.
     """
     try:
         import torch
-        from safetensors.torch import load_file
+        from safetensors.torch import load, load_file
     except ImportError as exc:  # pragma: no cover - torch is a core dependency
         raise BundleError(f"ONNX export needs torch ({exc})") from None
     from voxseg.nets import build_network
 
     cfg = manifest.config
     net = build_network(cfg.network)
-    net.load_state_dict(load_file(str(weights)), strict=True)
+    net.load_state_dict(load(weights) if isinstance(weights, bytes) else load_file(str(weights)), strict=True)
     net.eval()
-    shape = tuple(cfg.fixed_shape or cfg.patch_size)
+    shape = tuple(cfg.patch_size)  # the sliding window's tiles, also inside a fixed input shape
     dummy = torch.zeros((1, cfg.network.in_channels, *shape), dtype=torch.float32)
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():

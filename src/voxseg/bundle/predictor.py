@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from voxseg.bundle.cache import IndexArg, Progress, resolve_bundle
+from voxseg.bundle.notice import terms
 from voxseg.errors import BundleError
 
 if TYPE_CHECKING:
@@ -71,5 +72,7 @@ def load_predictor(
         cls = NnunetExactPredictor
     predictor = cls.from_weights(m.plan, files, configuration=m.configuration, postprocessing=post, **options)
     predictor.model_id = m.reference
+    predictor.model_sha256 = bundle.sha256
+    predictor.model_terms = terms(m)
     predictor.folds = chosen
     return predictor

@@ -98,6 +98,8 @@ class IndexEntry:
     description: str = ""
     index: str = ""  # where this entry was read from
     task: str = ""  # the bundle's task ("semantic", "instances", "interactive"); "" when the index omits it
+    license: str = ""  # the bundle's licence, so listings can show it before installing ("" when omitted)
+    intended_use: str = ""  # the bundle's intended use (same)
 
     def local_path(self) -> Path | None:
         """The first URL that is a local file (``file://`` or a path), or None."""
@@ -111,7 +113,10 @@ class IndexEntry:
 
     def to_json(self) -> dict[str, Any]:
         out = {"urls": list(self.urls), "sha256": self.sha256, "size": self.size, "description": self.description}
-        return {**out, "task": self.task} if self.task else out
+        for key in ("task", "license", "intended_use"):
+            if getattr(self, key):
+                out[key] = getattr(self, key)
+        return out
 
 
 @dataclass(frozen=True)
@@ -200,7 +205,7 @@ def _entry(name: str, ver: str, info: Any, source: str) -> IndexEntry:
     where = f"{source}: {name}@{ver}"
     if not isinstance(info, Mapping):
         raise BundleError(f"{where} must be an object with urls and sha256")
-    unknown = sorted(set(info) - {"urls", "url", "sha256", "size", "description", "task"})
+    unknown = sorted(set(info) - {"urls", "url", "sha256", "size", "description", "task", "license", "intended_use"})
     if unknown:
         raise BundleError(f"{where} has unknown key(s) {', '.join(unknown)}")
     urls = info.get("urls", [info["url"]] if "url" in info else [])
@@ -212,11 +217,13 @@ def _entry(name: str, ver: str, info: Any, source: str) -> IndexEntry:
     size = info.get("size")
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
         raise BundleError(f"{where}: 'size' must be a byte count, got {size!r}")
-    task = info.get("task", "")
-    if not isinstance(task, str):
-        raise BundleError(f"{where}: 'task' must be a string, got {task!r}")
+    texts = {}
+    for key in ("task", "license", "intended_use"):
+        texts[key] = info.get(key, "")
+        if not isinstance(texts[key], str):
+            raise BundleError(f"{where}: {key!r} must be a string, got {texts[key]!r}")
     resolved = tuple(_resolve_url(u, source, where) for u in urls)
-    return IndexEntry(name, ver, resolved, digest, size, str(info.get("description", "")), source, task)
+    return IndexEntry(name, ver, resolved, digest, size, str(info.get("description", "")), source, **texts)
 
 
 def _read_local(path: Path) -> Any:

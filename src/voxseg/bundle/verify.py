@@ -94,7 +94,7 @@ def _onnx_agrees(bundle, net: torch.nn.Module, fold: int) -> str | None:
     import torch
 
     m = bundle.manifest
-    shape = tuple(m.config.fixed_shape or m.config.patch_size)
+    shape = tuple(m.config.patch_size)
     x = np.random.default_rng(0).normal(0, 1, (1, m.config.network.in_channels, *shape)).astype(np.float32)
     try:
         sess = ort.InferenceSession(bundle.read(m.onnx_file(fold)), providers=["CPUExecutionProvider"])

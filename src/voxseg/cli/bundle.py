@@ -68,25 +68,41 @@ def export(
     author: list[str] = typer.Option(None, "--author", help="Author (repeatable)."),
     notes: Path = typer.Option(None, "--notes", help="Markdown file added to the model card (intended use...)."),
     onnx: bool = typer.Option(False, "--onnx", help="Also write model_fold_K.onnx (needs the [onnx] extra)."),
+    intended_use: str = typer.Option("", "--intended-use", help="One sentence: what the model is for."),
+    golden: bool = typer.Option(True, "--golden/--no-golden", help="Write the golden test (a validation case)."),
+    fmt: str = typer.Option("voxseg", "--format", help="voxseg (a bundle) or bioimageio (a bioimage.io .zip)."),
 ) -> None:
-    """Package a trained work folder as a model bundle (.zip or folder)."""
+    """Package a trained work folder as a model bundle (.zip or folder) or a bioimage.io package."""
     from voxseg.bundle import export_bundle
     from voxseg.bundle._util import sha256_file
 
-    card_notes = notes.read_text(encoding="utf-8") if notes is not None else None
-    path = export_bundle(
-        work,
-        output,
-        name=name,
-        version=version,
-        configuration=config,
-        folds=_folds(folds),
-        description=description,
-        license=license,
-        authors=author or (),
-        card_notes=card_notes,
-        onnx=onnx,
-    )
+    if fmt not in ("voxseg", "bioimageio"):
+        raise ConfigError(f"--format {fmt!r}: choose voxseg or bioimageio")
+    if fmt == "bioimageio" and output.suffix.lower() != ".zip":
+        raise ConfigError(f"{output}: a bioimage.io package is a .zip (e.g. -o MODEL.zip)")
+    options = {
+        "name": name,
+        "version": version,
+        "configuration": config,
+        "folds": _folds(folds),
+        "description": description,
+        "license": license,
+        "intended_use": intended_use,
+        "authors": author or (),
+        "card_notes": notes.read_text(encoding="utf-8") if notes is not None else None,
+        "onnx": onnx,
+        "golden": golden,
+    }
+    with contextlib.ExitStack() as stack:
+        if fmt == "bioimageio":  # a bundle in a temporary folder first, then its network as a package
+            import tempfile
+
+            from voxseg.bundle.bioimageio import export_bioimageio
+
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="voxseg-bioimageio-")))
+            path = export_bioimageio(export_bundle(work, tmp / "bundle", **options), output)
+        else:
+            path = export_bundle(work, output, **options)
     console.print(f"wrote {path}")
     if path.is_file():
         console.print(f"sha256 {sha256_file(path)}  size {path.stat().st_size}")
@@ -98,8 +114,10 @@ def install(
     offline: bool = _OFFLINE,
     cache_dir: Path = _CACHE,
     models_dir: Path = _MODELS,
+    golden: bool = typer.Option(True, "--test/--no-test", help="Run the bundle's golden test after installing."),
 ) -> None:
-    """Install a model: by name through the index (downloaded once, sha256 checked), or from a file."""
+    """Install a model: by name through the index (downloaded once, sha256 checked), or from a file;
+    prints its licence and intended use, then runs its golden test (``voxseg bundle test``)."""
     from voxseg.bundle import install as install_model
 
     cache, models = _folders(cache_dir, models_dir)
@@ -115,6 +133,14 @@ def install(
         indexes = _indexes(index)
         got = install_model(model, index=indexes, cache=cache, models=models, offline=offline, progress=progress)
     console.print(f"{got.reference} installed in {got.path}")
+    from voxseg.bundle.notice import terms, terms_line
+
+    opened = got.open()
+    console.print(terms_line(terms(opened.manifest)), highlight=False, soft_wrap=True)
+    if golden and opened.manifest.golden is not None:
+        from voxseg.cli.bundle_test import report_golden
+
+        report_golden(opened)
 
 
 def models(
@@ -227,7 +253,7 @@ def entry(
     url: list[str] = typer.Option(..., "--url", help="Where it will be downloaded from (repeatable: mirrors)."),
     description: str = typer.Option(None, "--description", help="Description (default: the bundle's)."),
 ) -> None:
-    """Print the index entry (urls, sha256, size, task) that publishes a bundle .zip."""
+    """Print the index entry (urls, sha256, size, task, licence, intended use) that publishes a bundle .zip."""
     from voxseg.bundle import open_bundle
     from voxseg.bundle._util import sha256_file
 
@@ -235,4 +261,5 @@ def entry(
     info = {"urls": list(url), "sha256": sha256_file(bundle), "size": bundle.stat().st_size}
     info["description"] = description if description is not None else m.description
     info["task"] = m.task  # lets listings tell interactive models apart before installing
+    info["license"], info["intended_use"] = m.license, m.intended_use  # shown where people choose a model
     console.print_json(json.dumps({"models": {m.name: {"versions": {m.version: info}}}}))

@@ -11,6 +11,7 @@ import typer
 from voxseg.cli import bundle as bundle_cli
 from voxseg.cli import dataset as dataset_cli
 from voxseg.cli._common import err_console
+from voxseg.cli.bundle_test import test as bundle_test
 from voxseg.cli.demo import demo
 from voxseg.cli.evaluate import evaluate
 from voxseg.cli.info import info
@@ -40,6 +41,7 @@ app.command()(crossval)
 app.command()(bundle_cli.export)
 app.command()(bundle_cli.install)
 app.command()(bundle_cli.models)
+bundle_cli.app.command("test")(bundle_test)
 app.add_typer(bundle_cli.app, name="bundle")
 app.command()(web)
 app.command()(points)

@@ -162,6 +162,7 @@ def predict(
         predictor = _load_onnx(model, folds, tta, overlap, threshold, fast, batch_size, threads)
     else:
         predictor = _load(model, folds, config, tta, overlap, threshold, device, precision, fast, batch_size)
+    _first_use_notice(predictor)
     if not onnx:  # before any case: every one would fail alike (the onnxruntime backend refuses them itself)
         from voxseg.interactive.planning import refuse_interactive
 
@@ -232,6 +233,17 @@ def _refuse_unsafe_outputs(input, output, mask, single, file_ending, outputs: di
         overwrite=overwrite,
         **outputs,
     )
+
+
+def _first_use_notice(predictor) -> None:
+    """A bundle's licence and intended use, the first time it predicts on this machine."""
+    from voxseg.bundle.notice import first_use_line
+    from voxseg.settings import resolve_paths
+
+    terms, sha = getattr(predictor, "model_terms", None), getattr(predictor, "model_sha256", None)
+    line = first_use_line(terms, sha, resolve_paths().cache)
+    if line:
+        err_console.print(line, highlight=False, soft_wrap=True)
 
 
 def _check_file_output(output: Path) -> None:

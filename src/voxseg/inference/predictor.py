@@ -34,7 +34,7 @@ from voxseg.io import Volume, require_same_grid
 from voxseg.planning import ConfigurationPlan, Plan
 from voxseg.postprocessing import PostprocessingSpec, apply_postprocessing
 from voxseg.preprocessing import preprocess_case, restore_probabilities
-from voxseg.tiling import auto_batch_size
+from voxseg.tiling import auto_batch_size, fit_shape, unfit_shape
 
 __all__ = ["Prediction", "Predictor", "AUTO_PRECISION_BF16", "FLOAT16_ABOVE_BYTES", "PRECISION_CHOICES"]
 
@@ -149,6 +149,8 @@ class Predictor:
         wrapped = [MirrorTTA(m, axes) for m in members] if self.tta and axes else members
         self._predictor = Ensemble(wrapped, activation=self.activation)
         self.model_id = "custom"
+        self.model_sha256: str | None = None  # of the bundle's bundle.json, when loaded from a bundle
+        self.model_terms: dict[str, Any] | None = None  # licence and intended use (voxseg.bundle.notice)
         self.folds: tuple[int, ...] | None = None
         self._options = {
             "configuration": self.configuration,
@@ -168,7 +170,7 @@ class Predictor:
         if n >= len(self.networks):
             return self
         other = Predictor(self.networks[:n], self.plan, **self._options)
-        other.model_id = self.model_id
+        other.model_id, other.model_sha256, other.model_terms = self.model_id, self.model_sha256, self.model_terms
         other.folds = None if self.folds is None else self.folds[:n]
         return other
 
@@ -259,6 +261,7 @@ class Predictor:
             "device": str(self.device),
             "threshold": self.threshold,
             "postprocessing": self.postprocessing.to_json(),
+            "model_sha256": self.model_sha256,
         }
 
     def __repr__(self) -> str:
@@ -393,7 +396,7 @@ class Predictor:
         fixed = self.config.fixed_shape
         spatial = tuple(data.shape[1:])
         if fixed is not None and tuple(fixed) != spatial:
-            data = _fit(data, fixed)
+            data = fit_shape(data, fixed)
         probs = sliding_window(
             data,
             self._predictor,
@@ -405,7 +408,7 @@ class Predictor:
             progress=progress,
         )
         if fixed is not None and tuple(fixed) != spatial:
-            probs = _unfit(probs, spatial, background=0 if self.activation == "softmax" else None)
+            probs = unfit_shape(probs, spatial, background=0 if self.activation == "softmax" else None)
         return probs
 
     def _num_outputs(self) -> int:
@@ -474,30 +477,3 @@ def _is_identity(props: Any) -> bool:
     return tuple(props.shape_after_resampling) == tuple(props.original_shape) and props.crop_box.is_full(
         props.original_shape
     )
-
-
-def _fit_slices(size: int, fixed: int) -> tuple[slice, slice]:
-    """(source slice, target slice) centring an axis of ``size`` in ``fixed`` (crop or pad)."""
-    if size >= fixed:
-        start = (size - fixed) // 2
-        return slice(start, start + fixed), slice(0, fixed)
-    start = (fixed - size) // 2
-    return slice(0, size), slice(start, start + size)
-
-
-def _fit(data: np.ndarray, fixed: Sequence[int]) -> np.ndarray:
-    """Centre-crop / zero-pad ``(C, *spatial)`` to ``(C, *fixed)``."""
-    pairs = [_fit_slices(s, f) for s, f in zip(data.shape[1:], fixed, strict=True)]
-    out = np.zeros((data.shape[0], *fixed), dtype=np.float32)
-    out[(slice(None), *(t for _, t in pairs))] = data[(slice(None), *(s for s, _ in pairs))]
-    return out
-
-
-def _unfit(probs: np.ndarray, spatial: Sequence[int], *, background: int | None) -> np.ndarray:
-    """Inverse of :func:`_fit` for probabilities: cropped-away voxels become background."""
-    pairs = [_fit_slices(s, f) for s, f in zip(spatial, probs.shape[1:], strict=True)]
-    out = np.zeros((probs.shape[0], *spatial), dtype=probs.dtype)
-    if background is not None:
-        out[background] = 1
-    out[(slice(None), *(s for s, _ in pairs))] = probs[(slice(None), *(t for _, t in pairs))]
-    return out

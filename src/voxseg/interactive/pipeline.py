@@ -51,6 +51,7 @@ __all__ = [
     "grow_threshold",
     "shrink_threshold",
     "refined_mask",
+    "predict_points",
     "crop_tile",
     "WHOLE_CROP_VOXELS",
     "WHOLE_CROP_MIN_PATCHES",
@@ -349,15 +350,27 @@ def refined_mask(predictor, channels: list[Volume], points: np.ndarray, clicks: 
     """
     positive = np.asarray([c.position for c in clicks if c.positive], dtype=np.int64).reshape(-1, 3)
     negative = np.asarray([c.position for c in clicks if not c.positive], dtype=np.int64).reshape(-1, 3)
+    prob, mask = predict_points(predictor, channels, points, positive)
+    if not len(clicks):
+        return mask
+    anchors = np.concatenate([np.asarray(points, dtype=np.int64), positive])
+    return constrain(mask, positive, negative, anchors, spacing=channels[0].spacing, probability=prob)
+
+
+def predict_points(
+    predictor, channels: list[Volume], points: np.ndarray, positive: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(foreground probability, uint8 mask) of six voxel ``points`` before any click correction:
+    the mask is the probability above the threshold inside the clip box of the points (and of
+    the ``positive`` clicks)."""
     prob = _predict(predictor, channels, points)
     threshold = 0.5 if predictor.threshold is None else predictor.threshold
-    anchors = np.concatenate([np.asarray(points, dtype=np.int64), positive])
+    extra = np.zeros((0, 3), dtype=np.int64) if positive is None else np.asarray(positive, dtype=np.int64)
+    anchors = np.concatenate([np.asarray(points, dtype=np.int64), extra])
     box = _margin_box(anchors, channels[0], PromptConfig.from_json(predictor.plan.interactive).clip_mm)
     mask = np.zeros(prob.shape, dtype=np.uint8)
     mask[box] = prob[box] > threshold
-    if not len(clicks):
-        return mask
-    return constrain(mask, positive, negative, anchors, spacing=channels[0].spacing, probability=prob)
+    return prob, mask
 
 
 def constrain(
