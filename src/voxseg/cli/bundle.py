@@ -59,6 +59,9 @@ def export(
     author: list[str] = typer.Option(None, "--author", help="Author (repeatable)."),
     notes: Path = typer.Option(None, "--notes", help="Markdown file added to the model card (intended use...)."),
     onnx: bool = typer.Option(False, "--onnx", help="Also write model_fold_K.onnx (needs the [onnx] extra)."),
+    min_dice: float = typer.Option(
+        None, "--min-dice", help="Refuse to export when the cross-validation mean Dice is under this (0-1)."
+    ),
 ) -> None:
     """Package a trained work folder as a model bundle (.zip or folder)."""
     from voxseg.bundle import export_bundle
@@ -77,10 +80,12 @@ def export(
         authors=author or (),
         card_notes=card_notes,
         onnx=onnx,
+        min_dice=min_dice,
     )
     console.print(f"wrote {path}")
     if path.is_file():
         console.print(f"sha256 {sha256_file(path)}  size {path.stat().st_size}")
+    console.print(f"next: voxseg predict -m {path} -i INPUT -o OUTPUT", highlight=False)
 
 
 def install(
