@@ -271,6 +271,7 @@ def train(
     """
     run_dir = Path(run_dir)
     cfg = config
+    budget = Budget(cfg.minutes, steps_per_epoch=cfg.iterations_per_epoch, reserve=reserve)  # the clock starts
     par = distributed if distributed is not None else DataParallel.current()
     if par is not None:
         par.check(cfg.batch_size)
@@ -294,6 +295,7 @@ def train(
         raise ConfigError(f"{run_dir}: holds a training run already; pass --resume to continue it or use a new folder")
     run_dir.mkdir(parents=True, exist_ok=True)
     trained = float(state.extra.get("seconds_trained", 0.0))  # by the runs this one resumes
+    budget.trained = trained
     if state.epoch >= cfg.epochs or _out_of_time(cfg, trained):
         if writes and resume and final:
             _close_run(run_dir, cfg, state, meta or {})
@@ -314,7 +316,6 @@ def train(
     autocast = (
         torch.autocast(device.type, dtype=torch.bfloat16) if cfg.precision == "bf16" else contextlib.nullcontext()
     )
-    budget = Budget(cfg.minutes, trained=trained, steps_per_epoch=cfg.iterations_per_epoch, reserve=reserve)
     per_step = cfg.minutes is not None and par is None  # data-parallel ranks agree once an epoch
     batches = iter(loader)
     meta = meta or {}
