@@ -89,13 +89,13 @@ def _training_domain(work: WorkDir) -> TrainingDomain | None:
 
 def check_quality(work: Path, cfg: str, folds: Sequence[int], metrics: dict, *, min_dice: float | None) -> None:
     """Warn about low cross-validation figures and short trainings; refuse under ``min_dice``."""
-    from voxseg.experiment.quality import crossval_warnings, fold_records
+    from voxseg.experiment.quality import crossval_warnings, cv_dice, fold_records
 
     for line in crossval_warnings(metrics, fold_records(work, cfg, folds)):
         log.warning("%s", line)
-    dice = metrics.get("mean_dice")
-    if min_dice is not None and not (isinstance(dice, (int, float)) and dice >= min_dice):
-        found = f"is {dice:.4f}" if isinstance(dice, (int, float)) else "is unknown (run `voxseg crossval` first)"
+    dice = cv_dice(metrics)
+    if min_dice is not None and (dice is None or dice < min_dice):
+        found = f"is {dice:.4f}" if dice is not None else "is unknown (run `voxseg crossval` first)"
         raise BundleError(f"{work}: the cross-validation mean Dice {found}, under --min-dice {min_dice}; not exported")
 
 

@@ -85,7 +85,7 @@ def export(
     console.print(f"wrote {path}")
     if path.is_file():
         console.print(f"sha256 {sha256_file(path)}  size {path.stat().st_size}")
-    console.print(f"next: voxseg predict -m {path} -i INPUT -o OUTPUT", highlight=False)
+    console.print(f"next: voxseg predict -m {path} -i INPUT -o OUTPUT", highlight=False, soft_wrap=True)
 
 
 def install(

@@ -136,4 +136,4 @@ def plan(
     for c, norm in enumerate(result.normalization):
         console.print(f"channel {c} ({result.channel_names[c]}): {norm.scheme}", highlight=False)
     console.print(f"work folder ready: {output}", highlight=False)
-    console.print(next_step("plan", output), highlight=False)
+    console.print(next_step("plan", output), highlight=False, soft_wrap=True)

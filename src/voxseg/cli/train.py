@@ -163,7 +163,7 @@ def train(
     console.print(_fold_table(summaries, records))
     for line in fold_warnings(records):
         err_console.print(f"warning: {line}", highlight=False, soft_wrap=True)
-    console.print(next_step("train", work), highlight=False)
+    console.print(next_step("train", work), highlight=False, soft_wrap=True)
 
 
 def crossval(
@@ -194,7 +194,7 @@ def crossval(
     records = fold_records(work, summary["configuration"])
     for line in crossval_warnings(summary, records):
         err_console.print(f"warning: {line}", highlight=False, soft_wrap=True)
-    console.print(next_step("crossval", work), highlight=False)
+    console.print(next_step("crossval", work), highlight=False, soft_wrap=True)
 
 
 def _fmt(value: float | None) -> str:

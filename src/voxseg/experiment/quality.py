@@ -12,7 +12,7 @@ from typing import Any
 
 from voxseg.experiment.layout import WorkDir
 
-__all__ = ["MIN_EPOCHS", "LOW_DICE", "fold_records", "fold_warnings", "crossval_warnings", "next_step"]
+__all__ = ["MIN_EPOCHS", "LOW_DICE", "fold_records", "fold_warnings", "crossval_warnings", "cv_dice", "next_step"]
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,18 @@ def fold_warnings(records: Mapping[int, Mapping[str, Any]]) -> list[str]:
 def crossval_warnings(summary: Mapping[str, Any], records: Mapping[int, Mapping[str, Any]]) -> list[str]:
     """:func:`fold_warnings` and one line when the cross-validation mean Dice is low."""
     lines = fold_warnings(records)
-    dice = summary.get("mean_dice")
+    dice = cv_dice(summary)
     if isinstance(dice, (int, float)) and dice < LOW_DICE:
         lines.append(f"cross-validation mean Dice {dice:.4f} is low (< {LOW_DICE}): this model is not ready for use")
     return lines
+
+
+def cv_dice(summary: Mapping[str, Any]) -> float | None:
+    """The mean foreground Dice of a ``crossval/<cfg>/summary.json`` (None: not there)."""
+    dice = summary.get("mean_dice")
+    if dice is None and isinstance(summary.get("foreground_mean"), Mapping):
+        dice = summary["foreground_mean"].get("dice")
+    return float(dice) if isinstance(dice, (int, float)) else None
 
 
 def next_step(step: str, work: str | Path, *, model: str | Path = "MODEL.zip") -> str:

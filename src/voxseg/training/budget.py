@@ -87,10 +87,6 @@ class Budget:
         pace = self.step_pace if self.step_pace is not None else 0.0
         return self.left() < pace + self.tail
 
-    def out_of_time(self) -> bool:
-        """Whether nothing more fits (checked between epochs)."""
-        return self.seconds is not None and self.left() <= (self.step_pace or 0.0)
-
     def epochs_that_fit(self, epoch: int, steps_per_epoch: int) -> int | None:
         """Epochs (``epoch`` done) that fill the time left at the recent pace, the last one possibly
         partial (the loop stops it on time); None before a pace is known or without a budget."""

@@ -176,6 +176,12 @@ def _out_of_time(cfg: TrainConfig, seconds: float) -> bool:
     return cfg.minutes is not None and seconds / 60 >= cfg.minutes
 
 
+def _budget_spent(cfg: TrainConfig, state: TrainState) -> bool:
+    """Whether the run stopped at this time budget already (it stops a little before it is spent)."""
+    spent = state.extra.get("budget_spent")
+    return cfg.minutes is not None and isinstance(spent, (int, float)) and cfg.minutes <= spent
+
+
 def _epoch_line(cfg: TrainConfig, entry: dict, budget: Budget, meta: dict) -> None:
     """One plain line per epoch on ``voxseg.training.progress`` (the CLI shows it when not on a tty)."""
     fold = f"fold {meta['fold']} " if "fold" in meta else ""
@@ -296,7 +302,7 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     trained = float(state.extra.get("seconds_trained", 0.0))  # by the runs this one resumes
     budget.trained = trained
-    if state.epoch >= cfg.epochs or _out_of_time(cfg, trained):
+    if state.epoch >= cfg.epochs or _out_of_time(cfg, trained) or _budget_spent(cfg, state):
         if writes and resume and final:
             _close_run(run_dir, cfg, state, meta or {})
         return state
@@ -346,12 +352,15 @@ def train(
             entry.update(epoch_end(state.epoch, state) or {})
         state.history.append(entry)
         state.extra["seconds_trained"] = round(budget.elapsed(), 3)
+        # out of time: stopped mid-epoch, or no step and epoch end fit any more (data-parallel: below)
+        out_of_time = "iterations" in entry or (per_step and budget.stop_now())
+        if out_of_time:
+            state.extra["budget_spent"] = cfg.minutes  # a resume with this budget has nothing left to do
         if writes:
             save_checkpoint(ckpt, model, optimizer, state, scheduler=scheduler)
             _write_run(run_dir, cfg, state, meta, "running")
         budget.epoch_done(time.monotonic() - tail_start)
         _epoch_line(cfg, entry, budget, meta)
-        out_of_time = "iterations" in entry or (cfg.minutes is not None and budget.out_of_time())
         if cfg.minutes is not None and par is not None:
             out_of_time = par.agree(_out_of_time(cfg, budget.elapsed()))  # rank 0's clock decides for all
         if out_of_time:
