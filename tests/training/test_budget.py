@@ -92,7 +92,8 @@ def test_fill_minutes_fills_the_budget_both_ways(tmp_path, cases):  # noqa: F811
                   fill_minutes=True)  # fmt: skip
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert state.epoch > 2 and run["config"]["epochs"] >= state.epoch
-    assert 0.08 * 60 * 0.85 <= state.extra["seconds_trained"] <= 0.08 * 60 * 1.15
+    # it stops when one more step and epoch end (here ~0.5 s of the 4.8 s) would not fit
+    assert 0.08 * 60 * 0.75 <= state.extra["seconds_trained"] <= 0.08 * 60 * 1.15
     assert state.extra["budget_spent"] == 0.08  # resumed with the same budget: nothing to do
     again = train(tmp_path / "run", _net(), cases, patch_size=(16, 16, 16), config=cfg.with_overrides(epochs=1000),
                   resume=True, fill_minutes=True)  # fmt: skip
