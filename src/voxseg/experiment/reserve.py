@@ -39,7 +39,9 @@ def _measured(run_dirs: Sequence[Path]) -> float | None:
     for folder in run_dirs:
         try:
             data = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-            seconds, cases = float(data["validation"]["seconds"]), len(data["val_cases"])
+            record = data["validation"]
+            seconds = float(record.get("wall_seconds", record["seconds"]))
+            cases = len(data["val_cases"])
         except (OSError, ValueError, KeyError, TypeError):
             continue
         if cases:

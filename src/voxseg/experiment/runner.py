@@ -75,7 +75,7 @@ def _epoch_end(validator: PatchValidator | None, model: torch.nn.Module, tracker
 def _train(run_dir: Path, model, prefixes, conf, cfg: TrainConfig, ctx, meta, resume, progress, epoch_end, size, keep):
     kwargs = dict(patch_size=conf.patch_size, ignore_label=ctx.plan.ignore_label, meta=meta)
     kwargs.update(progress=progress, epoch_end=epoch_end, sampler=_interactive_sampler(ctx.plan, conf))
-    kwargs.update(reserve=lambda: keep)
+    kwargs.update(reserve=lambda: keep)  # keep: the validation estimate + the fold's time before training
     if not size:
         return cfg, train(run_dir, model, prefixes, config=cfg, resume=resume, **kwargs)
     # time budget without an epoch count (cfg.minutes: the whole budget)
@@ -197,6 +197,7 @@ def run_fold(
     patch_validation: int,
 ) -> dict[str, Any]:
     """Train, validate and summarize one fold (see :func:`voxseg.experiment.train.train_fold`)."""
+    fold_started = time.monotonic()  # the fold's budget covers what comes before and after training too
     wd, plan, name = ctx.work, ctx.plan, ctx.configuration
     conf = plan.configuration(name)
     split = ctx.folds[fold]
@@ -223,6 +224,8 @@ def run_fold(
         keep = validation_reserve(model, [str(pre / c) for c in split.val], conf.patch_size, device=cfg.device,
                                   other_runs=others)  # fmt: skip
     tracker = _tracker(ctx, fold, cfg, meta, mlflow, resume)
+    if cfg.minutes is not None:
+        keep += time.monotonic() - fold_started
     status = "FAILED"
     try:
         cfg, state = _train(
@@ -242,7 +245,7 @@ def run_fold(
         run_status = _finish_status(run_dir, cfg, state)
         summary = _summary(ctx, fold, cfg, state, run_status)
         if validate and split.val and run_status == "finished":
-            summary.update(_previous_validation(run_dir, done_before) or _validate(ctx, fold, model, cfg))
+            summary.update(_previous_validation(run_dir, done_before) or _timed_validation(ctx, fold, model, cfg))
         if tracker is not None:
             _track_end(tracker, state, summary, run_dir, wd)
         status = "FINISHED"
@@ -253,6 +256,21 @@ def run_fold(
     finally:
         if tracker is not None:
             tracker.finish(status)
+
+
+def _timed_validation(ctx: WorkContext, fold: int, model: torch.nn.Module, cfg: TrainConfig) -> dict[str, Any]:
+    """:func:`_validate`, its wall time (predictor set-up and writing included) recorded in ``run.json``
+    (``validation.wall_seconds``: what the next folds keep of their budget for it)."""
+    started = time.monotonic()
+    result = _validate(ctx, fold, model, cfg)
+    _update_record(ctx.work.run_dir(ctx.configuration, fold), wall_seconds=round(time.monotonic() - started, 3))
+    return result
+
+
+def _update_record(run_dir: Path, **validation: Any) -> None:
+    data = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    data["validation"] = {**(data.get("validation") or {}), **validation}
+    write_json_atomic(run_dir / "run.json", data)
 
 
 def _validated_epochs(run_dir: Path) -> int | None:

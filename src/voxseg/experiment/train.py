@@ -355,6 +355,7 @@ def train_folds(
     each fold gets the time left split evenly over the folds still to train, re-split as folds
     finish (a fold that ends early leaves its time to the next ones).
     """
+    called = time.monotonic()  # a total budget counts from here (the checks included)
     ctx = check_inputs(work, configuration=configuration)
     if isinstance(folds, str):
         if folds != "all":
@@ -369,7 +370,7 @@ def train_folds(
     training, _ = split_overrides(options.get("config_overrides"))
     if "minutes" in training:
         raise ConfigError("--minutes (per fold) and --total-minutes (all folds) exclude each other: give one")
-    deadline = time.monotonic() + total_minutes * 60
+    deadline = called + total_minutes * 60
     summaries = []
     for k, f in enumerate(chosen):
         share = max(deadline - time.monotonic(), 1.0) / (len(chosen) - k)
