@@ -17,7 +17,7 @@ QUICK = ["--set", "iterations_per_epoch=2", "--set", "augmentation=light", "--wo
 @pytest.mark.slow
 def test_redirected_output_gets_a_line_per_epoch_and_the_table_is_run_json(tmp_path, capsys):
     work = str(make_work(tmp_path))
-    assert main(["train", work, "--fold", "0", "--epochs", "2", *QUICK]) == 0
+    assert main(["train", work, "--fold", "all", "--epochs", "2", *QUICK]) == 0
     out, err = capsys.readouterr()
     lines = [line for line in err.splitlines() if line.startswith("fold 0 epoch ")]
     assert [line.split(" loss ")[0] for line in lines] == ["fold 0 epoch 1/2", "fold 0 epoch 2/2"]
@@ -26,6 +26,10 @@ def test_redirected_output_gets_a_line_per_epoch_and_the_table_is_run_json(tmp_p
     assert f"{run['val_dice']:.4f}" in out  # the table shows what run.json says, rounded the same
     assert "fold 0 trained only 2 epoch(s)" in " ".join(err.split())
     assert f"next: voxseg crossval {work}" in out
+    assert main(["crossval", work]) == 0  # two epochs learn little: crossval says so too
+    out, err = capsys.readouterr()
+    assert "warning: fold 1 trained only 2 epoch(s)" in " ".join(err.split())
+    assert f"next: voxseg export {work} -o MODEL.zip" in out
 
 
 def test_minutes_and_total_minutes_exclude_each_other(tmp_path, capsys):

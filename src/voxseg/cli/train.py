@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,7 @@ def train(
     processes: int = typer.Option(None, "--processes", min=1, help="Data-parallel processes (DDP; or use torchrun)."),
 ) -> None:
     """Train folds of a work folder, then predict and score each fold's validation cases."""
+    started = time.monotonic()  # --total-minutes counts from here
     from voxseg.distributed.ddp import train_processes
 
     overrides: dict[str, Any] = parse_key_values(settings, "--set")
@@ -144,7 +146,7 @@ def train(
     if minutes is not None and total_minutes is not None:
         raise ConfigError("--minutes (per fold) and --total-minutes (all folds) exclude each other: give one")
     if total_minutes is not None:
-        extra["total_minutes"] = total_minutes
+        extra.update(total_minutes=total_minutes, started=started)
     with _train_progress() as progress:
         summaries = train_processes(
             work,
