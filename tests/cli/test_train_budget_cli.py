@@ -39,9 +39,10 @@ def test_minutes_and_total_minutes_exclude_each_other(tmp_path, capsys):
     assert "exclude each other" in err and len(err.strip().splitlines()) == 1
 
 
-# start-up measured on an idle 2-core CPU: the CLI, checking the inputs and each fold's first step
-# (loss and optimizer imports) take about 4 s in all; the rest is inside the budget
-STARTUP_S = 8.0
+# in-process, the budget's clock starts with the command: measured 29.8-30.0 s wall for 0.5 min
+# on the 2-core CPU (load average 6); the allowance covers a step or an epoch end running past
+# its estimate under a load spike
+STARTUP_S = 5.0
 
 
 @pytest.mark.slow
