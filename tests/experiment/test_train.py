@@ -182,6 +182,15 @@ def test_budget_sizing_leaves_the_start_up_out_of_the_epoch_time():
     assert seen == ["info"]  # the caller's progress callback still gets every step
 
 
+def _budget_at(*, minutes: float, spent: float, pace: float, tail: float = 0.0):
+    """A Budget ``spent`` seconds in, steps at ``pace`` seconds."""
+    from voxseg.training.budget import Budget
+
+    budget = Budget(minutes, trained=spent)
+    budget.step_pace, budget.tail = pace, tail
+    return budget
+
+
 def test_fill_minutes_refits_the_epoch_count_and_the_lr_schedule():
     import torch
 
@@ -189,21 +198,22 @@ def test_fill_minutes_refits_the_epoch_count_and_the_lr_schedule():
     from voxseg.training.loop import _lr_factor, _refit_epochs
 
     model = torch.nn.Linear(2, 2)
-    cfg = TrainConfig(epochs=10, minutes=1.0, lr=1.0)
+    cfg = TrainConfig(epochs=10, minutes=1.0, lr=1.0, iterations_per_epoch=4)
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(cfg))
-    # the first epoch (5 s: worker start-up) is left out; then 2 s an epoch, 9 s spent after 3 epochs:
-    # 60 * 0.97 - 9 = 49.2 s left = 24 more epochs
-    new = _refit_epochs(cfg, 3, [5.0, 7.0, 9.0], 0.0, sched)
-    assert new.epochs == 27 and new.minutes == 1.0
-    assert sched.lr_lambdas[0](3) == pytest.approx((1 - 3 / 27) ** 0.9)  # the schedule follows
-    # slower than planned: fewer epochs, so the learning rate still decays before the budget ends
-    slow = _refit_epochs(TrainConfig(epochs=100, minutes=1.0), 3, [10.0, 20.0, 30.0], 0.0, sched)
-    assert slow.epochs == 3 + int((58.2 - 30) // 10)
-    assert _refit_epochs(new, 2, [5.0, 7.0], 0.0, sched) is new  # one steady epoch: too early to tell
-    assert _refit_epochs(new, 24, [5.0 + 2.0 * k for k in range(24)], 0.0, sched) is new  # late in the run
-    same = TrainConfig(epochs=28, minutes=1.0)
-    assert _refit_epochs(same, 3, [5.0, 7.0, 9.0], 0.0, sched) is same  # within 5 %: left alone
+    # 9 s spent after 3 epochs at 0.5 s a step (2 s an epoch): 51 s left = 25.5 more epochs, the last partial
+    new = _refit_epochs(cfg, 3, _budget_at(minutes=1.0, spent=9.0, pace=0.5), sched)
+    assert new.epochs == 3 + 26 and new.minutes == 1.0
+    assert sched.lr_lambdas[0](3) == pytest.approx((1 - 3 / 29) ** 0.9)  # the schedule follows
+    # slower than planned (2.5 s a step, 1 s after each epoch: 11 s an epoch): fewer epochs
+    slow = _refit_epochs(TrainConfig(epochs=100, minutes=1.0, iterations_per_epoch=4), 3,
+                         _budget_at(minutes=1.0, spent=30.0, pace=2.5, tail=1.0), sched)  # fmt: skip
+    assert slow.epochs == 3 + 3  # 30 s left / 11 s = 2.7: two whole epochs and a partial one
+    unknown = _budget_at(minutes=1.0, spent=9.0, pace=0.5)
+    unknown.step_pace = None
+    assert _refit_epochs(new, 3, unknown, sched) is new  # no steady step timed yet: too early to tell
+    same = TrainConfig(epochs=29, minutes=1.0, iterations_per_epoch=4)
+    assert _refit_epochs(same, 3, _budget_at(minutes=1.0, spent=9.1, pace=0.5), sched) is same  # within 1 epoch
 
 
 def test_a_budget_run_interrupted_after_its_timing_epoch_resumes_to_its_budget(tmp_path):

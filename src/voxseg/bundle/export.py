@@ -90,6 +90,18 @@ def _training_domain(work: WorkDir) -> TrainingDomain | None:
         return None
 
 
+def check_quality(work: Path, cfg: str, folds: Sequence[int], metrics: dict, *, min_dice: float | None) -> None:
+    """Warn about low cross-validation figures and short trainings; refuse under ``min_dice``."""
+    from voxseg.experiment.quality import crossval_warnings, cv_dice, fold_records
+
+    for line in crossval_warnings(metrics, fold_records(work, cfg, folds)):
+        log.warning("%s", line)
+    dice = cv_dice(metrics)
+    if min_dice is not None and (dice is None or dice < min_dice):
+        found = f"is {dice:.4f}" if dice is not None else "is unknown (run `voxseg crossval` first)"
+        raise BundleError(f"{work}: the cross-validation mean Dice {found}, under --min-dice {min_dice}; not exported")
+
+
 def _task(plan: Plan, post: PostprocessingSpec) -> str:
     if plan.interactive:
         return "interactive"
@@ -113,6 +125,7 @@ def export_bundle(
     golden: bool = True,
     parent: str | None = None,
     intended_use: str = "",
+    min_dice: float | None = None,
 ) -> Path:
     """Package a trained work folder as a bundle.
 
@@ -140,6 +153,9 @@ def export_bundle(
         dataset is gone; for interactive models, the six extreme points of its largest object).
     parent
         The model this one was fine-tuned from (``NAME@VERSION``, recorded in ``provenance``).
+    min_dice
+        Refuse (:class:`BundleError`) when the cross-validation mean Dice is under this or unknown.
+        Low figures and folds trained only a few epochs are logged as warnings either way.
 
     Returns
     -------
@@ -164,6 +180,7 @@ def export_bundle(
     except VoxsegError as exc:
         raise BundleError(f"{post_path}: {exc}") from None
     metrics = _read_json(work_dir.crossval_dir(cfg) / "summary.json") or {}
+    check_quality(work_dir.root, cfg, chosen, metrics if isinstance(metrics, dict) else {}, min_dice=min_dice)
     dataset = _read_json(work_dir.dataset_path) or {}
     manifest = BundleManifest(
         name=name,

@@ -71,6 +71,9 @@ def export(
     intended_use: str = typer.Option("", "--intended-use", help="One sentence: what the model is for."),
     golden: bool = typer.Option(True, "--golden/--no-golden", help="Write the golden test (a validation case)."),
     fmt: str = typer.Option("voxseg", "--format", help="voxseg (a bundle) or bioimageio (a bioimage.io .zip)."),
+    min_dice: float = typer.Option(
+        None, "--min-dice", help="Refuse to export when the cross-validation mean Dice is under this (0-1)."
+    ),
 ) -> None:
     """Package a trained work folder as a model bundle (.zip or folder) or a bioimage.io package."""
     from voxseg.bundle import export_bundle
@@ -92,6 +95,7 @@ def export(
         "card_notes": notes.read_text(encoding="utf-8") if notes is not None else None,
         "onnx": onnx,
         "golden": golden,
+        "min_dice": min_dice,
     }
     with contextlib.ExitStack() as stack:
         if fmt == "bioimageio":  # a bundle in a temporary folder first, then its network as a package
@@ -106,6 +110,7 @@ def export(
     console.print(f"wrote {path}")
     if path.is_file():
         console.print(f"sha256 {sha256_file(path)}  size {path.stat().st_size}")
+    console.print(f"next: voxseg predict -m {path} -i INPUT -o OUTPUT", highlight=False, soft_wrap=True)
 
 
 def install(

@@ -27,8 +27,16 @@ def evaluate(
     )
     report = read_json(path)
     for label, metrics in report["summary"]["per_class"].items():
-        parts = [
-            f"{m} {v['mean']:.4f}" for m, v in metrics.items() if isinstance(v, dict) and v.get("mean") is not None
-        ]
-        console.print(f"class {label}: " + ", ".join(parts))
+        parts = [_part(m, v) for m, v in metrics.items() if isinstance(v, dict)]
+        console.print(f"class {label}: " + ", ".join(parts), highlight=False)
     console.print(f"wrote {path} ({len(report['cases'])} cases)")
+
+
+def _part(metric: str, stats: dict) -> str:
+    """``hd95 4.2000 mm (mean of 1 case; 2 undefined: empty prediction or reference)``."""
+    from voxseg.evaluation.folders import stats_note
+
+    unit = " mm" if metric == "hd95" else ""
+    value = "undefined" if stats.get("mean") is None else f"{stats['mean']:.4f}{unit}"
+    note = stats_note(stats)
+    return f"{metric} {value} ({note})" if note else f"{metric} {value}"

@@ -15,6 +15,7 @@ from typer.core import TyperCommand
 
 from voxseg.cli._common import console, err_console
 from voxseg.errors import ConfigError
+from voxseg.experiment.quality import next_step
 
 _CONFIGS = {"3d": ("3d",), "2d": ("2d",), "all": None}
 _SNAPSHOTS_ALONE = 3  # cases pictured by a bare --snapshots
@@ -134,4 +135,5 @@ def plan(
     console.print(summary_table(result, configuration_parameters(result)))
     for c, norm in enumerate(result.normalization):
         console.print(f"channel {c} ({result.channel_names[c]}): {norm.scheme}", highlight=False)
-    console.print(f"work folder ready: {output} (next: voxseg train {output} --fold 0)", highlight=False)
+    console.print(f"work folder ready: {output}", highlight=False)
+    console.print(next_step("plan", output), highlight=False, soft_wrap=True)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,7 @@ from rich.table import Table
 
 from voxseg.cli._common import console, err_console, parse_key_values
 from voxseg.errors import ConfigError
+from voxseg.experiment.quality import crossval_warnings, fold_records, fold_warnings, next_step
 
 
 def _parse_folds(text: str) -> str | list[int]:
@@ -28,8 +32,31 @@ def _parse_folds(text: str) -> str | list[int]:
 
 
 @contextlib.contextmanager
-def _train_progress() -> Iterator[Callable[[Any], None]]:
-    """A rich bar per fold: epoch, loss, seconds per iteration, elapsed and ETA."""
+def _plain_epoch_lines() -> Iterator[None]:
+    """Not on a terminal (output redirected to a file): one plain line per epoch on stderr, flushed."""
+    logger = logging.getLogger("voxseg.training.progress")
+    handler = logging.StreamHandler(sys.stderr)  # flushes after every line
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    old = (logger.level, logger.propagate)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old[0])
+        logger.propagate = old[1]
+
+
+@contextlib.contextmanager
+def _train_progress() -> Iterator[Callable[[Any], None] | None]:
+    """A rich bar per fold on a terminal (epoch, loss, seconds per iteration, elapsed and ETA);
+    otherwise plain epoch lines and no bar."""
+    if not err_console.is_terminal:
+        with _plain_epoch_lines():
+            yield None
+        return
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -59,20 +86,29 @@ def _train_progress() -> Iterator[Callable[[Any], None]]:
         yield update
 
 
-def _fold_table(summaries: list[dict[str, Any]]) -> Table:
+def _fold_table(summaries: list[dict[str, Any]], records: dict[int, dict[str, Any]]) -> Table:
+    """The folds' table, read from their run records (``run.json``: what crossval and export read)."""
     table = Table(title="training")
-    for col in ("fold", "status", "epochs", "loss", "s/it", "val Dice"):
+    for col in ("fold", "status", "epochs", "loss", "s/it", "val Dice", "minutes"):
         table.add_column(col, justify="right" if col != "status" else "left")
     for s in summaries:
+        rec = records.get(int(s["fold"]), {})
+        hist = rec.get("history") or []
         table.add_row(
             str(s["fold"]),
-            s["status"],
-            str(s["epochs"]),
-            "-" if s["loss"] is None else f"{s['loss']:.4f}",
-            "-" if s["seconds_per_iteration"] is None else f"{s['seconds_per_iteration']:.2f}",
-            "-" if s["val_dice"] is None else f"{s['val_dice']:.4f}",
+            str(rec.get("status", s["status"])),
+            str(rec.get("epoch", s["epochs"])),
+            _num(hist[-1].get("loss") if hist else None),
+            _num(s["seconds_per_iteration"], 2),
+            _num(rec.get("val_dice")),
+            _num(rec["seconds_trained"] / 60 if "seconds_trained" in rec else None, 2),
         )
     return table
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    """``value`` rounded as run.json's readers show it (``-`` when absent)."""
+    return "-" if not isinstance(value, (int, float)) else f"{value:.{digits}f}"
 
 
 def train(
@@ -80,7 +116,14 @@ def train(
     fold: str = typer.Option("all", "--fold", "-f", help="Fold number, list (0,2) or 'all'."),
     config: str = typer.Option(None, "--config", "-c", help="Plan configuration (3d, 2d; default: the plan's)."),
     epochs: int = typer.Option(None, "--epochs", help="Number of epochs."),
-    minutes: float = typer.Option(None, "--minutes", help="Time budget per fold (epochs sized to fit)."),
+    minutes: float = typer.Option(
+        None, "--minutes", help="Time budget PER FOLD in minutes, validation included (epochs sized to fit)."
+    ),
+    total_minutes: float = typer.Option(
+        None,
+        "--total-minutes",
+        help="Time budget for ALL the chosen folds together (e.g. --fold all), split evenly over the folds left.",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue interrupted runs from their last epoch."),
     mlflow: str = typer.Option(None, "--mlflow", help="MLflow tracking URI ('local': WORK/mlruns, sqlite:///...)."),
     settings: list[str] = typer.Option(None, "--set", help="KEY=VALUE training/plan option (repeatable)."),
@@ -89,15 +132,21 @@ def train(
     processes: int = typer.Option(None, "--processes", min=1, help="Data-parallel processes (DDP; or use torchrun)."),
 ) -> None:
     """Train folds of a work folder, then predict and score each fold's validation cases."""
+    started = time.monotonic()  # --total-minutes counts from here
     from voxseg.distributed.ddp import train_processes
 
     overrides: dict[str, Any] = parse_key_values(settings, "--set")
+    extra: dict[str, Any] = {}
     if epochs is not None:
         overrides["epochs"] = epochs
     if minutes is not None:
         overrides["minutes"] = minutes
     if device is not None and device.split(":")[0] not in ("cpu", "cuda"):
         raise ConfigError(f"--device {device!r}: expected cpu or cuda")
+    if minutes is not None and total_minutes is not None:
+        raise ConfigError("--minutes (per fold) and --total-minutes (all folds) exclude each other: give one")
+    if total_minutes is not None:
+        extra.update(total_minutes=total_minutes, started=started)
     with _train_progress() as progress:
         summaries = train_processes(
             work,
@@ -110,8 +159,13 @@ def train(
             progress=progress,
             num_workers=workers,
             device=device,
+            **extra,
         )
-    console.print(_fold_table(summaries))
+    records = fold_records(work, summaries[0]["configuration"], [s["fold"] for s in summaries]) if summaries else {}
+    console.print(_fold_table(summaries, records))
+    for line in fold_warnings(records):
+        err_console.print(f"warning: {line}", highlight=False, soft_wrap=True)
+    console.print(next_step("train", work), highlight=False, soft_wrap=True)
 
 
 def crossval(
@@ -139,6 +193,10 @@ def crossval(
     table.add_row("mean", "", _fmt(summary["mean_dice"]), "", _fmt(summary["mean_dice_postprocessed"]), "")
     console.print(table)
     console.print(f"wrote {Path(work) / 'crossval' / summary['configuration']}")
+    records = fold_records(work, summary["configuration"])
+    for line in crossval_warnings(summary, records):
+        err_console.print(f"warning: {line}", highlight=False, soft_wrap=True)
+    console.print(next_step("crossval", work), highlight=False, soft_wrap=True)
 
 
 def _fmt(value: float | None) -> str:

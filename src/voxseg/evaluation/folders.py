@@ -142,12 +142,21 @@ def _evaluate_pair(case, pred_path, gt_path, labels, ignore_label, tolerance_mm)
 
 def _stats(values: list[float]) -> dict[str, Any]:
     finite = [v for v in values if math.isfinite(v)]
-    return {
+    stats = {
         "mean": float(np.mean(finite)) if finite else None,
         "std": float(np.std(finite)) if finite else None,
         "n": len(finite),
         "n_infinite": len(values) - len(finite),
     }
+    return {**stats, "note": stats_note(stats)}
+
+
+def stats_note(stats: Mapping[str, Any]) -> str:
+    """``"mean of 1 case; 2 undefined: empty prediction or reference"`` ("" when every case counts)."""
+    n, bad = int(stats.get("n", 0)), int(stats.get("n_infinite", 0))
+    if not bad:
+        return ""
+    return f"mean of {n} case{'s' if n != 1 else ''}; {bad} undefined: empty prediction or reference"
 
 
 def summarize(cases: Mapping[str, Mapping[int, Mapping[str, float]]], labels: Sequence[int]) -> dict[str, Any]:
@@ -260,6 +269,8 @@ def evaluate_folders(
         for lb in all_labels
         for m in metric_names
     ]
-    _write_csv(out_dir / "evaluation_summary.csv", ["class", "metric", "mean", "std", "n", "n_infinite"], summary_rows)
+    _write_csv(
+        out_dir / "evaluation_summary.csv", ["class", "metric", "mean", "std", "n", "n_infinite", "note"], summary_rows
+    )
     log.info("evaluated %d case(s); report in %s", len(cases), json_path)
     return json_path

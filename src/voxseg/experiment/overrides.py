@@ -17,13 +17,13 @@ from voxseg.planning import Plan, apply_overrides
 from voxseg.planning.overrides import TRAIN_KEYS
 from voxseg.training.config import TrainConfig
 
-__all__ = ["split_overrides", "resolve_train_config", "flatten", "PREPROCESSING_FIELDS"]
+__all__ = ["split_overrides", "resolve_train_config", "flatten", "as_mapping", "PREPROCESSING_FIELDS"]
 
 PREPROCESSING_FIELDS = ("target_spacing", "normalization", "anisotropy_threshold")
 """Plan fields the preprocessed data depend on: changing them needs ``voxseg plan`` again."""
 
 
-def _as_mapping(overrides: Mapping[str, Any] | list[str] | tuple[str, ...] | None) -> dict[str, Any]:
+def as_mapping(overrides: Mapping[str, Any] | list[str] | tuple[str, ...] | None) -> dict[str, Any]:
     if overrides is None:
         return {}
     if isinstance(overrides, Mapping):
@@ -40,7 +40,7 @@ def _as_mapping(overrides: Mapping[str, Any] | list[str] | tuple[str, ...] | Non
 def split_overrides(overrides: Mapping[str, Any] | list[str] | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(training options, plan changes) of ``{KEY: value}`` or ``["KEY=VALUE", ...]``."""
     training, plan = {}, {}
-    for key, value in _as_mapping(overrides).items():
+    for key, value in as_mapping(overrides).items():
         head = key.split(".", 1)[0]
         (training if head in TRAIN_KEYS or head == "training" else plan)[key] = value
     return training, plan

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from voxseg.experiment.overrides import flatten
+from voxseg.experiment.reserve import validation_reserve
 from voxseg.experiment.tracking import MlflowTracker
 from voxseg.experiment.validation import PatchValidator, json_safe, validate_cases
 from voxseg.io import write_json_atomic
@@ -71,22 +72,23 @@ def _epoch_end(validator: PatchValidator | None, model: torch.nn.Module, tracker
     return epoch_end
 
 
-def _train(run_dir: Path, model, prefixes, conf, cfg: TrainConfig, ctx, meta, resume, progress, epoch_end, size):
+def _train(run_dir: Path, model, prefixes, conf, cfg: TrainConfig, ctx, meta, resume, progress, epoch_end, size, keep):
     kwargs = dict(patch_size=conf.patch_size, ignore_label=ctx.plan.ignore_label, meta=meta)
     kwargs.update(progress=progress, epoch_end=epoch_end, sampler=_interactive_sampler(ctx.plan, conf))
+    kwargs.update(reserve=lambda: keep)  # keep: the validation estimate + the fold's time before training
     if not size:
         return cfg, train(run_dir, model, prefixes, config=cfg, resume=resume, **kwargs)
     # time budget without an epoch count (cfg.minutes: the whole budget)
-    epochs = _epochs_left_in_budget(run_dir, cfg) if resume else None
+    epochs = _epochs_left_in_budget(run_dir, cfg, keep) if resume else None
     if epochs is None:  # time the first epoch, then size the run to the budget
-        epochs = _timing_epoch(run_dir, model, prefixes, cfg, kwargs, progress)
+        epochs = _timing_epoch(run_dir, model, prefixes, cfg, kwargs, progress, keep)
     cfg = cfg.with_overrides(epochs=epochs)
     # the first epoch's pace is not quite the steady one, and the machine's load may change:
     # the loop re-fits the epoch count to the time left as it goes
     return cfg, train(run_dir, model, prefixes, config=cfg, resume=True, fill_minutes=True, **kwargs)
 
 
-def _timing_epoch(run_dir: Path, model, prefixes, cfg: TrainConfig, kwargs: dict, progress) -> int:
+def _timing_epoch(run_dir: Path, model, prefixes, cfg: TrainConfig, kwargs: dict, progress, keep: float) -> int:
     """Train the first epoch (its epoch count provisional: a kill now is resumed to the budget) and
     return the number of epochs that fit the budget at its pace."""
     clock = _StepClock(progress)
@@ -96,13 +98,13 @@ def _timing_epoch(run_dir: Path, model, prefixes, cfg: TrainConfig, kwargs: dict
     spent = time.monotonic() - started
     epoch, startup = clock.steady_epoch(spent, cfg.iterations_per_epoch)
     # the rest of the run pays the start-up (DataLoader workers) once more
-    fit = (cfg.minutes * 60 * _BUDGET_MARGIN - spent - startup) / max(epoch, 1e-3)
+    fit = (cfg.minutes * 60 * _BUDGET_MARGIN - keep - spent - startup) / max(epoch, 1e-3)
     epochs = min(max(1, 1 + math.floor(fit)), 10_000)
     log.info("first epoch %.1f s (start-up %.1f s): %d epoch(s) fit in %.1f min", spent, startup, epochs, cfg.minutes)
     return epochs
 
 
-def _epochs_left_in_budget(run_dir: Path, cfg: TrainConfig) -> int | None:
+def _epochs_left_in_budget(run_dir: Path, cfg: TrainConfig, keep: float = 0.0) -> int | None:
     """Resuming a budget-sized run: its epochs so far plus those that fit the time left at the pace
     of the epochs its last good checkpoint recorded (None: nothing recorded, time the first epoch)."""
     folder = latest_checkpoint(run_dir / "checkpoint")
@@ -117,7 +119,7 @@ def _epochs_left_in_budget(run_dir: Path, cfg: TrainConfig) -> int | None:
     if not seconds or done < 1:
         return None
     pace = float(np.median(seconds[-7:]))
-    fit = max(0, math.floor((cfg.minutes * 60 * _BUDGET_MARGIN - spent) / max(pace, 1e-3)))
+    fit = max(0, math.floor((cfg.minutes * 60 * _BUDGET_MARGIN - keep - spent) / max(pace, 1e-3)))
     log.info("resuming a %.1f min budget after %.1f min: %d more epoch(s) fit", cfg.minutes, spent / 60, fit)
     return min(done + fit, 10_000)
 
@@ -195,6 +197,7 @@ def run_fold(
     patch_validation: int,
 ) -> dict[str, Any]:
     """Train, validate and summarize one fold (see :func:`voxseg.experiment.train.train_fold`)."""
+    fold_started = time.monotonic()  # the fold's budget covers what comes before and after training too
     wd, plan, name = ctx.work, ctx.plan, ctx.configuration
     conf = plan.configuration(name)
     split = ctx.folds[fold]
@@ -215,7 +218,14 @@ def run_fold(
             device=cfg.device,
         )
     done_before = _validated_epochs(run_dir) if resume else None
+    keep = 0.0  # seconds of the budget kept for the validation after training
+    if cfg.minutes is not None and validate and split.val and done_before is None:
+        others = [wd.run_dir(name, f) for f in range(len(ctx.folds)) if f != fold]
+        keep = validation_reserve(model, [str(pre / c) for c in split.val], conf.patch_size, device=cfg.device,
+                                  other_runs=others)  # fmt: skip
     tracker = _tracker(ctx, fold, cfg, meta, mlflow, resume)
+    if cfg.minutes is not None:
+        keep += time.monotonic() - fold_started
     status = "FAILED"
     try:
         cfg, state = _train(
@@ -230,11 +240,12 @@ def run_fold(
             progress,
             _epoch_end(validator, model, tracker),
             size_to_budget,
+            keep,
         )
         run_status = _finish_status(run_dir, cfg, state)
         summary = _summary(ctx, fold, cfg, state, run_status)
         if validate and split.val and run_status == "finished":
-            summary.update(_previous_validation(run_dir, done_before) or _validate(ctx, fold, model, cfg))
+            summary.update(_previous_validation(run_dir, done_before) or _timed_validation(ctx, fold, model, cfg))
         if tracker is not None:
             _track_end(tracker, state, summary, run_dir, wd)
         status = "FINISHED"
@@ -245,6 +256,21 @@ def run_fold(
     finally:
         if tracker is not None:
             tracker.finish(status)
+
+
+def _timed_validation(ctx: WorkContext, fold: int, model: torch.nn.Module, cfg: TrainConfig) -> dict[str, Any]:
+    """:func:`_validate`, its wall time (predictor set-up and writing included) recorded in ``run.json``
+    (``validation.wall_seconds``: what the next folds keep of their budget for it)."""
+    started = time.monotonic()
+    result = _validate(ctx, fold, model, cfg)
+    _update_record(ctx.work.run_dir(ctx.configuration, fold), wall_seconds=round(time.monotonic() - started, 3))
+    return result
+
+
+def _update_record(run_dir: Path, **validation: Any) -> None:
+    data = read_json(run_dir / "run.json")
+    data["validation"] = {**(data.get("validation") or {}), **validation}
+    write_json_atomic(run_dir / "run.json", data)
 
 
 def _validated_epochs(run_dir: Path) -> int | None:

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import platform
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from voxseg.dataset.splits import Fold, read_splits
 from voxseg.dataset.verify import errors_only, verify_dataset
 from voxseg.errors import ConfigError, DatasetFormatError, InputImageError
 from voxseg.experiment.layout import WorkDir
-from voxseg.experiment.overrides import PREPROCESSING_FIELDS, resolve_train_config, split_overrides
+from voxseg.experiment.overrides import PREPROCESSING_FIELDS, as_mapping, resolve_train_config, split_overrides
 from voxseg.experiment.validation import json_safe
 from voxseg.io import write_json_atomic
 from voxseg.io.safe_json import read_json
@@ -345,12 +346,20 @@ def train_folds(
     folds: str | Sequence[int] = "all",
     *,
     configuration: str | None = None,
+    total_minutes: float | None = None,
+    started: float | None = None,
     **options: Any,
 ) -> list[dict[str, Any]]:
     """Train several folds (``"all"``: every fold of ``splits.json``) one after another.
 
     Options are those of :func:`train_fold`; the inputs are checked once, before the first fold.
+    ``total_minutes`` is a time budget for all the chosen folds together (training and validation):
+    each fold gets the time left split evenly over the folds still to train, re-split as folds
+    finish (a fold that ends early leaves its time to the next ones). ``started``: the
+    ``time.monotonic()`` the total budget counts from (default: now; the CLI passes the moment
+    the command began, so its imports count too).
     """
+    called = time.monotonic() if started is None else started  # a total budget counts from here
     ctx = check_inputs(work, configuration=configuration)
     if isinstance(folds, str):
         if folds != "all":
@@ -358,4 +367,22 @@ def train_folds(
         chosen = list(range(len(ctx.folds)))
     else:
         chosen = [int(f) for f in folds]
-    return [train_fold(work, f, configuration=ctx.configuration, _context=ctx, **options) for f in chosen]
+    if total_minutes is None:
+        return [train_fold(work, f, configuration=ctx.configuration, _context=ctx, **options) for f in chosen]
+    if total_minutes <= 0:
+        raise ConfigError(f"--total-minutes must be > 0, got {total_minutes}")
+    training, _ = split_overrides(options.get("config_overrides"))
+    if "minutes" in training:
+        raise ConfigError("--minutes (per fold) and --total-minutes (all folds) exclude each other: give one")
+    deadline = called + total_minutes * 60
+    summaries = []
+    for k, f in enumerate(chosen):
+        share = max(deadline - time.monotonic(), 1.0) / (len(chosen) - k)
+        log.info("fold %d: %.2f min of the %.2f min total budget", f, share / 60, total_minutes)
+        overrides = {**as_mapping(options.get("config_overrides")), "minutes": share / 60}
+        summaries.append(
+            train_fold(
+                work, f, configuration=ctx.configuration, _context=ctx, **{**options, "config_overrides": overrides}
+            )
+        )
+    return summaries

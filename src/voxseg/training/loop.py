@@ -23,6 +23,7 @@ from voxseg.distributed.ddp import DataParallel
 from voxseg.errors import ConfigError
 from voxseg.io import write_json_atomic
 from voxseg.io.safe_json import read_json
+from voxseg.training.budget import Budget, format_seconds
 from voxseg.training.checkpoint import (
     TrainState,
     has_checkpoint,
@@ -38,6 +39,7 @@ from voxseg.training.sampling import PatchSampler, load_cases
 __all__ = ["train", "StepInfo"]
 
 log = logging.getLogger(__name__)
+progress_log = logging.getLogger("voxseg.training.progress")
 
 
 @dataclass(frozen=True)
@@ -113,28 +115,18 @@ def _lr_factor(cfg: TrainConfig) -> Callable[[int], float]:
     return lambda e: 1.0
 
 
-_FILL_MARGIN = 0.97  # fill_minutes plans for this share of the time left (the last epoch may run long)
-
-
 def _refit_epochs(
-    cfg: TrainConfig, epoch: int, ends: list[float], started: float, scheduler: torch.optim.lr_scheduler.LambdaLR
+    cfg: TrainConfig, epoch: int, budget: Budget, scheduler: torch.optim.lr_scheduler.LambdaLR
 ) -> TrainConfig:
-    """``cfg`` with the epoch count that fits the time left at the recent pace (see ``fill_minutes``).
+    """``cfg`` with the epoch count that fills the time left at the recent pace (see ``fill_minutes``).
 
-    The pace is the median wall time of the last 7 epochs, leaving out the first epoch of this
-    call (it carries the DataLoader workers' start-up). Unchanged within 5 % of the current
-    count, before two epochs are timed, and in the last 15 % of the run (late changes would jolt
-    a nearly decayed learning rate).
+    The pace is the moving average of the recent steps' wall time (:class:`Budget`), not the
+    first epoch's. Unchanged when within 2 % (at least one epoch) of the current count.
     """
-    times = np.diff([started, *ends])[1:][-7:]
-    if len(times) < 2 or epoch >= 0.85 * cfg.epochs:
+    fit = budget.epochs_that_fit(epoch, cfg.iterations_per_epoch)
+    if fit is None or abs(fit - cfg.epochs) < max(1, 0.02 * cfg.epochs):
         return cfg
-    pace = float(np.median(times))
-    left = cfg.minutes * 60 * _FILL_MARGIN - (ends[-1] - started)
-    fit = min(max(epoch + 1, epoch + math.floor(left / max(pace, 1e-3))), 10_000)
-    if abs(fit - cfg.epochs) <= max(2, 0.05 * cfg.epochs):
-        return cfg
-    log.info("time budget: %d epochs fit at %.1f s an epoch (planned %d)", fit, pace, cfg.epochs)
+    log.info("time budget: %d epochs fit at %.2f s a step (planned %d)", fit, budget.step_pace, cfg.epochs)
     cfg = cfg.with_overrides(epochs=fit)
     scheduler.lr_lambdas[0] = _lr_factor(cfg)
     return cfg
@@ -162,8 +154,46 @@ def _loss_of(model_out: torch.Tensor | Sequence[torch.Tensor], target: torch.Ten
     return loss_fn(model_out, target)
 
 
+def _step(batch, net, model, optimizer, losses, device, autocast, par, state: TrainState) -> float:
+    """One optimizer step on ``batch``; returns its loss."""
+    loss_fn, ds_loss = losses
+    x, y = batch if par is None else par.shard(*batch)
+    x, y = x.to(device), y.to(device)
+    with autocast:
+        out = net(x)
+    loss = _loss_of(out if not torch.is_tensor(out) else out.float(), y, loss_fn, ds_loss)
+    value = float(loss.detach()) if par is None else par.mean(loss)
+    if not math.isfinite(value):
+        raise ConfigError(f"loss became {value} at epoch {state.epoch}, step {state.step}: lower the learning rate")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)
+    optimizer.step()
+    return value
+
+
 def _out_of_time(cfg: TrainConfig, seconds: float) -> bool:
     return cfg.minutes is not None and seconds / 60 >= cfg.minutes
+
+
+def _budget_spent(cfg: TrainConfig, state: TrainState) -> bool:
+    """Whether the run stopped at this time budget already (it stops a little before it is spent)."""
+    spent = state.extra.get("budget_spent")
+    return cfg.minutes is not None and isinstance(spent, (int, float)) and cfg.minutes <= spent
+
+
+def _epoch_line(cfg: TrainConfig, entry: dict, budget: Budget, meta: dict) -> None:
+    """One plain line per epoch on ``voxseg.training.progress`` (the CLI shows it when not on a tty)."""
+    fold = f"fold {meta['fold']} " if "fold" in meta else ""
+    dice = f" val Dice {entry['val_dice']:.4f}" if entry.get("val_dice") is not None else ""
+    partial = f" (stopped after {entry['iterations']} steps)" if "iterations" in entry else ""
+    left = budget.left()
+    left_text = f", {format_seconds(max(0.0, left))} left" if math.isfinite(left) else ""
+    progress_log.info(
+        "%sepoch %d/%d loss %.4f%s%s, %s elapsed%s",
+        fold, entry["epoch"] + 1, cfg.epochs, entry["loss"], dice, partial,
+        format_seconds(budget.elapsed()), left_text,
+    )  # fmt: skip
 
 
 def _close_run(run_dir: Path, cfg: TrainConfig, state: TrainState, meta: dict) -> None:
@@ -208,6 +238,7 @@ def train(
     sampler: Callable | None = None,
     fill_minutes: bool = False,
     final: bool = True,
+    reserve: Callable[[], float] | None = None,
 ) -> TrainState:
     """Train ``model`` on preprocessed cases; checkpoint into ``run_dir`` every epoch.
 
@@ -229,18 +260,24 @@ def train(
         ``batch(rng, batch_size) -> (images, targets)`` (default: a foreground-oversampling
         :class:`~voxseg.training.sampling.PatchSampler`); picklable when ``num_workers > 0``.
     fill_minutes
-        With ``config.minutes``: re-fit the epoch count to the time left after every epoch (the
-        median of the recent epochs' wall time), so that the run ends, its learning rate decayed,
-        at its time budget even when the first epoch's pace was not the steady one or the
+        With ``config.minutes``: re-fit the epoch count to the time left after every epoch (a
+        moving average of the recent steps' wall time), so that the run ends, its learning rate
+        decayed, at its time budget even when the first epoch's pace was not the steady one or the
         machine's load changes. The LR schedule follows the new count. Single-process only.
         ``config.minutes`` is the whole budget: the time trained by the runs this one resumes
-        (``seconds_trained`` in the checkpoint and ``run.json``) counts against it.
+        (``seconds_trained`` in the checkpoint and ``run.json``) counts against it. Whether or not
+        this is set, a single-process run with ``config.minutes`` checks its budget after every
+        step and, out of time, ends the epoch early (history entry ``iterations``: the steps
+        done), saves its checkpoint and stops.
     final
         False: the epoch count is provisional (the timing epoch of a budget-sized run), so reaching
         it leaves ``run.json`` status ``running``, never ``finished``.
+    reserve
+        Seconds of the budget to keep for after training (e.g. validation), asked at every check.
     """
     run_dir = Path(run_dir)
     cfg = config
+    budget = Budget(cfg.minutes, steps_per_epoch=cfg.iterations_per_epoch, reserve=reserve)  # the clock starts
     par = distributed if distributed is not None else DataParallel.current()
     if par is not None:
         par.check(cfg.batch_size)
@@ -264,7 +301,8 @@ def train(
         raise ConfigError(f"{run_dir}: holds a training run already; pass --resume to continue it or use a new folder")
     run_dir.mkdir(parents=True, exist_ok=True)
     trained = float(state.extra.get("seconds_trained", 0.0))  # by the runs this one resumes
-    if state.epoch >= cfg.epochs or _out_of_time(cfg, trained):
+    budget.trained = trained
+    if state.epoch >= cfg.epochs or _out_of_time(cfg, trained) or _budget_spent(cfg, state):
         if writes and resume and final:
             _close_run(run_dir, cfg, state, meta or {})
         return state
@@ -284,65 +322,52 @@ def train(
     autocast = (
         torch.autocast(device.type, dtype=torch.bfloat16) if cfg.precision == "bf16" else contextlib.nullcontext()
     )
-    started = time.monotonic()
-    ends: list[float] = []  # wall time at each epoch's end (fill_minutes)
+    per_step = cfg.minutes is not None and par is None  # data-parallel ranks agree once an epoch
     batches = iter(loader)
     meta = meta or {}
     while state.epoch < cfg.epochs:
         model.train()
         losses, t0 = [], time.monotonic()
         for i in range(cfg.iterations_per_epoch):
-            x, y = next(batches)
-            x, y = (x, y) if par is None else par.shard(x, y)
-            x, y = x.to(device), y.to(device)
-            with autocast:
-                out = net(x)
-            loss = _loss_of(out if not torch.is_tensor(out) else out.float(), y, loss_fn, ds_loss)
-            value = float(loss.detach()) if par is None else par.mean(loss)
-            if not math.isfinite(value):
-                raise ConfigError(f"loss became {value} at epoch {state.epoch}, step {i}: lower the learning rate")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)
-            optimizer.step()
+            losses.append(_step(next(batches), net, model, optimizer, (loss_fn, ds_loss), device, autocast, par, state))
             state.step += 1
-            losses.append(value)
+            budget.step_done()
             if progress is not None:
-                progress(
-                    StepInfo(
-                        state.epoch,
-                        i + 1,
-                        cfg.iterations_per_epoch,
-                        cfg.epochs,
-                        losses[-1],
-                        (time.monotonic() - t0) / (i + 1),
-                    )
-                )
+                progress(StepInfo(state.epoch, i + 1, cfg.iterations_per_epoch, cfg.epochs, losses[-1],
+                                  (time.monotonic() - t0) / (i + 1)))  # fmt: skip
+            if per_step and i + 1 < cfg.iterations_per_epoch and budget.stop_now():
+                break  # out of time mid-epoch: end it here (checkpoint, validation) within budget
+        tail_start = time.monotonic()
         entry = {
             "epoch": state.epoch,
             "loss": float(np.mean(losses)),
             "lr": optimizer.param_groups[0]["lr"],
-            "seconds": round(time.monotonic() - t0, 3),
+            "seconds": round(tail_start - t0, 3),
         }
+        if len(losses) < cfg.iterations_per_epoch:
+            entry["iterations"] = len(losses)
         scheduler.step()
         state.epoch += 1
         if epoch_end is not None:
             entry.update(epoch_end(state.epoch, state) or {})
         state.history.append(entry)
-        state.extra["seconds_trained"] = round(trained + time.monotonic() - started, 3)
+        state.extra["seconds_trained"] = round(budget.elapsed(), 3)
+        # out of time: stopped mid-epoch, or no step and epoch end fit any more (data-parallel: below)
+        out_of_time = "iterations" in entry or (per_step and budget.stop_now())
+        if out_of_time:
+            state.extra["budget_spent"] = cfg.minutes  # a resume with this budget has nothing left to do
         if writes:
             save_checkpoint(ckpt, model, optimizer, state, scheduler=scheduler)
             _write_run(run_dir, cfg, state, meta, "running")
-        log.info("epoch %d/%d loss %.4f (%.1f s)", state.epoch, cfg.epochs, entry["loss"], entry["seconds"])
-        out_of_time = _out_of_time(cfg, state.extra["seconds_trained"])
+        budget.epoch_done(time.monotonic() - tail_start)
+        _epoch_line(cfg, entry, budget, meta)
         if cfg.minutes is not None and par is not None:
-            out_of_time = par.agree(out_of_time)  # rank 0's clock decides for all
+            out_of_time = par.agree(_out_of_time(cfg, budget.elapsed()))  # rank 0's clock decides for all
         if out_of_time:
-            log.info("time budget of %.1f min reached after epoch %d", cfg.minutes, state.epoch)
+            log.info("time budget of %.2f min reached after epoch %d", cfg.minutes, state.epoch)
             break
         if fill:
-            ends.append(time.monotonic())
-            cfg = _refit_epochs(cfg, state.epoch, ends, started - trained, scheduler)
+            cfg = _refit_epochs(cfg, state.epoch, budget, scheduler)
     if writes:
         done = "finished" if final else "running"
         _write_run(run_dir, cfg, state, meta, done if state.epoch >= cfg.epochs else "stopped")
