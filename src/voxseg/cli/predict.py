@@ -109,6 +109,7 @@ def predict(
         if not input.exists():
             raise InputImageError(input, "input not found", "give an image file, a folder or a .txt/.csv list")
     dicom = {"series": series, "output_format": output_format}
+    _check_engine(engine, single, dicom)
     outputs = {"instances": instances, "probabilities": probabilities}
     _refuse_unsafe_outputs(input, output, mask, single, file_ending, outputs, overwrite, dicom)
     if not single:
@@ -123,12 +124,6 @@ def predict(
     if not onnx:  # the onnxruntime backend never imports torch; these settings do
         _configure_torch(threads)
     if engine != "local":
-        if engine != "ray":
-            raise ConfigError(f"--engine {engine!r}: choose local or ray")
-        if single:
-            raise ConfigError("--engine ray predicts a folder or a .txt/.csv list; give -i a folder or a list")
-        if series is not None or output_format is not None:
-            raise ConfigError("--series and --output-format work with the local engine only (not yet with Ray)")
         from voxseg.distributed.ray_engine import predict_folder_ray
 
         with progress_bar("cases") as tick:
@@ -171,6 +166,16 @@ def predict(
         _predict_file(input, output, mask, predictor, options, series)
     else:
         _predict_many(input, output, mask, predictor, {**options, "overwrite": overwrite}, file_ending, resume, dicom)
+
+
+def _check_engine(engine: str, single: bool, dicom: dict) -> None:
+    """Usage errors of ``--engine`` (exit 2), before anything is read."""
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"--engine {engine!r}: choose local or ray")
+    if engine == "ray" and single:
+        raise ConfigError("--engine ray predicts a folder or a .txt/.csv list; give -i a folder or a list")
+    if engine == "ray" and (dicom["series"] is not None or dicom["output_format"] is not None):
+        raise ConfigError("--series and --output-format work with the local engine only (not yet with Ray)")
 
 
 def _configure_torch(threads: int | None) -> None:
