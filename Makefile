@@ -44,7 +44,7 @@ demo: install
 test: install-test system-deps
 	$(BIN)/ruff check .
 	$(BIN)/deptry src
-	$(BIN)/python tools/clean_room.py
+	$(BIN)/python tools/clean_room.py --jobs 2
 	$(BIN)/python -m pytest
 
 # Every import in src/ is a declared dependency (configuration: [tool.deptry] in pyproject.toml).
@@ -53,7 +53,7 @@ deps: install-test
 
 # voxseg alone and with each extra alone, each in a fresh venv from the constraints file (a few minutes).
 clean-room: install-test
-	$(BIN)/python tools/clean_room.py
+	$(BIN)/python tools/clean_room.py --jobs 2
 
 lint: install-test
 	$(BIN)/ruff check .
