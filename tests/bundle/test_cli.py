@@ -125,3 +125,17 @@ def test_typo_of_a_local_model_suggests_it(bundle_zip, tmp_path):
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "did you mean 'tiny-nodules'?" in r.stderr and "installed: tiny-nodules" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_models_lists_licence_and_intended_use(tmp_path):
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from voxseg.cli.main import app
+
+    args = ["models", "--models", str(tmp_path / "m"), "--cache", str(tmp_path / "c")]
+    table = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert table.exit_code == 0 and "licence" in table.output and "CC-BY-4.0" in table.output, table.output
+    rows = _json.loads(CliRunner().invoke(app, [*args, "--json"]).output)
+    assert rows and all(r["license"] and r["intended_use"] for r in rows if r["builtin"])

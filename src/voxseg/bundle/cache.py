@@ -88,14 +88,15 @@ class ModelInfo:
     task: str = ""  # "semantic", "instances" or "interactive" ("" when unknown)
     builtin: bool = False  # shipped inside the package (no download)
     source: str = ""  # where it was installed from, else the index's first URL
-    license: str = ""  # the bundle's license ("" when unknown before installing)
+    license: str = ""  # the bundle's license (from the index before installing; "" when unknown)
+    intended_use: str = ""  # what the model is for, likewise
 
     def to_json(self) -> dict[str, Any]:
         return {**self.__dict__, "path": None if self.path is None else str(self.path)}
 
 
 def _manifest_fields(path: Path | None) -> dict[str, str]:
-    """``task`` and ``license`` of a bundle folder's or built-in archive's ``bundle.json`` ("" when unreadable)."""
+    """``task``, ``license`` and ``intended_use`` of a bundle folder's or built-in archive's ``bundle.json``."""
     if path is None:
         return {}
     try:
@@ -108,7 +109,7 @@ def _manifest_fields(path: Path | None) -> dict[str, str]:
         return {}
     if not isinstance(data, dict):
         return {}
-    return {k: data[k] for k in ("task", "license") if isinstance(data.get(k), str)}
+    return {k: data[k] for k in ("task", "license", "intended_use") if isinstance(data.get(k), str)}
 
 
 def _dirs(cache: str | Path | None, models: str | Path | None) -> tuple[Path, Path]:
@@ -412,14 +413,15 @@ def _short(exc: BaseException) -> str:
 
 
 def _listing_fields(entry: IndexEntry | None, inst: InstalledModel | None) -> dict[str, Any]:
-    """task, builtin, source and license of one :func:`list_models` row."""
+    """task, builtin, source, license and intended use of one :func:`list_models` row."""
     builtin_path = entry.local_path() if entry is not None and entry.builtin else None
     fields = _manifest_fields(inst.path if inst else builtin_path)
     return {
         "task": fields.get("task") or (entry.task if entry else ""),
         "builtin": (entry is not None and entry.builtin) or (inst is not None and is_builtin_archive(inst.source)),
         "source": inst.source if inst else (entry.urls[0] if entry and entry.urls else ""),
-        "license": fields.get("license", ""),
+        "license": fields.get("license") or (getattr(entry, "license", "") if entry else ""),
+        "intended_use": fields.get("intended_use") or (getattr(entry, "intended_use", "") if entry else ""),
     }
 
 

@@ -158,7 +158,8 @@ def models(
     """List installed models and the models available from the index(es).
 
     The JSON (``--json``) has one object per NAME@VERSION: name, version, task, installed,
-    available, latest, builtin (shipped inside the package), source, license, description, size, path.
+    available, latest, builtin (shipped inside the package), source, license, intended_use, description,
+    size, path.
     """
     from voxseg.bundle import list_models
 
@@ -193,6 +194,7 @@ def _models_table(rows: list[ModelInfo], width: int) -> Table:
     table.add_column("version", no_wrap=True)
     table.add_column("task", no_wrap=True)
     table.add_column("status", no_wrap=True)
+    table.add_column("licence", no_wrap=True)
     if wide:
         table.add_column("description", overflow="fold", ratio=1)
     versions: dict[str, int] = {}
@@ -202,12 +204,12 @@ def _models_table(rows: list[ModelInfo], width: int) -> Table:
         status = "installed" if r.installed else "built-in" if r.builtin else "download" if r.available else ""
         status += " (latest)" if r.latest and versions[r.name] > 1 else ""
         if wide:
-            table.add_row(r.name, r.version, r.task, status, r.description)
+            table.add_row(r.name, r.version, r.task, status, r.license or "?", r.description)
         else:
             name = Text(r.name)
             if r.description:
                 name.append("\n" + r.description, style="dim")
-            table.add_row(name, r.version, r.task, status)
+            table.add_row(name, r.version, r.task, status, r.license or "?")
     return table
 
 

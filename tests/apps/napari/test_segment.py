@@ -246,3 +246,13 @@ def test_preflight_refuses_a_human_ct_for_the_mouse_model_before_loading(
     assert any("spacing" in n and "far from the model" in n for n in notes), notes
     assert not [layer for layer in viewer.layers if type(layer).__name__ == "Labels"]
     assert not segment._loaded  # refused before the model was loaded
+
+
+def test_the_model_picker_shows_licence_and_intended_use(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("VOXSEG_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("VOXSEG_CACHE", str(tmp_path / "cache"))
+    _, segment, _ = _dock(make_napari_viewer)
+    pet = next(i for i in range(segment.model_combo.count()) if "pet-mip-tumors" in segment.model_combo.itemText(i))
+    segment.model_combo.setCurrentIndex(pet)
+    text = segment.description.text()
+    assert "Licence: CC-BY-4.0." in text and "Intended use: demonstration" in text, text

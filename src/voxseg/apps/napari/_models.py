@@ -36,6 +36,16 @@ log = logging.getLogger(__name__)
 LAST_CHOICE_FILE = "napari-model.json"  # in the cache folder: the model chosen last in a widget
 
 
+def with_terms(description: str, license: object, intended_use: object) -> str:
+    """The description with the model's licence and intended use (shown where the model is chosen)."""
+    terms = []
+    if isinstance(license, str) and license:
+        terms.append(f"Licence: {license}.")
+    if isinstance(intended_use, str) and intended_use:
+        terms.append(f"Intended use: {intended_use}.")
+    return "\n".join(t for t in (description, " ".join(terms)) if t)
+
+
 @dataclass(frozen=True)
 class ModelChoice:
     """One entry of the model list.
@@ -88,7 +98,11 @@ def installed_choices(*, models: str | Path | None = None, cache: str | Path | N
                 f"{row.name}@{row.version}{suffix}",
                 f"{row.name}@{row.version}",
                 "installed" if row.installed else "available",
-                row.description or str(manifest.get("description") or ""),
+                with_terms(
+                    row.description or str(manifest.get("description") or ""),
+                    row.license or str(manifest.get("license") or ""),
+                    row.intended_use or str(manifest.get("intended_use") or ""),
+                ),
                 getattr(row, "task", ""),
                 **_facts(manifest),
             )
@@ -158,7 +172,7 @@ def path_choice(path: str | Path) -> ModelChoice:
     if root.is_dir() and (root / "bundle.json").is_file():
         data = _read_json(root / "bundle.json")
         name = f"{data.get('name', root.name)}@{data.get('version', '?')}"
-        description = str(data.get("description") or "")
+        description = with_terms(str(data.get("description") or ""), data.get("license"), data.get("intended_use"))
         task = str(data.get("task") or "")
         return ModelChoice(f"{name} ({root.name})", str(root), "bundle", description, task, **_facts(data))
     if root.is_file() and root.suffix.lower() == ".zip":
@@ -168,7 +182,9 @@ def path_choice(path: str | Path) -> ModelChoice:
             f"{root.name}",
             str(root),
             "bundle",
-            str(data.get("description") or "model bundle archive"),
+            with_terms(
+                str(data.get("description") or "model bundle archive"), data.get("license"), data.get("intended_use")
+            ),
             task if isinstance(task, str) else "",
             **_facts(data),
         )
