@@ -125,10 +125,14 @@ def test_time_estimate_within_factor_2_and_rate_cached(tmp_path):
     report = preflight(collect_inputs(tmp_path / "img.nii.gz"), facts, cache_dir=cache)
     assert not report.rate_cached and report.cases[0].tiles == 27
     predictor = resolve_model(work, tta=False, num_threads=1)
-    t0 = time.perf_counter()
-    predictor.predict(image)
-    real = time.perf_counter() - t0
-    assert real / 2 <= report.seconds <= real * 2, (report.seconds, real)
+    predictor.predict(image)  # warm-up, as the rate measurement has one
+    runs = []
+    for _ in range(3):  # the median of three: one run of ~0.1 s is at the mercy of other processes
+        t0 = time.perf_counter()
+        predictor.predict(image)
+        runs.append(time.perf_counter() - t0)
+    real = sorted(runs)[1]
+    assert real / 2 <= report.seconds <= real * 2, (report.seconds, runs)
     again = preflight(collect_inputs(tmp_path / "img.nii.gz"), facts, cache_dir=cache)
     assert again.rate_cached and again.call_seconds == report.call_seconds
     other, cached = call_seconds(
