@@ -36,15 +36,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from real import machine, tasks  # noqa: E402
-from real.sources import MissingSource  # noqa: E402
+from real import machine, tasks
+from real.sources import MissingSource
 
-from voxseg.evaluation import detection_metrics  # noqa: E402
-from voxseg.evaluation.folders import evaluate_folders  # noqa: E402
-from voxseg.io import read_image  # noqa: E402
-from voxseg.io.safe_json import read_json  # noqa: E402
-from voxseg.postprocessing import instances  # noqa: E402
-from voxseg.settings import resolve_paths  # noqa: E402
+from voxseg.evaluation import detection_metrics
+from voxseg.evaluation.folders import evaluate_folders
+from voxseg.io import read_image
+from voxseg.io.safe_json import read_json
+from voxseg.postprocessing import instances
+from voxseg.settings import resolve_paths
 
 log = logging.getLogger("real_data")
 VOXSEG = [sys.executable, "-m", "voxseg"]
@@ -89,12 +89,13 @@ def run_voxseg(data: Path, work: Path, *, minutes: float, folds: int, config: st
     work.mkdir(parents=True, exist_ok=True)
     model, pred, ev = work / "model", work / "pred", work / "eval"
     seconds = _run([*VOXSEG, "plan", str(data), "-o", str(model), "-c", config, "--folds", str(folds)], logs)
-    seconds += _run([*VOXSEG, "train", str(model), "--fold", "0", "--minutes", str(minutes)], logs)
+    train_s = _run([*VOXSEG, "train", str(model), "--fold", "0", "--minutes", str(minutes)], logs)
+    seconds += train_s
     predict = [*VOXSEG, "predict", "-i", str(data / "imagesTs"), "-o", str(pred), "-m", str(model)]
     seconds += _run([*predict, "--folds", "0", "--no-tta"], logs)
     seconds += _run([*VOXSEG, "evaluate", str(pred), str(data / "labelsTs"), "-o", str(ev)], logs)
     split = read_json(model / "splits.json")["folds"][0]["train"]
-    return {"pred": pred, "eval": ev, "minutes": seconds / 60, "train_cases": split}
+    return {"pred": pred, "eval": ev, "minutes": seconds / 60, "train_minutes": train_s / 60, "train_cases": split}
 
 
 def run_monai(data: Path, work: Path, *, minutes: float, train_cases: list[str]) -> dict:
@@ -104,7 +105,8 @@ def run_monai(data: Path, work: Path, *, minutes: float, train_cases: list[str])
     pred, ev = work / "pred", work / "eval"
     info = run_baseline(data, pred, minutes=minutes, train_cases=train_cases)
     evaluate_folders(pred, data / "labelsTs", ev)
-    return {"pred": pred, "eval": ev, "minutes": (time.perf_counter() - t0) / 60, **info}
+    total = (time.perf_counter() - t0) / 60
+    return {"pred": pred, "eval": ev, "minutes": total, "train_minutes": info["train_s"] / 60, **info}
 
 
 def run_task(name: str, args: argparse.Namespace, cache: Path, out: Path) -> dict:
@@ -123,7 +125,7 @@ def run_task(name: str, args: argparse.Namespace, cache: Path, out: Path) -> dic
     config = "2d" if read_image(next((data / "imagesTr").iterdir())).ndim == 2 else "3d"
     folds = max(2, min(5, args.cases))
     train_cases = None
-    for method, runner in (("voxseg", run_voxseg), ("monai", run_monai)):
+    for method in ("voxseg", "monai"):
         try:
             if method == "voxseg":
                 res = run_voxseg(data, out / name / "voxseg", minutes=args.minutes, folds=folds, config=config)
@@ -131,6 +133,7 @@ def run_task(name: str, args: argparse.Namespace, cache: Path, out: Path) -> dic
             else:
                 res = run_monai(data, out / name / "monai", minutes=args.minutes, train_cases=train_cases)
             row[method] = {"dice_hd95": _summary(res["eval"]), "minutes": res["minutes"]}
+            row[method]["train_minutes"] = res["train_minutes"]
             if task.instances:
                 row[method]["instances"] = _instance_scores(res["pred"], data)
         except (StepFailed, MemoryError, RuntimeError) as exc:
@@ -152,11 +155,12 @@ def _cells(res: dict | None, instances_task: bool) -> list[str]:
         dice_cell = f"{_fmt(dice, 3)} (F1 {inst['f1']:.2f}, IoU {inst['matched_iou']:.2f})"
     else:
         dice_cell = _fmt(dice, 3)
-    return [dice_cell, _fmt(hd, 1), f"{res['minutes']:.1f}"]
+    return [dice_cell, _fmt(hd, 1), f"{res['train_minutes']:.1f}/{res['minutes']:.1f}"]
 
 
 def table(rows: list[dict]) -> str:
-    head = ["task", "classes", "train/test", "voxseg Dice", "HD95 mm", "min", "MONAI Dice", "HD95 mm", "min"]
+    minutes = "min train/all"
+    head = ["task", "classes", "train/test", "voxseg Dice", "HD95", minutes, "MONAI Dice", "HD95", minutes]
     lines = [head]
     for r in rows:
         if "skipped" in r:

@@ -1,6 +1,6 @@
 """Make many cases from one real subject: smooth deformation, resampling, bias, contrast, noise.
 
-One random draw (:func:`draw`) gives a :class:`Variant`; :func:`apply` warps the image (linear) and
+One random draw (:func:`draw`) gives a :class:`Variant`; :func:`warp` warps the image (linear) and
 every label map (nearest neighbour) with the same displacement field onto one new grid, so the labels
 stay aligned with the image. Randomness is separate from application: a variant is plain data.
 
@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.interpolate import CubicSpline
 
-__all__ = ["Variant", "draw", "apply", "warp", "intensity"]
+__all__ = ["Variant", "draw", "warp", "intensity"]
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,9 @@ def _build_colin27(root: Path, cases: int, test_cases: int, cache: Path, allow_p
         "aal116": DatasetSpec(
             "Colin27AAL116", {0: "MRI"}, {"background": 0, **{n: i + 1 for i, n in enumerate(subject.aal_names)}}
         ),
-        "aal20": DatasetSpec("Colin27AAL20", {0: "MRI"}, {"background": 0, **{n: i + 1 for i, n in enumerate(names20)}}),
+        "aal20": DatasetSpec(
+            "Colin27AAL20", {0: "MRI"}, {"background": 0, **{n: i + 1 for i, n in enumerate(names20)}}
+        ),
     }
     writers = {k: DatasetWriter(root / TASKS[k].dataset, s) for k, s in specs.items()}
     t1 = subject.t1.array.astype(np.float32)
