@@ -84,12 +84,13 @@ def _instance_scores(pred_dir: Path, data: Path) -> dict[str, float]:
     return {"f1": f1, "matched_iou": float(np.mean(ious)) if ious else 0.0, "tp": tp, "fp": fp, "fn": fn}
 
 
-def run_voxseg(data: Path, work: Path, *, minutes: float, folds: int, config: str) -> dict:
+def run_voxseg(data: Path, work: Path, *, minutes: float, folds: int, config: str, settings: list[str]) -> dict:
     logs = work / "voxseg.log"
     work.mkdir(parents=True, exist_ok=True)
     model, pred, ev = work / "model", work / "pred", work / "eval"
     seconds = _run([*VOXSEG, "plan", str(data), "-o", str(model), "-c", config, "--folds", str(folds)], logs)
-    train_s = _run([*VOXSEG, "train", str(model), "--fold", "0", "--minutes", str(minutes)], logs)
+    extra = [a for kv in settings for a in ("--set", kv)]
+    train_s = _run([*VOXSEG, "train", str(model), "--fold", "0", "--minutes", str(minutes), *extra], logs)
     seconds += train_s
     predict = [*VOXSEG, "predict", "-i", str(data / "imagesTs"), "-o", str(pred), "-m", str(model)]
     seconds += _run([*predict, "--folds", "0", "--no-tta"], logs)
@@ -128,7 +129,8 @@ def run_task(name: str, args: argparse.Namespace, cache: Path, out: Path) -> dic
     for method in ("voxseg", "monai"):
         try:
             if method == "voxseg":
-                res = run_voxseg(data, out / name / "voxseg", minutes=args.minutes, folds=folds, config=config)
+                work = out / name / "voxseg"
+                res = run_voxseg(data, work, minutes=args.minutes, folds=folds, config=config, settings=args.voxseg_set)
                 train_cases = res["train_cases"]
             else:
                 res = run_monai(data, out / name / "monai", minutes=args.minutes, train_cases=train_cases)
@@ -184,6 +186,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--test-cases", type=int, default=5, help="test cases per task (nuclei: tiles of the other half)")
     p.add_argument("--out", type=Path, default=None, help="run folder (default: CACHE/runs/TIMESTAMP)")
     p.add_argument("--cache", type=Path, default=None, help="data cache (default: the voxseg cache/real_data)")
+    p.add_argument("--voxseg-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="passed to 'voxseg train --set' (e.g. iterations_per_epoch=10 for a smoke run)")  # fmt: skip
     p.add_argument("--no-pip", dest="pip", action="store_false", help="never 'pip download' the stardist wheel")
     args = p.parse_args(argv)
     unknown = [t for t in args.tasks.split(",") if t not in tasks.TASKS]
@@ -202,12 +206,16 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     head = f"machine: {machine.describe()}\nload average at start: {machine.load()}"
     print(head, flush=True)
-    rows = [run_task(name, args, cache, out) for name in args.tasks.split(",")]
     setting = f"budget {args.minutes:g} min per task and method; {args.cases} training cases, {args.test_cases} test"
-    text = f"{setting}\n{table(rows)}\nload average at end: {machine.load()}"
+    if args.voxseg_set:
+        setting += f"; voxseg train --set {' '.join(args.voxseg_set)}"
+    rows: list[dict] = []
+    for name in args.tasks.split(","):
+        rows.append(run_task(name, args, cache, out))
+        text = f"{setting}\n{table(rows)}\nload average at end: {machine.load()}"
+        (out / "results.json").write_text(json.dumps({"machine": head, "rows": rows}, indent=1, default=str))
+        (out / "table.md").write_text(f"{head}\n{text}\n")  # after every task: a partial run still tells
     print(text)
-    (out / "results.json").write_text(json.dumps({"machine": head, "rows": rows}, indent=1, default=str))
-    (out / "table.md").write_text(f"{head}\n{text}\n")
     return 0
 
 
