@@ -124,3 +124,11 @@ def test_cranium_reader_gives_hounsfield_units_and_the_package_bone_mask(tmp_pat
 def test_machine_line_names_cores_and_flags():
     line = machine.describe()
     assert "cores usable" in line and "avx2" in line
+
+
+def test_table_shows_instance_scores_for_nuclei_and_failures():
+    ok = {"dice_hd95": (0.867, 6.7), "minutes": 2.0, "train_minutes": 1.4}
+    ok["instances"] = {"f1": 0.32, "matched_iou": 0.83}
+    row = {"task": "nuclei", "classes": 2, "train": 3, "test": 1, "voxseg": ok, "monai": {"failed": "boom"}}
+    text = real_data.table([row])
+    assert "0.867 (F1 0.32, IoU 0.83)" in text and "1.4/2.0" in text and "failed" in text

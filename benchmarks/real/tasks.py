@@ -54,7 +54,7 @@ TASKS = {
     "aal116": Task("aal116", "Dataset902_Colin27AAL116", "colin27"),
     "aal20": Task("aal20", "Dataset903_Colin27AAL20", "colin27"),
     "headct": Task("headct", "Dataset904_CraniumCT", "cranium"),
-    "nuclei": Task("nuclei", "Dataset905_StardistNuclei", "nuclei"),
+    "nuclei": Task("nuclei", "Dataset905_StardistNuclei", "nuclei", instances=True),
 }
 
 
