@@ -132,3 +132,11 @@ def test_table_shows_instance_scores_for_nuclei_and_failures():
     row = {"task": "nuclei", "classes": 2, "train": 3, "test": 1, "voxseg": ok, "monai": {"failed": "boom"}}
     text = real_data.table([row])
     assert "0.867 (F1 0.32, IoU 0.83)" in text and "1.4/2.0" in text and "failed" in text
+
+
+@pytest.mark.skipif(not (sources.MRICRON / "aal.nii.gz").is_file(), reason="Debian mricron-data not installed")
+def test_colin27_reader_gives_all_116_aal_regions_and_a_brain_mask():
+    subject = sources.colin27()
+    assert len(subject.aal_names) == 116 and subject.aal_names[0] == "Precentral_L"
+    assert set(np.unique(subject.aal)) == set(range(117))
+    assert subject.brain.any() and subject.brain[subject.aal > 0].mean() > 0.9

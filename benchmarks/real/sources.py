@@ -68,12 +68,12 @@ def colin27(root: Path = MRICRON) -> Colin27:
     aal = read_image(files["aal"]).array
     if bet.shape != t1.shape or aal.shape != t1.shape:
         raise MissingSource(f"{root}: ch2, ch2bet and aal are not on one grid ({t1.shape}, {bet.shape}, {aal.shape})")
-    values, names = [], []
-    for line in (root / "aal.nii.txt").read_text().splitlines():
-        parts = line.split()
-        if len(parts) >= 3:
-            names.append(parts[1])
-            values.append(int(parts[2]))
+    rows = [ln.split() for ln in (root / "aal.nii.txt").read_text().splitlines() if len(ln.split()) >= 3]
+    names = [r[1] for r in rows]
+    # aal.nii.txt: "index name code"; mricron's aal.nii.gz holds the indices (1..116), other AAL
+    # releases the codes (2001..9170): map whichever the image holds to 1..116
+    column = 0 if int(aal.max()) <= max(int(r[0]) for r in rows) else 2
+    values = [int(r[column]) for r in rows]
     lut = np.zeros(int(max(values)) + 1, np.int16)
     lut[values] = np.arange(1, len(values) + 1, dtype=np.int16)
     aal_i = np.rint(aal).astype(np.int64)

@@ -37,7 +37,7 @@ __all__ = ["TASKS", "Task", "build", "head_labels"]
 
 log = logging.getLogger(__name__)
 TRAIN_SEED, TEST_SEED = 1_000, 900_000
-VERSION = 1  # bump when a builder changes: the cache folder name holds it
+VERSION = 2  # bump when a builder changes: the cache folder name holds it
 SOFT_HU = (-142, sources.BONE_HU)  # InVesalius' own soft-tissue preset lower bound
 
 
