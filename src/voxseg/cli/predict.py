@@ -212,7 +212,6 @@ def _preflight(input, mask, file_ending, series, model, facts, limits, *, measur
 def _refuse_unsafe_outputs(input, output, mask, single, file_ending, outputs: dict, overwrite, dicom: dict) -> None:
     """Before the model loads and before anything is written: no output may be an input, lie in an
     input folder, or (folder input) replace a file voxseg did not write (docs/reliability.md)."""
-    from voxseg.inference.batch import MANIFEST_NAME, load_manifest
     from voxseg.inference.inputs import select_inputs
     from voxseg.inference.outputs import check_batch_outputs, check_case_outputs
 
@@ -227,12 +226,10 @@ def _refuse_unsafe_outputs(input, output, mask, single, file_ending, outputs: di
             )
         check_case_outputs(cases[0], output, **outputs)
         return
-    manifest = load_manifest(output / MANIFEST_NAME) if output.is_dir() else {}
     check_batch_outputs(
         input,
         cases,
         output,
-        manifest,
         mask_dir=mask,
         file_ending=".dcm" if dicom["output_format"] == "dicom-seg" else file_ending,
         overwrite=overwrite,

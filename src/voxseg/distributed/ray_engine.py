@@ -308,11 +308,10 @@ def predict_folder_ray(
     cases = collect_inputs(inputs, file_ending=file_ending, mask_dir=mask_dir)
     manifest_path = out / MANIFEST_NAME
     check_batch_outputs(
-        Path(inputs).expanduser(),
+        inputs,
         cases,
         out,
-        load_manifest(manifest_path),
-        mask_dir=None if mask_dir is None else Path(mask_dir).expanduser(),
+        mask_dir=mask_dir,
         file_ending=file_ending,
         instances=instances,
         probabilities=probabilities,

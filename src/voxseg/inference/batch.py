@@ -344,11 +344,10 @@ def predict_folder(
     manifest_path = out / MANIFEST_NAME
     opts = {"instances": instances, "min_size": min_size, "min_volume": min_volume, "probabilities": probabilities}
     check_batch_outputs(
-        Path(inputs).expanduser(),
+        inputs,
         cases,
         out,
-        load_manifest(manifest_path),
-        mask_dir=None if mask_dir is None else Path(mask_dir).expanduser(),
+        mask_dir=mask_dir,
         file_ending=out_ending,
         instances=instances,
         probabilities=probabilities,

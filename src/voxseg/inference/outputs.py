@@ -77,20 +77,23 @@ def owned_outputs(manifest: dict[str, Any]) -> set[str]:
 
 
 def check_batch_outputs(
-    inputs: Path,
+    inputs: str | Path,
     cases: list[CaseInput],
     out: Path,
-    manifest: dict[str, Any],
     *,
-    mask_dir: Path | None,
+    mask_dir: str | Path | None,
     file_ending: str | None,
     instances: bool,
     probabilities: bool,
     overwrite: bool,
 ) -> None:
     """Refuse the whole batch before anything is written: an output that is an input, an output
-    folder that is (or is read as) an input folder, or a foreign file in the way."""
-    folders = [p for p in (inputs, mask_dir) if p is not None and Path(p).is_dir()]
+    folder that is (or is read as) an input folder, or a foreign file in the way (the files
+    ``out/predictions.json`` lists are voxseg's own)."""
+    from voxseg.inference.batch import MANIFEST_NAME, load_manifest
+
+    manifest = load_manifest(out / MANIFEST_NAME)
+    folders = [Path(p).expanduser() for p in (inputs, mask_dir) if p is not None and Path(p).expanduser().is_dir()]
     outputs = [
         f
         for case in cases
@@ -104,7 +107,7 @@ def check_batch_outputs(
         input_dirs=folders,
         owned=owned_outputs(manifest),
         overwrite=overwrite,
-        owner=str(out / "predictions.json"),
+        owner=str(out / MANIFEST_NAME),
     )
     clean_stale_parts(out)
 
