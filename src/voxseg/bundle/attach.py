@@ -33,7 +33,7 @@ def golden_settings(manifest: BundleManifest, crop: Volume) -> tuple[bool, float
     """(tta, overlap) of the golden test: TTA on and overlap 0.5, as the bundle runs by default,
     unless that takes more than MAX_GOLDEN_CALLS network calls; then TTA off, then overlap 0
     (fixed-shape models tile their whole fixed shape whatever the crop)."""
-    from voxseg.tiling import tile_grid
+    from voxseg.inference.tiling import tile_grid
 
     cfg = manifest.config
     nd = len(cfg.patch_size)

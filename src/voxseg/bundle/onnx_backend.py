@@ -5,8 +5,7 @@ normalization, :func:`voxseg.preprocessing.preprocess_case`), a sliding window w
 blending, mirror test-time augmentation, the fold ensemble (softmax/sigmoid, averaged), the way
 back to the input's geometry (:func:`voxseg.preprocessing.restore_probabilities`) and the
 postprocessing spec. It follows :class:`voxseg.inference.predictor.Predictor` step by step; the
-tiling rule and importance map are the same as :mod:`voxseg.inference.sliding_window`, written
-again in numpy here because that module imports torch.
+sliding window is voxseg's one window, :func:`voxseg.inference.window.sliding_window` (numpy).
 
 Fixed-shape models are centre-cropped / zero-padded to their shape and back, as by the torch
 predictor; a plan channel named ``mask`` may come from the ``mask`` input. Not supported (yet):
@@ -19,7 +18,6 @@ import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -28,73 +26,18 @@ import numpy as np
 from voxseg.bundle.load import Bundle, open_bundle
 from voxseg.bundle.notice import terms
 from voxseg.errors import BundleError, ConfigError, InputImageError
+from voxseg.inference.tiling import fit_shape, unfit_shape
+from voxseg.inference.window import sliding_window
 from voxseg.io.volume import Volume, require_same_grid
 from voxseg.planning import Plan
 from voxseg.postprocessing import PostprocessingSpec, apply_postprocessing
 from voxseg.preprocessing import preprocess_case, restore_probabilities
-from voxseg.tiling import fit_shape, gaussian_weights, overlap_slices, tile_grid, tile_starts, unfit_shape
 
 __all__ = [
     "OnnxPredictor",
     "OnnxPrediction",
     "load_onnx_predictor",
-    "tile_grid",
-    "tile_starts",
-    "gaussian_map",
-    "sliding_window_numpy",
 ]
-
-Run = Callable[[np.ndarray], np.ndarray]
-
-
-@lru_cache(maxsize=8)
-def gaussian_map(patch_size: tuple[int, ...], sigma_scale: float = 0.125) -> np.ndarray:
-    """The Gaussian tile weights of :func:`voxseg.inference.sliding_window.importance_map` (float32)."""
-    out = gaussian_weights(patch_size, (sigma_scale,) * len(patch_size))
-    out.setflags(write=False)
-    return out
-
-
-def sliding_window_numpy(
-    image: np.ndarray,
-    run: Run,
-    patch_size: Sequence[int],
-    *,
-    overlap: float = 0.5,
-    batch_size: int = 1,
-    out_dtype: Any = np.float32,
-    progress: Callable[[int, int], None] | None = None,
-) -> np.ndarray:
-    """Blend ``run`` over ``image`` ``(C, *spatial)`` tile by tile; returns ``(K, *spatial)``."""
-    patch = tuple(int(p) for p in patch_size)
-    spatial = image.shape[1:]
-    weights = gaussian_map(patch)
-    grid = tile_grid(spatial, patch, overlap)
-    tiles = list(itertools.product(*grid))
-    batch = np.empty((batch_size, image.shape[0], *patch), dtype=np.float32)
-    weight_sum = np.zeros(spatial, dtype=out_dtype)
-    out: np.ndarray | None = None
-    for first in range(0, len(tiles), batch_size):
-        starts = tiles[first : first + batch_size]
-        for k, start in enumerate(starts):
-            img_sl, tile_sl = overlap_slices(start, patch, spatial)
-            if any(t.start != 0 or t.stop != p for t, p in zip(tile_sl, patch, strict=True)):
-                batch[k].fill(0)
-            batch[k][(slice(None), *tile_sl)] = image[(slice(None), *img_sl)]
-        pred = run(batch[: len(starts)])
-        if out is None:
-            out = np.zeros((pred.shape[1], *spatial), dtype=out_dtype)
-        for k, start in enumerate(starts):
-            img_sl, tile_sl = overlap_slices(start, patch, spatial)
-            w = weights[tile_sl]
-            out[(slice(None), *img_sl)] += pred[k][(slice(None), *tile_sl)] * w
-            weight_sum[img_sl] += w
-        if progress is not None:
-            progress(first + len(starts), len(tiles))
-    if out is None:  # unreachable: every image has at least one tile
-        raise ConfigError("sliding window produced no tiles")
-    out /= weight_sum
-    return out
 
 
 def _softmax(y: np.ndarray) -> np.ndarray:
@@ -222,7 +165,7 @@ class OnnxPredictor:
         refit = fixed is not None and tuple(fixed) != spatial
         if refit:
             data = fit_shape(data, fixed)
-        probs = sliding_window_numpy(
+        probs = sliding_window(
             data, self._run_tiles, self.config.patch_size, overlap=self.overlap, batch_size=self.batch_size
         )
         if refit:

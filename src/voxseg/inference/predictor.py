@@ -28,13 +28,13 @@ import torch
 from voxseg.errors import ConfigError, InputImageError, VoxsegError
 from voxseg.inference.runtime import configure_threads, cpu_supports_bf16, resolve_precision
 from voxseg.inference.sliding_window import sliding_window, tile_grid
+from voxseg.inference.tiling import auto_batch_size, fit_shape, unfit_shape
 from voxseg.inference.wrappers import AutocastPredictor, Ensemble, MirrorTTA, probabilities_to_labels
 from voxseg.interactive.planning import refuse_interactive
 from voxseg.io import Volume, require_same_grid
 from voxseg.planning import ConfigurationPlan, Plan
 from voxseg.postprocessing import PostprocessingSpec, apply_postprocessing
 from voxseg.preprocessing import preprocess_case, restore_probabilities
-from voxseg.tiling import auto_batch_size, fit_shape, unfit_shape
 
 __all__ = ["Prediction", "Predictor", "AUTO_PRECISION_BF16", "FLOAT16_ABOVE_BYTES", "PRECISION_CHOICES"]
 
@@ -97,7 +97,7 @@ class Predictor:
         Binary models only: foreground where ``P(fg) > threshold`` (default 0.5, the argmax).
     batch_size
         Tiles per network call, or ``"auto"`` (default): as many as fit
-        :data:`voxseg.tiling.TILE_BATCH_VOXELS` (4 tiles of 40^3, 1 of 128^3), which on a CPU is
+        :data:`voxseg.inference.tiling.TILE_BATCH_VOXELS` (4 tiles of 40^3, 1 of 128^3), which on a CPU is
         several times faster than one tile per call. The number used is ``self.batch_size``.
     num_threads
         torch intra-op threads (None: leave as configured).
