@@ -113,10 +113,10 @@ def run_demo(
     DemoResult
         Paths written and a summary (nodules found vs the phantom truth, Dice).
     """
-    from voxseg.bundle import load_predictor
     from voxseg.errors import BundleError
     from voxseg.evaluation import dice
     from voxseg.evaluation.detection import detection_metrics
+    from voxseg.models import load_predictor
     from voxseg.postprocessing import instances, object_table, write_object_table
 
     say = progress or (lambda _msg: None)

@@ -62,8 +62,8 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 def test_onnxruntime_without_torch_matches_the_torch_backend(onnx_bundle, tmp_path):
     from scipy import ndimage
 
-    from voxseg.bundle import load_predictor
     from voxseg.io import Volume
+    from voxseg.models import load_predictor
 
     bundle = open_bundle(onnx_bundle)
     assert set(bundle.onnx_files()) == {0, 1}
@@ -104,11 +104,12 @@ def test_2d_multiclass_bundle_on_3d_data_matches_torch(tmp_path):
     import torch
     from safetensors.torch import save_file
 
-    from voxseg.bundle import BundleManifest, load_predictor
+    from voxseg.bundle import BundleManifest
     from voxseg.bundle.export import write_bundle
-    from voxseg.bundle.onnx_backend import load_onnx_predictor
     from voxseg.bundle.onnx_export import onnx_bytes
     from voxseg.io import Volume
+    from voxseg.models import load_predictor
+    from voxseg.models.load import load_onnx_predictor
     from voxseg.nets import build_network
     from voxseg.planning import ConfigurationPlan, Normalization, Plan
 
@@ -147,8 +148,8 @@ _CLI_WITHOUT_TORCH = _BLOCK_TORCH + textwrap.dedent(
 
 @pytest.mark.slow
 def test_cli_predict_with_the_onnxruntime_backend_never_imports_torch(onnx_bundle, tmp_path):
-    from voxseg.bundle import load_predictor
     from voxseg.io import Volume, read_image, write_image
+    from voxseg.models import load_predictor
 
     rng = np.random.default_rng(3)
     image = Volume(rng.normal(0, 1, (12, 20, 20)).astype(np.float32), (1.5, 1.0, 1.0))

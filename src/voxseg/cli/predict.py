@@ -159,7 +159,7 @@ def predict(
         predictor = _load(model, folds, config, tta, overlap, threshold, device, precision, fast, batch_size)
     _first_use_notice(predictor)
     if not onnx:  # before any case: every one would fail alike (the onnxruntime backend refuses them itself)
-        from voxseg.interactive.planning import refuse_interactive
+        from voxseg.planning.plan import refuse_interactive
 
         refuse_interactive(predictor.plan, model)
     if single:
@@ -187,8 +187,8 @@ def _configure_torch(threads: int | None) -> None:
 
 def _preflight(input, mask, file_ending, series, model, facts, limits, *, measure, threads) -> None:
     """Headers only, before the model loads: print the work and the warnings, refuse beyond the limits."""
-    from voxseg.inference.api import preflight_files
     from voxseg.inference.preflight import PreflightLimits
+    from voxseg.models.api import preflight_files
 
     report = preflight_files(
         input,
@@ -283,7 +283,7 @@ def _tiles_per_call(text: str) -> int | str:
 
 
 def _load_onnx(model, folds, tta, overlap, threshold, fast, batch_size, threads):
-    from voxseg.bundle.onnx_backend import load_onnx_predictor
+    from voxseg.models.load import load_onnx_predictor
 
     chosen = _parse_folds(folds)
     if fast and chosen is None:
@@ -307,7 +307,7 @@ def _load_onnx(model, folds, tta, overlap, threshold, fast, batch_size, threads)
 
 
 def _load(model, folds, config, tta, overlap, threshold, device, precision, fast, batch_size):
-    from voxseg.inference.models import resolve_model
+    from voxseg.models.resolve import resolve_model
 
     options = {
         "tta": tta,

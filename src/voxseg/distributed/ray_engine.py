@@ -1,6 +1,6 @@
 """Cohort inference on Ray: the local batch engine's per-case function in a pool of actors.
 
-Each worker is a Ray actor that resolves the model once (:func:`voxseg.inference.models.resolve_model`)
+Each worker is a Ray actor that resolves the model once (:func:`voxseg.models.resolve.resolve_model`)
 and predicts one case at a time with the local engine's per-case function
 (:func:`voxseg.inference.batch.predict_case`), so outputs are written by the workers, atomically,
 exactly as ``voxseg predict`` writes them. The driver alone writes ``predictions.json`` (the same
@@ -114,8 +114,8 @@ class _CaseWorker:
     """A Ray actor body: loads the model once, then predicts one case per call."""
 
     def __init__(self, model: str, threads: int, resolve: dict[str, Any], max_folds: int | None):
-        from voxseg.inference.models import resolve_model
         from voxseg.inference.runtime import configure_allocator, configure_threads
+        from voxseg.models.resolve import resolve_model
 
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.predictor, self.error = None, None
@@ -217,7 +217,7 @@ def _check_options(workers: int, gpus_per_worker: float, num_threads: int | None
 
 
 def _preflight(inputs, model, mask_dir, file_ending, limits, folds, configuration, max_folds, options) -> None:
-    from voxseg.inference.api import preflight_files
+    from voxseg.models.api import preflight_files
 
     facts = {k: options[k] for k in ("tta", "overlap", "precision", "device", "batch_size") if k in options}
     report = preflight_files(
@@ -283,7 +283,7 @@ def predict_folder_ray(
     num_threads
         torch threads (and Ray CPUs) per actor; default: the cluster's CPUs / ``workers``.
     folds, configuration, **options
-        Given to :func:`~voxseg.inference.models.resolve_model` in each worker (``tta``,
+        Given to :func:`~voxseg.models.resolve.resolve_model` in each worker (``tta``,
         ``overlap``, ``precision``, ``device``, ``threshold``, ``batch_size``).
     max_folds
         Keep only the first N folds of the resolved model (``--fast``).

@@ -213,7 +213,7 @@ def preflight(
         :class:`~voxseg.inference.inputs.CaseInput` (files: headers are read) or, for in-memory
         images, one list of Volumes (or :class:`ImageHeader`) per case.
     model
-        The model's facts (:func:`voxseg.inference.models.describe_model`).
+        The model's facts (:func:`voxseg.models.resolve.describe_model`).
     limits
         When to refuse.
     cache_dir

@@ -29,13 +29,13 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from voxseg.fingerprint.cropping import crop, crop_to_nonzero, uncrop
 from voxseg.inference.predictor import Prediction, Predictor
 from voxseg.inference.sliding_window import torch_runner
 from voxseg.inference.window import sliding_window
 from voxseg.inference.wrappers import MirrorTTA
 from voxseg.io import Volume
 from voxseg.postprocessing import apply_postprocessing
-from voxseg.preprocessing.cropping import crop, crop_to_nonzero, uncrop
 from voxseg.preprocessing.intensity import normalize
 from voxseg.preprocessing.pipeline import full_target_spacing
 
@@ -127,13 +127,17 @@ class NnunetExactPredictor(Predictor):
 
     @classmethod
     def from_bundle(cls, bundle: Any, *, folds: Sequence[int] | None = None, **options: Any) -> NnunetExactPredictor:
-        from voxseg.bundle import load_predictor
+        from voxseg.bundle import resolve_bundle
+        from voxseg.bundle.notice import terms
 
-        base = load_predictor(bundle, folds=folds, precision=options.pop("precision", "fp32"))
-        out = cls(base.networks, base.plan, configuration=base.configuration, precision=base.precision, **options)
-        if "postprocessing" not in options:
-            out.postprocessing = base.postprocessing
-        out.model_id, out.folds = base.model_id, base.folds
+        opened = resolve_bundle(bundle)
+        m = opened.manifest
+        chosen = m.folds if folds is None else tuple(int(f) for f in folds)
+        options.setdefault("postprocessing", m.postprocessing)
+        options.setdefault("precision", "fp32")
+        networks = [opened.network(f) for f in chosen]
+        out = cls(networks, m.plan, configuration=m.configuration, **options)
+        out.model_id, out.folds, out.model_sha256, out.model_terms = m.reference, chosen, opened.sha256, terms(m)
         return out
 
     def predict(
@@ -146,7 +150,7 @@ class NnunetExactPredictor(Predictor):
     ) -> Prediction:
         """Predict one case with nnU-Net's arithmetic; ``probabilities`` are the softmax of the logits."""
         t_start = time.perf_counter()
-        channels = self._channels(images, mask)
+        channels = self.channels(images, mask)
         first = channels[0]
         flat = first.ndim == 2  # 2D images: nnU-Net's (1, y, x) with a large slice spacing
         spacing = (999.0, *first.spacing) if flat else tuple(first.spacing)
@@ -224,7 +228,7 @@ class NnunetExactPredictor(Predictor):
             starts.append([s - below for s in nnunet_steps(padded, p, 1.0 - self.overlap)])
         gaussian = nnunet_gaussian(patch)
         run = torch_runner(lambda x: self._mirrored(net, x), self.device)
-        out = np.empty((self._num_outputs(), *spatial), dtype=np.float16)
+        out = np.empty((self.num_classes, *spatial), dtype=np.float16)
         for prefix in itertools.product(*[range(n) for n in lead]):
             out[(slice(None), *prefix)] = sliding_window(
                 data[(slice(None), *prefix)], run, patch, grid=starts, weights=gaussian, out_dtype=np.float16

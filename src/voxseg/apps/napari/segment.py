@@ -1,7 +1,7 @@
 """The "Segment" widget: run a voxseg model on an image layer, off the GUI thread.
 
-Thin over the library: the model is loaded with :func:`voxseg.bundle.load_predictor` or
-:func:`voxseg.inference.models.resolve_model`, the image is predicted by
+Thin over the library: the model is loaded with :func:`voxseg.models.load_predictor` or
+:func:`voxseg.models.resolve.resolve_model`, the image is predicted by
 :meth:`voxseg.inference.Predictor.predict`, objects are split with
 :func:`voxseg.postprocessing.instances` and measured with :func:`voxseg.postprocessing.object_table`.
 The result is a Labels layer with the image's scale and translate, named after the model, whose
@@ -282,8 +282,8 @@ class SegmentWidget(ModelPicker, QWidget):
         self, choice: ModelChoice, image: Volume, mask: Volume | None, options: SegmentOptions, name: str
     ) -> None:
         """Worker thread, before the model loads: warnings become notifications, a refusal an error."""
-        from voxseg.inference.api import preflight_volumes
         from voxseg.inference.preflight import PreflightLimits
+        from voxseg.models.api import preflight_volumes
 
         self._bridge.phase.emit("Pre-flight check...")
         limits = PreflightLimits(
@@ -411,7 +411,7 @@ def _preload() -> None:
 
     import voxseg.bundle
     import voxseg.inference
-    import voxseg.inference.models
+    import voxseg.models.resolve
     import voxseg.nets  # noqa: F401
 
 

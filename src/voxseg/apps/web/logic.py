@@ -191,7 +191,8 @@ def _work_card(path: Path, predictor: Predictor) -> str:
 
 def _load_bundle(reference: str, options: Mapping[str, Any]) -> tuple[Predictor, str, str]:
     try:
-        from voxseg.bundle import load_predictor, resolve_bundle
+        from voxseg.bundle import resolve_bundle
+        from voxseg.models import load_predictor
     except ImportError:
         raise ConfigError(
             f"{reference}: this voxseg cannot load model bundles yet; give a work folder to `voxseg web --model`"
@@ -318,8 +319,8 @@ def preflight(model: LoadedModel, upload: UploadedImage) -> Any:
     """The pre-flight check of an upload, before any tile: its report (warnings, stated work);
     :class:`~voxseg.inference.preflight.PreflightError` when it would take over 30 min or more
     memory than is free (the web app has no "run anyway": use the command line's ``--force``)."""
-    from voxseg.inference.api import preflight_volumes
     from voxseg.inference.preflight import PreflightLimits
+    from voxseg.models.api import preflight_volumes
 
     limits = PreflightLimits(
         force_hint="run it from the command line with --force",

@@ -5,7 +5,7 @@
 >>> instances = postprocess(mask)                                          # doctest: +SKIP
 
 Arrays in, array out (same shape); Volumes in, Volume out (same geometry); a path in, a Volume
-out. For many images, build the model once (:func:`voxseg.inference.models.resolve_model`) and
+out. For many images, build the model once (:func:`voxseg.models.resolve.resolve_model`) and
 pass the Predictor as ``model``.
 """
 
@@ -69,7 +69,7 @@ def predict(
         The label map: an array of the input's shape for array input, else a Volume on the
         input's geometry.
     """
-    from voxseg.inference.models import resolve_model
+    from voxseg.models.resolve import resolve_model
 
     items = list(image) if isinstance(image, (list, tuple)) else [image]
     if not items:
@@ -119,9 +119,9 @@ def preflight_volumes(
     (warnings, stated work, refusals; ``report.check()`` raises the first refusal). Used by the API,
     napari and the web app; the CLI checks files (headers only) the same way. ``name`` names the
     case in messages."""
-    from voxseg.inference.models import describe_model
     from voxseg.inference.preflight import PreflightLimits, preflight
     from voxseg.io.headers import ImageHeader
+    from voxseg.models.resolve import describe_model
     from voxseg.settings import resolve_paths
 
     facts = describe_model(model, **options)
@@ -151,11 +151,11 @@ def preflight_files(
 ) -> Any:
     """The pre-flight check of the cases an input names (a file, a folder, a list; headers only) for
     ``model``, before it loads: a :class:`~voxseg.inference.preflight.PreflightReport`. ``facts``
-    are :func:`~voxseg.inference.models.describe_model`'s (``folds``, ``tta``, ``overlap``...).
+    are :func:`~voxseg.models.resolve.describe_model`'s (``folds``, ``tta``, ``overlap``...).
     Used by ``voxseg predict`` and the Ray engine."""
     from voxseg.inference.inputs import select_inputs
-    from voxseg.inference.models import describe_model
     from voxseg.inference.preflight import PreflightLimits, preflight
+    from voxseg.models.resolve import describe_model
     from voxseg.settings import resolve_paths
 
     cases = select_inputs(inputs, file_ending=file_ending, mask_dir=mask_dir, series=series).cases

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,9 +11,10 @@ from voxseg.bundle.notice import terms
 from voxseg.errors import BundleError
 
 if TYPE_CHECKING:
+    from voxseg.bundle.onnx_backend import OnnxPredictor
     from voxseg.inference.predictor import Predictor
 
-__all__ = ["load_predictor"]
+__all__ = ["load_predictor", "load_onnx_predictor"]
 
 
 def load_predictor(
@@ -45,13 +46,13 @@ def load_predictor(
     **options
         Predictor options (``tta``, ``overlap``, ``precision``, ``device``, ``threshold``,
         ``batch_size``, ``num_threads``; ``postprocessing`` replaces the bundle's). Bundles imported
-        from nnU-Net (``voxseg import-nnunet``) run with
-        :class:`~voxseg.nnunet.exact.NnunetExactPredictor` unless ``exact=False``.
+        from nnU-Net (``voxseg import-nnunet``) name ``"arithmetic": "nnunet-exact"`` in ``bundle.json``
+        and run with :class:`~voxseg.nnunet.exact.NnunetExactPredictor` unless ``exact=False``.
 
     >>> predictor = load_predictor("mouse-lung-nodules")        # doctest: +SKIP
     >>> result = predictor.predict(volume)                        # doctest: +SKIP
     """
-    from voxseg.inference.predictor import Predictor
+    from voxseg.inference.arithmetic import DEFAULT_ARITHMETIC, predictor_class
 
     bundle = resolve_bundle(bundle_or_name, index=index, cache=cache, models=models, offline=offline, progress=progress)
     m = bundle.manifest
@@ -64,15 +65,32 @@ def load_predictor(
     paths = dict(zip(m.folds, bundle.weight_files(), strict=True))  # resolve_bundle always gives a folder
     files = [paths[f] for f in chosen]
     post = options.pop("postprocessing", None) or m.postprocessing
-    cls: type[Predictor] = Predictor
-    if m.plan.configuration(m.configuration).network.name.startswith("nnunet_") and options.pop("exact", True):
-        # an imported nnU-Net model runs with nnU-Net's own arithmetic (same labels as nnUNetv2_predict)
-        from voxseg.nnunet.exact import NnunetExactPredictor
-
-        cls = NnunetExactPredictor
+    # bundle.json names the arithmetic (an imported nnU-Net model: nnU-Net's own, the labels of
+    # nnUNetv2_predict); exact=False runs voxseg's instead
+    cls = predictor_class(m.arithmetic if options.pop("exact", True) else DEFAULT_ARITHMETIC)
     predictor = cls.from_weights(m.plan, files, configuration=m.configuration, postprocessing=post, **options)
     predictor.model_id = m.reference
     predictor.model_sha256 = bundle.sha256
     predictor.model_terms = terms(m)
     predictor.folds = chosen
     return predictor
+
+
+def load_onnx_predictor(
+    bundle_or_name: str | Path,
+    *,
+    folds: Sequence[int] | None = None,
+    index: Any = None,
+    cache: str | Path | None = None,
+    models: str | Path | None = None,
+    offline: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    **options: Any,
+) -> OnnxPredictor:
+    """:func:`voxseg.models.load_predictor` for the onnxruntime backend: a bundle folder, ``.zip``
+    or ``NAME[@VERSION]`` (installed on first use); ``options`` go to :class:`OnnxPredictor`
+    (``tta``, ``overlap``, ``threshold``, ``batch_size``, ``num_threads``)."""
+    from voxseg.bundle.onnx_backend import OnnxPredictor
+
+    bundle = resolve_bundle(bundle_or_name, index=index, cache=cache, models=models, offline=offline, progress=progress)
+    return OnnxPredictor.from_bundle(bundle, folds=folds, **options)

@@ -65,7 +65,7 @@ def resolve_model(
     from voxseg.bundle.cache import looks_like_path
 
     if (path / "bundle.json").is_file() or path.suffix.lower() == ".zip" or not looks_like_path(str(model)):
-        from voxseg.bundle import load_predictor
+        from voxseg.models.load import load_predictor
 
         index = os.environ.get("VOXSEG_INDEX") or None
         return load_predictor(str(model), folds=folds, configuration=configuration, index=index, **options)
@@ -106,8 +106,8 @@ def describe_model(
     path = Path(model).expanduser()
     domain = None
     if path.is_dir() and (path / "plan.json").is_file():
-        from voxseg.experiment.layout import WorkDir
         from voxseg.fingerprint import Fingerprint
+        from voxseg.workdir.layout import WorkDir
 
         wd = WorkDir(path)
         plan = Plan.load(wd.require_plan())
