@@ -172,9 +172,11 @@ class Pipeline:
         del data
         seconds["network"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        restored = probs if _is_identity(props) else restore_probabilities(
-            probs, props, dtype=probs.dtype, background_channel=0 if self.activation == "softmax" else None
-        )
+        background = 0 if self.activation == "softmax" else None
+        if _is_identity(props):
+            restored = probs
+        else:
+            restored = restore_probabilities(probs, props, dtype=probs.dtype, background_channel=background)
         del probs
         labels = self.labels(restored)
         kept = None if not probabilities else restored.astype(np.float16, copy=False)
