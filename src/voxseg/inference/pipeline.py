@@ -114,6 +114,7 @@ class Pipeline:
         self.model_id = "custom"
         self.model_sha256: str | None = None  # of the bundle's bundle.json, when loaded from a bundle
         self.model_terms: dict[str, Any] | None = None  # licence and intended use (voxseg.bundle.notice)
+        self.model_card: str | None = None  # the bundle's model card (README.md), None for a work folder
         self.folds: tuple[int, ...] | None = None
 
     # ---- what a backend supplies -----------------------------------------------------------

@@ -137,6 +137,7 @@ class Predictor(Pipeline):
             return self
         other = Predictor(self.networks[:n], self.plan, **self._options)
         other.model_id, other.model_sha256, other.model_terms = self.model_id, self.model_sha256, self.model_terms
+        other.model_card = self.model_card
         other.folds = None if self.folds is None else self.folds[:n]
         return other
 

@@ -134,18 +134,9 @@ def load_interactive_model(model: Any, **options: Any):
     ConfigError
         The model is not interactive, or has input channels this pipeline cannot fill.
     """
-    from voxseg.inference.predictor import Predictor
+    from voxseg.models import resolve_model
 
-    if isinstance(model, Predictor):
-        predictor = model
-    elif isinstance(model, (str, Path)) and (Path(model) / "plan.json").is_file():
-        from voxseg.models.resolve import resolve_model
-
-        predictor = resolve_model(model, **options)
-    else:
-        from voxseg.models import load_predictor
-
-        predictor = load_predictor(model, **options)
+    predictor = resolve_model(model, **options)
     plan = predictor.plan
     if not plan.interactive:
         raise ConfigError(

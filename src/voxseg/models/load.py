@@ -72,6 +72,7 @@ def load_predictor(
     predictor.model_id = m.reference
     predictor.model_sha256 = bundle.sha256
     predictor.model_terms = terms(m)
+    predictor.model_card = bundle.card
     predictor.folds = chosen
     return predictor
 

@@ -26,6 +26,7 @@ def resolve_model(
     *,
     folds: list[int] | tuple[int, ...] | None = None,
     configuration: str | None = None,
+    offline: bool = False,
     **options: Any,
 ) -> Predictor:
     """A ready :class:`~voxseg.inference.predictor.Predictor` for ``model``.
@@ -68,7 +69,9 @@ def resolve_model(
         from voxseg.models.load import load_predictor
 
         index = os.environ.get("VOXSEG_INDEX") or None
-        return load_predictor(str(model), folds=folds, configuration=configuration, index=index, **options)
+        return load_predictor(
+            str(model), folds=folds, configuration=configuration, index=index, offline=offline, **options
+        )
     raise VoxsegError(
         f"model {str(model)!r} not found: tried {'; '.join(tried)}; pass a training work folder "
         "(`voxseg plan` + `voxseg train`) or a model bundle"
