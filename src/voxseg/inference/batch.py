@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -171,7 +170,7 @@ def predict_case(
     except InputImageError as exc:
         if exc.path is not None:
             raise
-        raise exc.naming(_culprit(case, exc.problem)) from None
+        raise exc.naming(_culprit(case, exc)) from None
     t1 = time.perf_counter()
     labels, n_objects, table = _postprocess(pred.labels, images[0], predictor, instances, min_size, min_volume)
     csv_path, npz_path = extra_paths(output)
@@ -200,12 +199,11 @@ def predict_case(
     }
 
 
-def _culprit(case: CaseInput, problem: str) -> Path:
-    """The file an in-memory input error is about: the channel it names, the mask, or the first image."""
-    m = re.match(r"channel (\d+)\b", problem)
-    if m and int(m.group(1)) < len(case.images):
-        return case.images[int(m.group(1))]
-    if case.mask is not None and "mask" in problem:
+def _culprit(case: CaseInput, exc: InputImageError) -> Path:
+    """The file an in-memory input error is about (``exc.channel``, ``exc.mask``), else the first image."""
+    if exc.channel is not None and 0 <= exc.channel < len(case.images):
+        return case.images[exc.channel]
+    if exc.mask and case.mask is not None:
         return case.mask
     return case.images[0]
 

@@ -226,6 +226,7 @@ class Pipeline:
                     None,
                     f"{which} is {vol.ndim}D ({shape}) but this model segments {need}D images: "
                     f"give it a {need}D image or choose a {vol.ndim}D model",
+                    channel=k,
                 )
         return channels
 
@@ -333,14 +334,17 @@ def check_options(overlap: Any, threshold: Any, batch_size: Any, plan: Plan) -> 
 
 
 def _check_mask(mask: Volume, image: Volume) -> None:
-    require_same_grid(
-        mask,
-        image,
-        what="mask",
-        reference_name="the image",
-        fix="the mask must lie on the image's voxel grid (same shape, spacing, origin, direction)",
-        fix_geometry="resample the mask onto the image's grid",
-    )
+    try:
+        require_same_grid(
+            mask,
+            image,
+            what="mask",
+            reference_name="the image",
+            fix="the mask must lie on the image's voxel grid (same shape, spacing, origin, direction)",
+            fix_geometry="resample the mask onto the image's grid",
+        )
+    except InputImageError as exc:
+        raise exc.about(mask=True) from None
 
 
 def _is_identity(props: Any) -> bool:
