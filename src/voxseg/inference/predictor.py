@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from voxseg.errors import ConfigError, VoxsegError
+from voxseg.inference.options import PredictOptions
 from voxseg.inference.pipeline import FLOAT16_ABOVE_BYTES, MASK_CHANNEL_NAME, Pipeline, Prediction
 from voxseg.inference.runtime import configure_threads, cpu_supports_bf16, resolve_precision
 from voxseg.inference.sliding_window import torch_runner
@@ -135,10 +136,25 @@ class Predictor(Pipeline):
             raise ConfigError(f"first_folds needs n >= 1, got {n!r}")
         if n >= len(self.networks):
             return self
-        other = Predictor(self.networks[:n], self.plan, **self._options)
+        return self._rebuilt(self.networks[:n], self._options, None if self.folds is None else self.folds[:n])
+
+    def with_options(self, options: PredictOptions) -> Predictor:
+        """The same networks (not reloaded) predicting with other :class:`~voxseg.inference.options.PredictOptions`
+        (folds and max_folds pick among the loaded networks)."""
+        folds = self.folds if self.folds is not None else tuple(range(len(self.networks)))
+        chosen = options.chosen_folds(folds)
+        unknown = [f for f in chosen if f not in folds]
+        if unknown:
+            raise ConfigError(f"fold(s) {unknown} are not loaded (loaded: {list(folds)})")
+        networks = [self.networks[folds.index(f)] for f in chosen]
+        kwargs = {**options.predictor_kwargs(), "configuration": self.configuration}
+        kwargs["postprocessing"] = self.postprocessing
+        return self._rebuilt(networks, kwargs, chosen if self.folds is not None else None)
+
+    def _rebuilt(self, networks: list, options: dict[str, Any], folds: tuple[int, ...] | None) -> Predictor:
+        other = type(self)(networks, self.plan, **options)
         other.model_id, other.model_sha256, other.model_terms = self.model_id, self.model_sha256, self.model_terms
-        other.model_card = self.model_card
-        other.folds = None if self.folds is None else self.folds[:n]
+        other.model_card, other.folds = self.model_card, folds
         return other
 
     # ---- construction from files -----------------------------------------------------------
