@@ -10,7 +10,7 @@ from PIL import Image
 
 from voxseg.fingerprint.cropping import crop
 from voxseg.io import Volume, atomic_path
-from voxseg.visualize import render_overview
+from voxseg.io.pictures import render_overview
 
 from .pipeline import PreprocessedCase
 from .resampling import resample_to_shape
