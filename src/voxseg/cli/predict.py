@@ -117,6 +117,7 @@ def predict(
     options = {"instances": instances, "min_size": min_size, "min_volume": min_volume, "probabilities": probabilities}
     facts = {"folds": _parse_folds(folds), "configuration": config, "max_folds": 1 if fast and folds is None else None}
     facts.update(tta=tta, overlap=overlap, precision=precision, device=device, batch_size=batch_size)
+    facts.update(probabilities=bool(probabilities))
     limits = {"max_minutes": max_minutes, "max_memory_gb": max_memory, "force": force}
     _preflight(input, mask, file_ending, series, model, facts, limits, measure=not onnx, threads=threads)
     if dry_run:

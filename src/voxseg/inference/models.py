@@ -95,7 +95,8 @@ def describe_model(
 
     ``model`` as for :func:`resolve_model` (a bundle is verified and, for a name, installed);
     ``max_folds`` keeps the first folds only (``--fast``); ``options`` are the Predictor options
-    (``tta``, ``overlap``, ``batch_size``, ``precision``, ``device``, ``num_threads``; others are ignored).
+    (``tta``, ``overlap``, ``batch_size``, ``precision``, ``device``, ``num_threads``, ``probabilities``:
+    whether they are kept; others are ignored).
     """
     from voxseg.fingerprint.domain import TrainingDomain
     from voxseg.inference.preflight import ModelFacts
@@ -129,6 +130,8 @@ def describe_model(
     if max_folds is not None and folds is None:
         count = min(count, max_folds)
     picked = {
-        k: options[k] for k in ("tta", "overlap", "batch_size", "precision", "device") if options.get(k) is not None
+        k: options[k]
+        for k in ("tta", "overlap", "batch_size", "precision", "device", "probabilities")
+        if options.get(k) is not None
     }
     return ModelFacts(reference, plan, cfg, count, threads=options.get("num_threads"), domain=domain, **picked)

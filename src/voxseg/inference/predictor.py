@@ -10,6 +10,9 @@ Chain (the same preprocessing code as training)::
 
 A 2D configuration applied to a 3D image runs slice by slice along axis 0. Probabilities are accumulated
 per class in float32 (float16 above :data:`FLOAT16_ABOVE_BYTES`), never in float64 nor as one-hot tensors.
+With more than two classes and no probabilities asked for, the classes go back to the input grid one
+at a time into a running argmax (:func:`voxseg.preprocessing.restore_argmax`): the memory then grows
+with the classes on the preprocessed grid only.
 """
 
 from __future__ import annotations
@@ -33,8 +36,8 @@ from voxseg.interactive.planning import refuse_interactive
 from voxseg.io import Volume, require_same_grid
 from voxseg.planning import ConfigurationPlan, Plan
 from voxseg.postprocessing import PostprocessingSpec, apply_postprocessing
-from voxseg.preprocessing import preprocess_case, restore_probabilities
-from voxseg.tiling import auto_batch_size, fit_shape, unfit_shape
+from voxseg.preprocessing import preprocess_case, restore_argmax, restore_probabilities
+from voxseg.tiling import FLOAT16_ABOVE_BYTES, auto_batch_size, fit_shape, unfit_shape
 
 __all__ = ["Prediction", "Predictor", "AUTO_PRECISION_BF16", "FLOAT16_ABOVE_BYTES", "PRECISION_CHOICES"]
 
@@ -43,9 +46,6 @@ log = logging.getLogger(__name__)
 #: ``precision="auto"`` means bf16 where the CPU/GPU supports it natively (measured on the
 #: mouse-lung-ct phantoms: see docs/inference.md); set to False to make "auto" mean fp32.
 AUTO_PRECISION_BF16 = True
-
-#: Probabilities are accumulated in float16 when ``K * voxels * 4`` bytes would exceed this.
-FLOAT16_ABOVE_BYTES = 1 << 28
 
 PRECISION_CHOICES: tuple[str, ...] = ("auto", "bf16", "fp32")
 MASK_CHANNEL_NAME = "mask"
@@ -322,10 +322,12 @@ class Predictor:
         background = 0 if self.activation == "softmax" else None
         if _is_identity(props):
             restored = probs
+        elif not probabilities and probs.shape[0] > 2:  # many classes: never all of them on the input grid
+            restored = restore_argmax(probs, props, background_channel=background)
         else:
             restored = restore_probabilities(probs, props, dtype=probs.dtype, background_channel=background)
         del probs
-        labels = self._labels(restored)
+        labels = self._labels(restored) if restored.dtype.kind == "f" else self._class_values(restored)
         if not probabilities:
             restored = None
         elif restored.dtype != np.float16:
@@ -418,8 +420,16 @@ class Predictor:
 
     def _labels(self, probs: np.ndarray) -> np.ndarray:
         labels = probabilities_to_labels(probs, threshold=self.threshold)
+        if probs.shape[0] > 1:
+            return self._class_values(labels)
+        if labels.dtype != np.uint8 and int(labels.max(initial=0)) <= 255:
+            labels = labels.astype(np.uint8)
+        return labels
+
+    def _class_values(self, labels: np.ndarray) -> np.ndarray:
+        """Channel indices (argmax) -> the plan's label values."""
         values = self.plan.class_values
-        if probs.shape[0] > 1 and values != tuple(range(len(values))):
+        if values != tuple(range(len(values))):
             lut = np.asarray(values, dtype=np.uint16 if max(values) > 255 else np.uint8)
             labels = lut[labels]
         elif labels.dtype != np.uint8 and int(labels.max(initial=0)) <= 255:
