@@ -29,7 +29,7 @@ from voxseg.bundle.load import Bundle, open_bundle
 from voxseg.bundle.notice import terms
 from voxseg.errors import BundleError, ConfigError, InputImageError
 from voxseg.io.volume import Volume, require_same_grid
-from voxseg.planning import Plan
+from voxseg.planning import Normalization, Plan
 from voxseg.postprocessing import PostprocessingSpec, apply_postprocessing
 from voxseg.preprocessing import preprocess_case, restore_probabilities
 from voxseg.tiling import fit_shape, gaussian_weights, overlap_slices, tile_grid, tile_starts, unfit_shape
@@ -45,6 +45,8 @@ __all__ = [
 ]
 
 Run = Callable[[np.ndarray], np.ndarray]
+#: CT voxels below this (HU) are air: a tile of air only is background (``skip_background``).
+AIR_HU = -500.0
 
 
 @lru_cache(maxsize=8)
@@ -53,6 +55,13 @@ def gaussian_map(patch_size: tuple[int, ...], sigma_scale: float = 0.125) -> np.
     out = gaussian_weights(patch_size, (sigma_scale,) * len(patch_size))
     out.setflags(write=False)
     return out
+
+
+def _add_tile(out, weight_sum, pred, start, patch, spatial, weights) -> None:
+    img_sl, tile_sl = overlap_slices(start, patch, spatial)
+    w = weights[tile_sl]
+    out[(slice(None), *img_sl)] += pred[(slice(None), *tile_sl)] * w
+    weight_sum[img_sl] += w
 
 
 def sliding_window_numpy(
@@ -64,16 +73,30 @@ def sliding_window_numpy(
     batch_size: int = 1,
     out_dtype: Any = np.float32,
     progress: Callable[[int, int], None] | None = None,
+    skip: Callable[[np.ndarray], bool] | None = None,
+    background: Sequence[float] | None = None,
 ) -> np.ndarray:
-    """Blend ``run`` over ``image`` ``(C, *spatial)`` tile by tile; returns ``(K, *spatial)``."""
+    """Blend ``run`` over ``image`` ``(C, *spatial)`` tile by tile; returns ``(K, *spatial)``.
+
+    ``skip``: a cheap test on a tile's input (its in-image part, ``(C, *part)``); a tile it accepts
+    is not run and contributes ``background`` (the ``K`` per-channel outputs of a background tile).
+    """
     patch = tuple(int(p) for p in patch_size)
     spatial = image.shape[1:]
     weights = gaussian_map(patch)
-    grid = tile_grid(spatial, patch, overlap)
-    tiles = list(itertools.product(*grid))
-    batch = np.empty((batch_size, image.shape[0], *patch), dtype=np.float32)
+    tiles = list(itertools.product(*tile_grid(spatial, patch, overlap)))
     weight_sum = np.zeros(spatial, dtype=out_dtype)
     out: np.ndarray | None = None
+    if skip is not None:
+        if background is None:
+            raise ConfigError("sliding_window_numpy: skip needs background (the outputs of a skipped tile)")
+        fill = np.asarray(background, dtype=np.float32).reshape(-1, *(1,) * len(patch))
+        skipped = {t for t in tiles if skip(image[(slice(None), *overlap_slices(t, patch, spatial)[0])])}
+        out = np.zeros((len(background), *spatial), dtype=out_dtype)
+        for start in skipped:
+            _add_tile(out, weight_sum, fill, start, patch, spatial, weights)
+        tiles = [t for t in tiles if t not in skipped]
+    batch = np.empty((batch_size, image.shape[0], *patch), dtype=np.float32)
     for first in range(0, len(tiles), batch_size):
         starts = tiles[first : first + batch_size]
         for k, start in enumerate(starts):
@@ -85,16 +108,35 @@ def sliding_window_numpy(
         if out is None:
             out = np.zeros((pred.shape[1], *spatial), dtype=out_dtype)
         for k, start in enumerate(starts):
-            img_sl, tile_sl = overlap_slices(start, patch, spatial)
-            w = weights[tile_sl]
-            out[(slice(None), *img_sl)] += pred[k][(slice(None), *tile_sl)] * w
-            weight_sum[img_sl] += w
+            _add_tile(out, weight_sum, pred[k], start, patch, spatial, weights)
         if progress is not None:
             progress(first + len(starts), len(tiles))
     if out is None:  # unreachable: every image has at least one tile
         raise ConfigError("sliding window produced no tiles")
     out /= weight_sum
     return out
+
+
+def background_tile_test(normalization: Sequence[Normalization]) -> Callable[[np.ndarray], bool]:
+    """A cheap test that a preprocessed tile ``(C, *part)`` holds only background: every CT channel
+    at or below air (-500 HU, or the plan's lower clip when higher) and every other channel constant
+    (the zero background outside the body, after normalization). Measured for agreement in
+    ``benchmarks/cpu_less_arithmetic.py``; off by default."""
+    limits = []
+    for norm in normalization:
+        if norm.scheme == "ct":
+            limits.append((max(AIR_HU, float(norm.clip_low)) - float(norm.mean)) / float(norm.std) + 1e-4)
+        else:
+            limits.append(None)
+
+    def test(tile: np.ndarray) -> bool:
+        for channel, limit in zip(tile, limits, strict=True):
+            low, high = float(channel.min()), float(channel.max())
+            if (high > limit) if limit is not None else (high - low > 1e-6):
+                return False
+        return True
+
+    return test
 
 
 def _softmax(y: np.ndarray) -> np.ndarray:
@@ -118,17 +160,20 @@ class OnnxPredictor:
 
     Parameters
     ----------
-    sessions
-        One ``onnxruntime.InferenceSession`` per fold.
+    runners
+        One patch runner per fold (:mod:`voxseg.inference.runners`: raw logits of a tile batch).
     plan, configuration, postprocessing
         From ``bundle.json``.
     tta, overlap, threshold, batch_size
         As for :class:`voxseg.inference.predictor.Predictor`.
+    skip_background
+        Do not run tiles that :func:`background_tile_test` finds to be background (they count as
+        background outputs). Off by default: see its agreement in ``benchmarks/README.md``.
     """
 
     def __init__(
         self,
-        sessions: Sequence[Any],
+        runners: Sequence[Any],
         plan: Plan,
         *,
         configuration: str,
@@ -137,8 +182,12 @@ class OnnxPredictor:
         overlap: float = 0.5,
         threshold: float | None = None,
         batch_size: int = 1,
+        skip_background: bool = False,
     ):
-        self.sessions = list(sessions)
+        self.runners = list(runners)
+        self.backend = getattr(self.runners[0], "name", "onnxruntime") if self.runners else "onnxruntime"
+        self.precision = getattr(self.runners[0], "precision", "fp32") if self.runners else "fp32"
+        self.calibration: dict[str, Any] | None = None
         self.plan = plan
         self.config = plan.configuration(configuration)
         self.postprocessing = postprocessing or PostprocessingSpec()
@@ -148,6 +197,7 @@ class OnnxPredictor:
             raise ConfigError(f"overlap must be in [0, 1), got {overlap!r}")
         batch_size = 1 if batch_size == "auto" else batch_size  # onnxruntime: one tile per call (measured)
         self.tta, self.overlap, self.threshold, self.batch_size = bool(tta), float(overlap), threshold, int(batch_size)
+        self.skip_background = bool(skip_background)
         self.model_id = f"{plan.dataset_name} (onnx)"
         self.model_sha256: str | None = None
         self.model_terms: dict[str, Any] | None = None
@@ -163,10 +213,18 @@ class OnnxPredictor:
         folds: Sequence[int] | None = None,
         cache: str | Path | None = None,
         num_threads: int | None = None,
+        backend: str = "onnxruntime",
+        precision: str = "fp32",
         **options: Any,
     ) -> OnnxPredictor:
-        """Sessions for the bundle's ``model_fold_K.onnx`` files (export with ``onnx=True``)."""
-        import onnxruntime as ort
+        """Runners for the bundle's ``model_fold_K.onnx`` files (export with ``onnx=True``).
+
+        ``backend``: ``onnxruntime``, ``openvino`` or ``auto`` (the fastest here for this model, from
+        a short calibration cached in the voxseg cache folder, see :mod:`voxseg.inference.calibrate`);
+        ``precision``: ``fp32``, or for OpenVINO ``bf16`` (native bf16 CPUs) or ``int8`` (calibrated
+        on the bundle's golden input).
+        """
+        from voxseg.inference.runners import make_runner
 
         if not isinstance(bundle, Bundle):
             bundle = open_bundle(bundle, cache=cache)
@@ -176,14 +234,23 @@ class OnnxPredictor:
         missing = [n for n in names.values() if n not in m.files]
         if missing:
             raise BundleError(f"{bundle.source}: no {missing[0]}; export the bundle with --onnx")
-        opts = ort.SessionOptions()
-        if num_threads:
-            opts.intra_op_num_threads = int(num_threads)
-        sessions = [
-            ort.InferenceSession(bundle.read(n), sess_options=opts, providers=["CPUExecutionProvider"])
+        calibration = None
+        if backend == "auto":
+            from voxseg.inference.calibrate import choose_backend
+
+            calibration = choose_backend(bundle, threads=num_threads, cache=cache)
+            backend = calibration["backend"]
+        extra = {}
+        if precision == "int8":
+            from voxseg.inference.calibrate import golden_tiles
+
+            extra["calibration"] = golden_tiles(bundle)
+        runners = [
+            make_runner(backend, bundle.read(n), threads=num_threads, precision=precision, **extra)
             for n in names.values()
         ]
-        out = cls(sessions, m.plan, configuration=m.configuration, postprocessing=m.postprocessing, **options)
+        out = cls(runners, m.plan, configuration=m.configuration, postprocessing=m.postprocessing, **options)
+        out.calibration = calibration
         out.model_id, out.folds, out.model_sha256 = m.reference, chosen, bundle.sha256
         out.model_terms = terms(m)
         return out
@@ -191,13 +258,16 @@ class OnnxPredictor:
     def settings(self) -> dict[str, Any]:
         """The options that shape a prediction (JSON-ready; recorded in batch manifests)."""
         return {
-            "backend": "onnxruntime",
+            "backend": self.backend,
+            "precision": self.precision,
+            **({"backend_choice": self.calibration} if self.calibration else {}),
             "configuration": self.config.name,
             "folds": None if self.folds is None else list(self.folds),
-            "networks": len(self.sessions),
+            "networks": len(self.runners),
             "tta": self.tta,
             "overlap": self.overlap,
             "threshold": self.threshold,
+            "skip_background": self.skip_background,
             "postprocessing": self.postprocessing.to_json(),
             "model_sha256": self.model_sha256,
         }
@@ -205,25 +275,29 @@ class OnnxPredictor:
     # ---- network -----------------------------------------------------------------------
     def _run_tiles(self, x: np.ndarray) -> np.ndarray:
         total = None
-        for sess in self.sessions:
-            name = sess.get_inputs()[0].name
+        for runner in self.runners:
             logits = None
             for dims in self._flips:
                 xin = np.ascontiguousarray(np.flip(x, dims)) if dims else x
-                y = sess.run(None, {name: xin})[0].astype(np.float32, copy=False)
+                y = runner(xin)
                 y = np.flip(y, dims) if dims else y
                 logits = y.copy() if logits is None else logits + y
             probs = _softmax(logits / len(self._flips))
             total = probs if total is None else total + probs
-        return total / len(self.sessions)
+        return total / len(self.runners)
 
     def _predict_grid(self, data: np.ndarray) -> np.ndarray:
         fixed, spatial = self.config.fixed_shape, tuple(data.shape[1:])
         refit = fixed is not None and tuple(fixed) != spatial
         if refit:
             data = fit_shape(data, fixed)
+        skip = {}
+        if self.skip_background:
+            k = int(self.config.network.kwargs.get("out_channels", self.plan.num_classes))
+            background = [0.0] if k == 1 else [1.0] + [0.0] * (k - 1)  # sigmoid / softmax outputs
+            skip = {"skip": background_tile_test(self.plan.normalization), "background": background}
         probs = sliding_window_numpy(
-            data, self._run_tiles, self.config.patch_size, overlap=self.overlap, batch_size=self.batch_size
+            data, self._run_tiles, self.config.patch_size, overlap=self.overlap, batch_size=self.batch_size, **skip
         )
         if refit:
             probs = unfit_shape(probs, spatial, background=0 if probs.shape[0] > 1 else None)

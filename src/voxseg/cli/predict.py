@@ -11,6 +11,8 @@ from voxseg.cli._common import console, err_console, progress_bar
 from voxseg.errors import ConfigError, InputImageError
 
 FAST_OVERLAP = 0.25
+#: Backends run from the bundle's ONNX models, without torch (voxseg.inference.runners; auto: calibrated).
+ONNX_BACKENDS = ("onnxruntime", "openvino", "auto")
 
 
 def _parse_folds(text: str | None) -> list[int] | None:
@@ -44,11 +46,16 @@ def predict(
     min_size: int = typer.Option(None, "--min-size", min=0, help="Drop objects under N voxels."),
     min_volume: float = typer.Option(None, "--min-volume", min=0.0, help="Drop objects under this volume (mm³)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-    precision: str = typer.Option("auto", "--precision", help="auto (bf16 where supported), bf16 or fp32."),
+    precision: str = typer.Option(
+        "auto", "--precision", help="auto (bf16 where supported), bf16 or fp32; int8 with --backend openvino."
+    ),
     fast: bool = typer.Option(False, "--fast", help="No TTA, overlap 0.25, first fold only (see docs/inference.md)."),
     threads: int = typer.Option(None, "--threads", min=1, help="CPU threads (default: one per physical core)."),
     backend: str = typer.Option(
-        "torch", "--backend", help="torch, or onnxruntime (a bundle exported with --onnx; torch is not imported)."
+        "torch",
+        "--backend",
+        help="torch, onnxruntime, openvino, or auto (the fastest of the last two here, calibrated once and cached); "
+        "all but torch need a bundle exported with --onnx and never import torch.",
     ),
     batch_size: str = typer.Option(
         "auto", "--batch-size", help="Tiles per network call, or auto (as many as fit 262,144 voxels, 1-8)."
@@ -84,11 +91,11 @@ def predict(
     _check_output_format(output_format, input, output)
     tta = (not fast) if tta is None else tta  # --fast: no TTA, overlap 0.25, unless given explicitly
     overlap = (FAST_OVERLAP if fast else 0.5) if overlap is None else overlap
-    if backend not in ("torch", "onnxruntime"):
-        raise ConfigError(f"--backend {backend!r}: choose torch or onnxruntime")
-    onnx = backend == "onnxruntime"
+    if backend not in (*ONNX_BACKENDS, "torch"):
+        raise ConfigError(f"--backend {backend!r}: choose torch, onnxruntime, openvino or auto")
+    onnx = backend != "torch"
     if onnx and (points is not None or engine != "local"):
-        raise ConfigError("--backend onnxruntime works with the local engine and without --points")
+        raise ConfigError(f"--backend {backend} works with the local engine and without --points")
     if points is not None:  # interactive model: one image, six extreme points (docs/interactive.md)
         from voxseg.cli.interactive import predict_with_points
 
@@ -154,7 +161,7 @@ def predict(
             )
         return _report(report)
     if onnx:
-        predictor = _load_onnx(model, folds, tta, overlap, threshold, fast, batch_size, threads)
+        predictor = _load_onnx(model, folds, tta, overlap, threshold, fast, batch_size, threads, backend, precision)
     else:
         predictor = _load(model, folds, config, tta, overlap, threshold, device, precision, fast, batch_size)
     _first_use_notice(predictor)
@@ -282,7 +289,17 @@ def _tiles_per_call(text: str) -> int | str:
     return int(value)
 
 
-def _load_onnx(model, folds, tta, overlap, threshold, fast, batch_size, threads):
+def _onnx_precision(backend: str, precision: str) -> str:
+    from voxseg.inference.runners import native_bf16
+
+    if precision == "auto":
+        return "bf16" if backend == "openvino" and native_bf16() else "fp32"
+    if precision != "fp32" and backend != "openvino":
+        raise ConfigError(f"--precision {precision} needs --backend openvino (--backend {backend} computes fp32)")
+    return precision
+
+
+def _load_onnx(model, folds, tta, overlap, threshold, fast, batch_size, threads, backend, precision):
     from voxseg.bundle.onnx_backend import load_onnx_predictor
 
     chosen = _parse_folds(folds)
@@ -297,9 +314,11 @@ def _load_onnx(model, folds, tta, overlap, threshold, fast, batch_size, threads)
         threshold=threshold,
         batch_size=batch_size,
         num_threads=threads,
+        backend=backend,
+        precision=_onnx_precision(backend, precision),
     )
     err_console.print(
-        f"model {predictor.model_id} (onnxruntime, {len(predictor.sessions)} fold(s), "
+        f"model {predictor.model_id} ({predictor.backend} {predictor.precision}, {len(predictor.runners)} fold(s), "
         f"tta {'on' if predictor.tta else 'off'}, overlap {predictor.overlap}) "
         f"loaded in {time.perf_counter() - t0:.1f} s"
     )
