@@ -1,4 +1,5 @@
-"""benchmarks/cpu_limit.py: FLOPs counted from the convolutions, and the quick run's tables."""
+"""benchmarks/cpu_limit.py (FLOPs counted from the convolutions, the quick run's tables) and
+benchmarks/cpu_less_arithmetic.py (variants compared with the reference on a built-in's golden case)."""
 
 from __future__ import annotations
 
@@ -36,3 +37,15 @@ def test_quick_run_measures_the_limit_and_every_engine(capsys):
     assert ("torch eager", "fp32") in engines
     limits = result["limit_gflops"]
     assert all(r["fraction_of_limit"] > 0 for r in result["network"]["rows"] if r["precision"] in limits)
+
+
+@pytest.mark.slow
+def test_less_arithmetic_rows_compare_every_variant_with_the_reference():
+    pytest.importorskip("openvino")
+    import cpu_less_arithmetic
+
+    rows = cpu_less_arithmetic.measure_bundle("pet-mip-tumors-v1.zip", "pet-mip", 0, 1)
+    assert [r["variant"] for r in rows] == list(cpu_less_arithmetic.VARIANTS)
+    by = {r["variant"]: r for r in rows}
+    assert by["reference"]["labels_per_million"] == 0 and by["reference"]["calls"] == 1
+    assert by["ov-fp32"]["labels_per_million"] <= 200 and 0 <= by["skip"]["calls"] <= 1
