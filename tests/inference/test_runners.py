@@ -1,10 +1,11 @@
 """Patch runners (onnxruntime, OpenVINO) on the built-in bundles' real ONNX models and golden cases:
-agreement, ``voxseg predict --backend openvino`` with torch unimportable, the cached ``auto`` choice,
+agreement, ``voxseg predict --backend openvino|auto`` with torch unimportable, the cached ``auto`` choice,
 and background-tile skipping in the numpy sliding window."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -132,13 +133,15 @@ _CLI_WITHOUT_TORCH = textwrap.dedent(
 )
 
 
-def _predict(argv: list[str]) -> subprocess.CompletedProcess:
-    run = subprocess.run([sys.executable, "-c", _CLI_WITHOUT_TORCH, *argv], capture_output=True, text=True, timeout=300)
+def _predict(argv: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-c", _CLI_WITHOUT_TORCH, *argv]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "NO_TORCH" in run.stdout
     return run
 
 
+@pytest.mark.slow
 def test_cli_predict_with_openvino_never_imports_torch(bundle, tmp_path):
     from voxseg.bundle.golden import read_golden
     from voxseg.io import read_image, write_image
@@ -153,3 +156,8 @@ def test_cli_predict_with_openvino_never_imports_torch(bundle, tmp_path):
     assert (ov == ort).mean() >= 0.9999 and 0 < (ov > 0).mean() < 1
     manifest = json.loads((tmp_path / "ov" / "predictions.json").read_text())
     assert manifest["settings"]["backend"] == "openvino" and manifest["settings"]["precision"] in ("fp32", "bf16")
+    env = {**os.environ, "VOXSEG_CACHE": str(tmp_path / "cache")}
+    _predict([*common, "-o", str(tmp_path / "auto"), "--backend", "auto"], env=env)
+    choice = json.loads((tmp_path / "auto" / "predictions.json").read_text())["settings"]["backend_choice"]
+    assert choice["cached"] is False and (tmp_path / "cache" / "backend-calibration.json").is_file()
+    assert (read_image(tmp_path / "auto" / "case.nii.gz").array == ort).mean() >= 0.9999
