@@ -7,14 +7,16 @@ One command, prints a table::
 
 For every built-in semantic/instance bundle (its real ONNX models) and held-out phantom cases of its
 task (seed 777: not the seeds the built-ins were trained or golden-tested on), plus the bundle's own
-golden case, each variant is compared with the reference, onnxruntime fp32 at the bundle's golden
-overlap, without mirror TTA unless ``--tta``:
+golden case (CT bundles: also phantom 0 with 128 voxels of air added at both ends of its first
+axis, a longer field of view as in a real scan), each variant is compared with the reference,
+onnxruntime fp32 at the bundle's golden overlap, without mirror TTA unless ``--tta``:
 
 - ``skip``: ``OnnxPredictor(skip_background=True)``: tiles that
   :func:`voxseg.bundle.onnx_backend.background_tile_test` finds to be background are not run;
 - ``ov-fp32``: OpenVINO fp32 (the engine alone);
 - ``ov-int8``: OpenVINO int8, NNCF post-training quantization calibrated on the bundle's golden input
-  (:func:`voxseg.inference.calibrate.golden_tiles`).
+  (:func:`voxseg.inference.calibrate.golden_tiles`);
+- ``ov+skip``: OpenVINO fp32 with background-tile skipping.
 
 Columns: network calls run (fraction of the reference's), label voxels differing per million,
 foreground Dice with the reference labels, the change in Dice against the phantom's ground truth,
@@ -42,11 +44,14 @@ BUNDLES = {
     "brain-microbleeds-v1.zip": "brain-swi-cmb",
     "pet-mip-tumors-v1.zip": "pet-mip",
 }
+#: CT bundles: phantom 0 is also run with air (HU) added at both ends of its first axis
+AIR_PAD, AIR_HU = ((128, 128), (0, 0), (0, 0)), -1024.0
 VARIANTS = {
     "reference": {"backend": "onnxruntime"},
     "skip": {"backend": "onnxruntime", "skip_background": True},
     "ov-fp32": {"backend": "openvino"},
     "ov-int8": {"backend": "openvino", "precision": "int8"},
+    "ov+skip": {"backend": "openvino", "skip_background": True},
 }
 
 
@@ -68,15 +73,20 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
 
 
-def _cases(bundle, phantom: str, n: int):
+def _cases(bundle, phantom: str, n: int, air: float | None):
     from voxseg.bundle.golden import read_golden
     from voxseg.dataset.phantoms import generate_case
+    from voxseg.io import Volume
 
     _, images, _ = read_golden(bundle)
     yield "golden", images, None
     for i in range(n):
         case = generate_case(phantom, i, seed=777)
         yield f"phantom {i}", case.images, case.label.array
+    if air is not None and n:  # a longer field of view: the same case with air before and after it
+        case = generate_case(phantom, 0, seed=777)
+        padded = [Volume(np.pad(v.array, AIR_PAD, constant_values=air), v.spacing) for v in case.images]
+        yield "0 in air", padded, np.pad(case.label.array, AIR_PAD)
 
 
 def _predictors(bundle, threads: int, tta: bool):
@@ -98,7 +108,8 @@ def measure_bundle(zip_name: str, phantom: str, n_cases: int, threads: int, tta:
     bundle = open_bundle(files("voxseg.bundle") / "models" / zip_name)
     predictors = _predictors(bundle, threads, tta)
     rows = []
-    for case_name, images, truth in _cases(bundle, phantom, n_cases):
+    air = AIR_HU if all(n.scheme == "ct" for n in bundle.manifest.plan.normalization) else None
+    for case_name, images, truth in _cases(bundle, phantom, n_cases, air):
         results = {}
         for name, p in predictors.items():
             before = sum(r.calls for r in p.runners)
