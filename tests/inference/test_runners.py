@@ -161,3 +161,25 @@ def test_cli_predict_with_openvino_never_imports_torch(bundle, tmp_path):
     choice = json.loads((tmp_path / "auto" / "predictions.json").read_text())["settings"]["backend_choice"]
     assert choice["cached"] is False and (tmp_path / "cache" / "backend-calibration.json").is_file()
     assert (read_image(tmp_path / "auto" / "case.nii.gz").array == ort).mean() >= 0.9999
+
+
+@pytest.mark.slow
+def test_imported_nnunet_model_ships_onnx_that_openvino_runs_as_onnxruntime(tmp_path):
+    """``import_nnunet(..., onnx=True)``: the ONNX backends run the imported model. They run voxseg's
+    own pipeline, not the nnU-Net-exact torch path (resampling and tiling differ slightly)."""
+    pytest.importorskip("dynamic_network_architectures")
+    from voxseg.bundle.onnx_backend import OnnxPredictor
+    from voxseg.io import Volume
+    from voxseg.nnunet import import_nnunet
+    from voxseg.nnunet.synthetic import make_model_folder
+
+    folder = make_model_folder(tmp_path, folds=(0,), transpose=(2, 0, 1), patch_size=(16, 16, 8))
+    out = import_nnunet(folder, tmp_path / "model.zip", onnx=True)
+    assert "model_fold_0.onnx" in open_bundle(out).manifest.files
+    image = Volume(np.random.default_rng(0).normal(100, 20, (10, 20, 18)).astype(np.float32), (1.0, 1.0, 1.0))
+    probs = {
+        b: OnnxPredictor.from_bundle(out, backend=b, tta=True).predict(image, probabilities=True).probabilities
+        for b in ("onnxruntime", "openvino")
+    }
+    assert probs["openvino"].shape == (2, *image.shape)
+    assert np.abs(probs["openvino"].astype(np.float32) - probs["onnxruntime"].astype(np.float32)).max() < 2e-3
