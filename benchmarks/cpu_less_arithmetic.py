@@ -15,7 +15,7 @@ onnxruntime fp32 at the bundle's golden overlap, without mirror TTA unless ``--t
   :func:`voxseg.bundle.onnx_backend.background_tile_test` finds to be background are not run;
 - ``ov-fp32``: OpenVINO fp32 (the engine alone);
 - ``ov-int8``: OpenVINO int8, NNCF post-training quantization calibrated on the bundle's golden input
-  (:func:`voxseg.inference.calibrate.golden_tiles`);
+  (:func:`voxseg.bundle.calibrate.golden_tiles`);
 - ``ov+skip``: OpenVINO fp32 with background-tile skipping.
 
 Columns: network calls run (fraction of the reference's), label voxels differing per million,

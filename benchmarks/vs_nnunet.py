@@ -128,9 +128,9 @@ def run_voxseg(bundle: str, inp: str, out: str, mode: str, threads: str) -> None
     ``voxseg predict -m`` takes work folders only at the time of writing (bundle models through
     ``load_predictor``); this runs the same library calls in a fresh process.
     """
-    from voxseg.bundle import load_predictor
     from voxseg.inference.batch import predict_folder
     from voxseg.inference.runtime import configure_threads
+    from voxseg.models import load_predictor
 
     configure_threads(int(threads))
     options = {"tta": mode == "tta", "precision": "fp32", "overlap": 0.5}

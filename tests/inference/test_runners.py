@@ -33,7 +33,7 @@ def bundle():
 
 @pytest.fixture(scope="module")
 def tiles(bundle):
-    from voxseg.inference.calibrate import golden_tiles
+    from voxseg.bundle.calibrate import golden_tiles
 
     return golden_tiles(bundle, limit=4)
 
@@ -75,8 +75,8 @@ def test_openvino_passes_the_golden_tests_of_the_built_in_bundles():
 
 
 def test_auto_backend_is_calibrated_once_and_cached(bundle, tmp_path):
+    from voxseg.bundle.calibrate import CALIBRATION_FILE, choose_backend
     from voxseg.bundle.onnx_backend import OnnxPredictor
-    from voxseg.inference.calibrate import CALIBRATION_FILE, choose_backend
 
     first = choose_backend(bundle, threads=1, cache=tmp_path, repeats=1)
     assert first["cached"] is False and first["backend"] in RUNNERS
@@ -90,7 +90,8 @@ def test_auto_backend_is_calibrated_once_and_cached(bundle, tmp_path):
 
 
 def test_skipped_tiles_are_not_run_and_count_as_background():
-    from voxseg.bundle.onnx_backend import background_tile_test, sliding_window_numpy
+    from voxseg.bundle.onnx_backend import background_tile_test
+    from voxseg.inference.window import sliding_window
     from voxseg.planning import Normalization
 
     image = np.zeros((1, 40, 40, 16), np.float32)
@@ -102,15 +103,15 @@ def test_skipped_tiles_are_not_run_and_count_as_background():
         return np.concatenate([np.full_like(x, 0.25), np.full_like(x, 0.75)], axis=1)
 
     test = background_tile_test([Normalization("zscore")])
-    out = sliding_window_numpy(image, run, (16, 16, 16), overlap=0.5, skip=test, background=[1.0, 0.0])
-    full = sliding_window_numpy(image, run, (16, 16, 16), overlap=0.5)
+    out = sliding_window(image, run, (16, 16, 16), overlap=0.5, skip=test, background=[1.0, 0.0])
+    full = sliding_window(image, run, (16, 16, 16), overlap=0.5)
     assert 0 < len(calls) - 16 < 16  # the full pass ran 16 tiles, the skipping pass fewer
     np.testing.assert_allclose(out[:, :8, :8], full[:, :8, :8], atol=1e-6)  # only run tiles cover it
     np.testing.assert_allclose(out[:, 30:, 30:], [[[[1.0]]], [[[0.0]]]] * np.ones_like(out[:, 30:, 30:]))
     ct = background_tile_test([Normalization("ct", mean=0.0, std=100.0, clip_low=-1000.0, clip_high=1000.0)])
     assert ct(np.full((1, 4, 4), -9.0)) and not ct(np.full((1, 4, 4), 0.0))
     with pytest.raises(ConfigError, match="background"):
-        sliding_window_numpy(image, run, (16, 16, 16), skip=test)
+        sliding_window(image, run, (16, 16, 16), skip=test)
 
 
 _CLI_WITHOUT_TORCH = textwrap.dedent(

@@ -16,10 +16,10 @@ import pytest
 
 pytest.importorskip("dynamic_network_architectures")
 
-from voxseg.bundle import load_predictor
 from voxseg.dataset.phantoms import generate_case
 from voxseg.inference.runtime import cpu_supports_bf16
 from voxseg.io import Volume, read_image, write_image
+from voxseg.models import load_predictor
 from voxseg.nnunet import import_nnunet
 from voxseg.nnunet.exact import NnunetExactPredictor
 from voxseg.nnunet.synthetic import make_model_folder, train_briefly

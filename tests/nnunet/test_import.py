@@ -12,8 +12,9 @@ import torch
 
 pytest.importorskip("dynamic_network_architectures")
 
-from voxseg.bundle import load_predictor, open_bundle
+from voxseg.bundle import open_bundle
 from voxseg.io import Volume
+from voxseg.models import load_predictor
 from voxseg.nnunet import import_nnunet
 from voxseg.nnunet.synthetic import build_network, make_model_folder
 

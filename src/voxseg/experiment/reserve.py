@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
+from voxseg.inference.tiling import tile_grid
 from voxseg.io.safe_json import read_json
-from voxseg.tiling import tile_grid
 from voxseg.training.sampling import load_cases
 
 __all__ = ["validation_reserve"]

@@ -5,7 +5,7 @@ its bundle or work folder without loading weights), for every case:
 
 - validate: readable, channel count vs the model's channels, 2D/3D vs the model, one grid shape;
 - state the work: shape after resampling to the model's spacing, sliding-window tiles (the
-  tiling arithmetic of :mod:`voxseg.tiling`), time on this machine from a measured network speed
+  tiling arithmetic of :mod:`voxseg.inference.tiling`), time on this machine from a measured network speed
   (:mod:`voxseg.inference.rate`), peak memory;
 - warn when the spacing or field of view is far from the model's training domain, when a
   fixed-shape model sees only part of the image, or when an image records no spacing;
@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from voxseg.errors import InputImageError, VoxsegError
 from voxseg.fingerprint.domain import TrainingDomain
+from voxseg.inference.tiling import auto_batch_size, tile_grid
 from voxseg.io.headers import ImageHeader, read_header
 from voxseg.planning import ConfigurationPlan, Plan
 from voxseg.preprocessing.pipeline import full_target_spacing
 from voxseg.preprocessing.resampling import resampled_shape
-from voxseg.tiling import auto_batch_size, tile_grid
 
 if TYPE_CHECKING:
     from voxseg.inference.inputs import CaseInput
@@ -213,7 +213,7 @@ def preflight(
         :class:`~voxseg.inference.inputs.CaseInput` (files: headers are read) or, for in-memory
         images, one list of Volumes (or :class:`ImageHeader`) per case.
     model
-        The model's facts (:func:`voxseg.inference.models.describe_model`).
+        The model's facts (:func:`voxseg.models.resolve.describe_model`).
     limits
         When to refuse.
     cache_dir

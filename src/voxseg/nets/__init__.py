@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from voxseg.errors import ConfigError
 from voxseg.nets.bounds import network_spec_problem
+from voxseg.planning.network import NetworkSpec
 from voxseg.registry import Registry
 
 if TYPE_CHECKING:  # importing this module (and NetworkSpec) must not import torch
@@ -28,61 +28,9 @@ if TYPE_CHECKING:  # importing this module (and NetworkSpec) must not import tor
 
 __all__ = ["NETWORKS", "NetworkSpec", "build_network", "count_parameters"]
 
-NETWORKS: Registry[Callable[..., Any]] = Registry("network")
+NETWORKS: Registry[Callable[..., Any]] = Registry("network", plugins="voxseg.networks")
 
 _REQUIRED = ("spatial_dims", "in_channels", "out_channels")
-
-
-@dataclass(frozen=True)
-class NetworkSpec:
-    """A network as data: a registered ``name`` and its keyword arguments."""
-
-    name: str
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "kwargs": _jsonable(dict(self.kwargs))}
-
-    @classmethod
-    def from_json(cls, data: Any) -> NetworkSpec:
-        if isinstance(data, NetworkSpec):
-            return data
-        if not isinstance(data, Mapping) or "name" not in data:
-            raise ConfigError(f"a network spec is {{'name': ..., 'kwargs': {{...}}}}, got {data!r}")
-        unknown = sorted(set(data) - {"name", "kwargs"})
-        if unknown:
-            raise ConfigError(f"network spec has unknown key(s) {', '.join(unknown)}")
-        kwargs = data.get("kwargs") or {}
-        if not isinstance(kwargs, Mapping):
-            raise ConfigError(f"network kwargs must be a mapping, got {kwargs!r}")
-        return cls(str(data["name"]), dict(kwargs))
-
-    @property
-    def spatial_dims(self) -> int:
-        return int(self.kwargs["spatial_dims"])
-
-    @property
-    def in_channels(self) -> int:
-        return int(self.kwargs["in_channels"])
-
-    @property
-    def out_channels(self) -> int:
-        return int(self.kwargs["out_channels"])
-
-    def downsampling(self, axis: int) -> int:
-        """How many times the network downsamples ``axis``: the product of its ``strides`` (1 without)."""
-        total = 1
-        for s in self.kwargs.get("strides") or ():
-            total *= int(s[axis]) if isinstance(s, (list, tuple)) else int(s)
-        return max(total, 1)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def _tuples(value: Any) -> Any:
@@ -119,21 +67,6 @@ def _attention_unet(**kw: Any) -> torch.nn.Module:
     from monai.networks.nets import AttentionUnet
 
     return AttentionUnet(**kw)
-
-
-def _nnunet_factory(name: str) -> Callable[..., Any]:
-    """nnU-Net's U-Nets (``voxseg import-nnunet``): built by :mod:`voxseg.nnunet.network`, imported on use."""
-
-    def factory(**kw: Any) -> torch.nn.Module:
-        from voxseg.nnunet.network import build_nnunet_network
-
-        return build_nnunet_network(name, **kw)
-
-    return factory
-
-
-for _name in ("nnunet_plain_unet", "nnunet_resenc_unet"):
-    NETWORKS.register(_name, _nnunet_factory(_name))
 
 
 def build_network(spec: NetworkSpec | Mapping[str, Any]) -> torch.nn.Module:

@@ -1,8 +1,5 @@
-"""Tiling rules shared by every sliding-window implementation (torch and the torch-free ONNX path).
-
-numpy only: :mod:`voxseg.inference.sliding_window` (torch) and :mod:`voxseg.bundle.onnx_backend`
-(onnxruntime, must not import torch) both use these, so their tiles and weights are identical.
-"""
+"""Tiling rules of the sliding window (:mod:`voxseg.inference.window`): tile starts, Gaussian
+weights, overlap slices, fixed-shape crop/pad, tiles per call. numpy only (no torch)."""
 
 from __future__ import annotations
 

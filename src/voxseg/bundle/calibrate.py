@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from voxseg.errors import ConfigError, JSONFileError
+from voxseg.errors import BundleError, ConfigError, JSONFileError
 from voxseg.inference.runners import available_runners, cpu_model, make_runner
+from voxseg.io.volume import Volume
 
 __all__ = ["choose_backend", "golden_tiles", "calibration_file", "CALIBRATION_FILE"]
 
@@ -102,18 +103,29 @@ def choose_backend(
     return {**entry, "cached": False}
 
 
+def _golden_input(bundle) -> list[Volume]:
+    """The golden case's channels (as :func:`voxseg.bundle.golden.read_golden`, which would import
+    the predictors back: an import cycle)."""
+    from safetensors.numpy import load
+
+    section = bundle.manifest.golden
+    if section is None:
+        raise BundleError(f"{bundle.source}: no golden input to calibrate int8 on; re-export the bundle")
+    data = dict(load(bundle.read(section["input"])))
+    spacing = tuple(float(s) for s in data.get("spacing", ()))
+    return [Volume(channel, spacing or None) for channel in data["image"]]
+
+
 def golden_tiles(bundle, *, limit: int = 8) -> list[np.ndarray]:
     """Up to ``limit`` ``(1, C, *patch)`` float32 tiles of the bundle's golden input, preprocessed
     as for prediction (for int8 calibration)."""
-    from voxseg.bundle.golden import read_golden
+    from voxseg.inference.tiling import fit_shape, overlap_slices, tile_grid
     from voxseg.preprocessing import preprocess_case
-    from voxseg.tiling import fit_shape, overlap_slices, tile_grid
 
     m = bundle.manifest
     cfg, plan = m.plan.configuration(m.configuration), m.plan
-    _, images, _ = read_golden(bundle)
     case = preprocess_case(
-        images,
+        _golden_input(bundle),
         target_spacing=cfg.target_spacing,
         normalization=plan.normalization,
         anisotropy_threshold=plan.anisotropy_threshold,
