@@ -126,6 +126,10 @@ class Pipeline:
     def check_model(self) -> None:
         """Refuse a prediction this model cannot make (e.g. an interactive model without points)."""
 
+    def window_options(self) -> dict[str, Any]:
+        """Extra :func:`~voxseg.inference.window.sliding_window` options (e.g. a tile ``skip`` test)."""
+        return {}
+
     # ---- prediction ------------------------------------------------------------------------
     def predict(
         self,
@@ -265,6 +269,7 @@ class Pipeline:
             batch_size=self.batch_size,
             out_dtype=dtype,
             progress=progress,
+            **self.window_options(),
         )
         if refit:
             probs = unfit_shape(probs, spatial, background=0 if self.activation == "softmax" else None)

@@ -83,7 +83,7 @@ def resolve_model(
         from voxseg.models.load import load_onnx_predictor, load_predictor
 
         index = os.environ.get("VOXSEG_INDEX") or None
-        if opts.backend == "onnxruntime":
+        if opts.backend != "torch":  # onnxruntime, openvino, auto: the bundle's ONNX networks
             return load_onnx_predictor(str(model), options=opts, index=index, offline=offline)
         return load_predictor(str(model), options=opts, index=index, offline=offline, postprocessing=postprocessing)
     raise VoxsegError(
