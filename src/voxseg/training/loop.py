@@ -109,10 +109,15 @@ def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimize
 
 def _lr_factor(cfg: TrainConfig) -> Callable[[int], float]:
     if cfg.lr_schedule == "poly":
-        return lambda e: (1 - min(e, cfg.epochs - 1) / cfg.epochs) ** 0.9
-    if cfg.lr_schedule == "cosine":
-        return lambda e: 0.5 * (1 + math.cos(math.pi * min(e, cfg.epochs) / cfg.epochs))
-    return lambda e: 1.0
+        schedule = lambda e: (1 - min(e, cfg.epochs - 1) / cfg.epochs) ** 0.9  # noqa: E731
+    elif cfg.lr_schedule == "cosine":
+        schedule = lambda e: 0.5 * (1 + math.cos(math.pi * min(e, cfg.epochs) / cfg.epochs))  # noqa: E731
+    else:
+        schedule = lambda e: 1.0  # noqa: E731
+    warm = cfg.warmup_epochs
+    if warm <= 0:
+        return schedule
+    return lambda e: schedule(e) * min(1.0, (e + 1) / (warm + 1))  # linear warm-up, then the schedule
 
 
 def _refit_epochs(
@@ -137,8 +142,9 @@ def _check_resume(run_dir: Path, cfg: TrainConfig) -> None:
     if not path.exists():
         return
     old = read_json(path).get("config", {})
-    now = cfg.to_json()
-    changed = sorted(k for k in now if k not in ("epochs", "minutes", "num_workers") and old.get(k) != now[k])
+    now, default = cfg.to_json(), TrainConfig().to_json()  # a key a run predates had its default
+    skip = ("epochs", "minutes", "num_workers")
+    changed = sorted(k for k in now if k not in skip and old.get(k, default[k]) != now[k])
     if changed:
         raise ConfigError(
             f"{path}: cannot resume with different settings ({', '.join(changed)}); "
