@@ -59,13 +59,14 @@ def finetune(
         else:
             result = train_first(dataset, name=new, progress=progress, device=device, **common)
     table = Table(title=f"finetune: {result.reference}")
-    for col in ("model", "parent", "epochs", "held out", "Dice before", "Dice after"):
+    for col in ("model", "parent", "epochs", "steps", "held out", "Dice before", "Dice after"):
         table.add_column(col)
     held = ", ".join(result.held_out) or "no held-out case"
     table.add_row(
         result.reference,
         result.parent or "-",
         str(result.epochs),
+        str(result.steps),
         held,
         _dice(result.before_dice),
         _dice(result.after_dice),

@@ -4,7 +4,7 @@
 ``.zip``, imported nnU-Net models included), keeps its plan (spacing, normalization, patch,
 network) and its weights, and trains on a small nnU-Net-layout dataset (dense labels, or sparse:
 unannotated voxels hold the ``ignore`` label) with a fine-tuning schedule: the model's learning
-rate times ``lr_factor``, a linear warm-up, optionally a frozen encoder, under a time budget
+rate times ``lr_factor`` after a short linear warm-up, optionally a frozen encoder, under a time budget
 (:mod:`voxseg.training.budget`). With two cases or more, one is held out and scored before and
 after. The result is ``NAME@v(N+1)``, installed in the local model store (so ``-m NAME`` picks it)
 or written to ``out``; its ``bundle.json`` records the parent (name, version, sha256), the sha256
@@ -64,6 +64,7 @@ class FinetuneResult:
     before_dice: float | None
     after_dice: float | None
     epochs: int
+    steps: int
     installed: bool
 
 
@@ -105,6 +106,7 @@ def _result(wd: WorkDir, rec: Mapping[str, Any], done: Mapping[str, Any]) -> Fin
         before_dice=val.get("before"),
         after_dice=val.get("after"),
         epochs=int(done.get("epochs", 0)),
+        steps=int(done.get("steps", 0)),
         installed=done.get("out") is None,
     )
 
@@ -128,7 +130,7 @@ def finetune(
     out: str | Path | None = None,
     freeze_encoder: bool = False,
     lr_factor: float = 0.1,
-    warmup_epochs: int = 1,
+    warmup_steps: int = 10,
     holdout: int | None = None,
     work: str | Path | None = None,
     overrides: Mapping[str, Any] | Sequence[str] | None = None,
@@ -149,9 +151,9 @@ def finetune(
         Time budget: preprocessing, the "before" score, training and the "after" score.
     out
         Write the new version here (``.zip`` or a new folder) instead of installing it.
-    freeze_encoder, lr_factor, warmup_epochs
+    freeze_encoder, lr_factor, warmup_steps
         The schedule: only the decoder trains; the model's learning rate times ``lr_factor``;
-        epochs of linear warm-up.
+        steps of linear warm-up.
     holdout
         Cases held out for the before/after score (default: 1 with two cases or more, else 0).
     work
@@ -184,7 +186,7 @@ def finetune(
     hold = _holdout(ds, holdout)
     extra = as_mapping(overrides)
     settings = {"minutes": minutes, "freeze_encoder": freeze_encoder, "lr_factor": lr_factor,
-                "warmup_epochs": warmup_epochs, "holdout": hold, "overrides": extra}  # fmt: skip
+                "warmup_steps": warmup_steps, "holdout": hold, "overrides": extra}  # fmt: skip
     hashes = case_hashes(ds)
     wd = WorkDir(Path(work) if work else _default_work(m.version, m.name, work_key(bundle.sha256, hashes, settings)))
     plan = fine_tune_plan(m.plan, m.configuration, ds)
@@ -194,6 +196,9 @@ def finetune(
     with hold_folder(wd.root, what="fine-tuning"):
         start = bundle.read(m.weights_file(m.folds[0]))
         fold = prepare_work(wd, ds, plan, holdout=hold, start_weights=start, record=record)
+        post = wd.postprocessing_path(plan.default_configuration)
+        if m.postprocessing.to_json() != type(m.postprocessing)().to_json() and not post.is_file():
+            m.postprocessing.save(post)  # the parent's postprocessing goes with the new version
         done = _finished(wd, out)
         if done is not None:
             return done
@@ -202,7 +207,7 @@ def finetune(
             before = _before(wd, bundle, plan, ds, fold, device) if fold.val else None
             rec = update_record(wd, validation={"held_out": list(fold.val), "before": before})
         base_lr = resolve_train_config(plan).lr
-        training = {"lr": base_lr * lr_factor, "warmup_epochs": int(warmup_epochs), "freeze_encoder": freeze_encoder,
+        training = {"lr": base_lr * lr_factor, "warmup_steps": int(warmup_steps), "freeze_encoder": freeze_encoder,
                     "init_weights": str(wd.root / "start.safetensors")}  # fmt: skip
         summary = _train(wd, rec, fold, minutes, started, {**training, **extra}, progress, device)
         lineage = {"parent_model": {k: v for k, v in parent.items() if k != "reference"}}
@@ -246,7 +251,8 @@ def _export(wd: WorkDir, ds: Dataset, summary, *, name, out, parent, lineage, ma
     rec = update_record(wd, validation=val)
     settings = rec.get("settings") or {}
     lineage = {**lineage, "finetune": {"cases": rec.get("cases", {}), "validation": val, **settings,
-                                       "epochs": summary.get("epochs"), "dataset": ds.spec.name}}  # fmt: skip
+                                       "epochs": summary.get("epochs"), "steps": summary.get("steps"),
+                                       "dataset": ds.spec.name}}  # fmt: skip
     version = next_version(name, index=index, models=models)
     target = Path(out) if out is not None else wd.root / "export" / f"{name}-{version}.zip"
     desc = manifest.description if manifest is not None else f"trained from sparse annotations of {ds.spec.name}"
@@ -257,7 +263,7 @@ def _export(wd: WorkDir, ds: Dataset, summary, *, name, out, parent, lineage, ma
     path = target if out is not None else install(target, models=models).path
     reference = f"{name}@{version}"
     done = {"reference": reference, "path": str(Path(path).resolve()), "epochs": summary.get("epochs", 0),
-            "out": None if out is None else str(Path(out).resolve())}  # fmt: skip
+            "steps": summary.get("steps", 0), "out": None if out is None else str(Path(out).resolve())}  # fmt: skip
     rec = update_record(wd, exported=done)
     log.info("wrote %s (%s)", reference, path)
     return _result(wd, rec, done)

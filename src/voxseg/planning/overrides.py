@@ -52,7 +52,7 @@ TRAIN_KEYS = (
     "precision",
     "device",
     "init_weights",
-    "warmup_epochs",
+    "warmup_steps",
     "freeze_encoder",
 )
 """:class:`voxseg.training.TrainConfig` fields (kept equal to it by a test; planning imports no torch)."""

@@ -49,8 +49,8 @@ class TrainConfig:
     init_weights
         A ``.safetensors`` file of the same network to start from instead of random weights
         (fine-tuning, :mod:`voxseg.experiment.finetune`); a resumed run starts from its checkpoint.
-    warmup_epochs
-        Epochs over which the learning rate ramps up linearly before its schedule (0: none).
+    warmup_steps
+        Optimizer steps over which the learning rate ramps up linearly to its schedule (0: none).
     freeze_encoder
         Train only the decoder: the encoder's parameters (:func:`voxseg.nets.encoder_parameters`)
         keep their starting values.
@@ -73,7 +73,7 @@ class TrainConfig:
     precision: str = "fp32"
     device: str = "cpu"
     init_weights: str | None = None
-    warmup_epochs: int = 0
+    warmup_steps: int = 0
     freeze_encoder: bool = False
 
     def __post_init__(self) -> None:
@@ -93,8 +93,8 @@ class TrainConfig:
             raise ConfigError("oversample_foreground must be in [0, 1]")
         if self.num_workers < 0:
             raise ConfigError("num_workers must be >= 0")
-        if self.warmup_epochs < 0:
-            raise ConfigError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -109,15 +109,20 @@ def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimize
 
 def _lr_factor(cfg: TrainConfig) -> Callable[[int], float]:
     if cfg.lr_schedule == "poly":
-        schedule = lambda e: (1 - min(e, cfg.epochs - 1) / cfg.epochs) ** 0.9  # noqa: E731
-    elif cfg.lr_schedule == "cosine":
-        schedule = lambda e: 0.5 * (1 + math.cos(math.pi * min(e, cfg.epochs) / cfg.epochs))  # noqa: E731
-    else:
-        schedule = lambda e: 1.0  # noqa: E731
-    warm = cfg.warmup_epochs
-    if warm <= 0:
-        return schedule
-    return lambda e: schedule(e) * min(1.0, (e + 1) / (warm + 1))  # linear warm-up, then the schedule
+        return lambda e: (1 - min(e, cfg.epochs - 1) / cfg.epochs) ** 0.9
+    if cfg.lr_schedule == "cosine":
+        return lambda e: 0.5 * (1 + math.cos(math.pi * min(e, cfg.epochs) / cfg.epochs))
+    return lambda e: 1.0
+
+
+def _warm_up(cfg: TrainConfig, step: int, optimizer, scheduler) -> None:
+    """Scale the scheduled learning rate by ``(step + 1) / warmup_steps`` for the first steps (a
+    function of the step alone: a resumed run continues the same ramp)."""
+    if cfg.warmup_steps <= 0 or step > cfg.warmup_steps:
+        return
+    scale = min(1.0, (step + 1) / cfg.warmup_steps)
+    for group, lr in zip(optimizer.param_groups, scheduler.get_last_lr(), strict=True):
+        group["lr"] = lr * scale
 
 
 def _refit_epochs(
@@ -335,6 +340,7 @@ def train(
         model.train()
         losses, t0 = [], time.monotonic()
         for i in range(cfg.iterations_per_epoch):
+            _warm_up(cfg, state.step, optimizer, scheduler)
             losses.append(_step(next(batches), net, model, optimizer, (loss_fn, ds_loss), device, autocast, par, state))
             state.step += 1
             budget.step_done()
