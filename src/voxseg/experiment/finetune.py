@@ -255,7 +255,11 @@ def _export(wd: WorkDir, ds: Dataset, summary, *, name, out, parent, lineage, ma
                                        "dataset": ds.spec.name}}  # fmt: skip
     version = next_version(name, index=index, models=models)
     target = Path(out) if out is not None else wd.root / "export" / f"{name}-{version}.zip"
-    desc = manifest.description if manifest is not None else f"trained from sparse annotations of {ds.spec.name}"
+    n = len(rec.get("cases") or {})
+    if manifest is not None:
+        desc = f"{manifest.name} fine-tuned from {manifest.version} on {n} case(s) of {ds.spec.name}"
+    else:
+        desc = f"first model trained on {n} (sparsely) annotated case(s) of {ds.spec.name}"
     kwargs = {"license": manifest.license, "authors": manifest.authors, "modality": manifest.modality,
               "intended_use": manifest.intended_use} if manifest is not None else {}  # fmt: skip
     export_bundle(wd.root, target, name=name, version=version, parent=parent, lineage=lineage,

@@ -42,6 +42,7 @@ from voxseg.apps.napari._layers import layer_volume
 from voxseg.apps.napari._models import ModelChoice, load_model
 from voxseg.apps.napari._picker import ModelPicker
 from voxseg.apps.napari._project import AnnotationProject, edited_slices, parse_slices
+from voxseg.apps.napari.segment import _preload
 from voxseg.errors import VoxsegError
 
 __all__ = ["AnnotateTrainWidget"]
@@ -77,6 +78,7 @@ class AnnotateTrainWidget(ModelPicker, QWidget):
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None):
         super().__init__(parent)
+        _preload()  # torch and the model code imported now, not in a worker holding the GIL
         self.viewer = napari_viewer
         self._choices: list[ModelChoice] = []
         self._cancel = threading.Event()
