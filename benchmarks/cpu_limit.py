@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     import torch
 
-    warnings.filterwarnings("ignore", module="torch.onnx")  # the legacy exporter's deprecation notices
+    warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")  # we want one file
     torch.set_num_threads(args.threads)
     patch = args.patch or (32 if args.quick else 96)
     repeats = args.repeats or (2 if args.quick else 3)
