@@ -15,10 +15,10 @@ import torch
 
 pytest.importorskip("dynamic_network_architectures")
 
+from tests.nnunet.synthetic import architecture, make_model_folder
 from voxseg.cli.main import main
 from voxseg.errors import BundleError, ConfigError
 from voxseg.nnunet import import_nnunet, load_checkpoint, read_postprocessing_pkl
-from voxseg.nnunet.synthetic import architecture, make_model_folder
 
 
 def _one_line(exc: pytest.ExceptionInfo) -> str:

@@ -7,10 +7,10 @@ import pytest
 
 pytest.importorskip("dynamic_network_architectures")
 
+from tests.nnunet.synthetic import make_model_folder
 from voxseg.io import Volume
 from voxseg.nnunet import import_nnunet
 from voxseg.nnunet.exact import NnunetExactPredictor, nnunet_gaussian, nnunet_steps, resample_like_nnunet
-from voxseg.nnunet.synthetic import make_model_folder
 
 
 def test_steps_follow_nnunets_rule():

@@ -104,7 +104,7 @@ def predict(
         check_writable(output)
     options = {"instances": instances, "min_size": min_size, "min_volume": min_volume, "probabilities": probabilities}
     limits = {"max_minutes": max_minutes, "max_memory_gb": max_memory, "force": force}
-    _preflight(input, mask, file_ending, series, model, opts, limits)
+    _preflight(input, mask, file_ending, series, model, opts, limits, probabilities)
     if dry_run:
         return
     if opts.backend == "torch":  # the onnxruntime backend never imports torch; these settings do
@@ -193,7 +193,7 @@ def _configure_torch(threads: int | None) -> None:
     configure_threads(threads)
 
 
-def _preflight(input, mask, file_ending, series, model, opts, limits) -> None:
+def _preflight(input, mask, file_ending, series, model, opts, limits, probabilities: bool) -> None:
     """Headers only, before the model loads: print the work and the warnings, refuse beyond the limits."""
     from voxseg.inference.preflight import PreflightLimits
     from voxseg.models.api import preflight_files
@@ -207,6 +207,7 @@ def _preflight(input, mask, file_ending, series, model, opts, limits) -> None:
         series=series,
         limits=PreflightLimits(**limits),
         measure=opts.backend == "torch",
+        probabilities=probabilities,
     )
     for warning in report.warnings:
         err_console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)

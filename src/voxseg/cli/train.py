@@ -114,7 +114,12 @@ def _num(value: Any, digits: int = 4) -> str:
 def train(
     work: Path = typer.Argument(..., help="Work folder made by `voxseg plan DATA -o WORK`."),
     fold: str = typer.Option("all", "--fold", "-f", help="Fold number, list (0,2) or 'all'."),
-    config: str = typer.Option(None, "--config", "-c", help="Plan configuration (3d, 2d; default: the plan's)."),
+    config: str = typer.Option(
+        None,
+        "--config",
+        "-c",
+        help="Plan configuration (3d, 3d_lowres, 2d; default: the plan's).",
+    ),
     epochs: int = typer.Option(None, "--epochs", help="Number of epochs."),
     minutes: float = typer.Option(
         None, "--minutes", help="Time budget PER FOLD in minutes, validation included (epochs sized to fit)."

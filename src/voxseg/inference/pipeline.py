@@ -14,6 +14,9 @@ class probabilities, with its own test-time augmentation and fold ensemble) by i
 other arithmetic (:class:`voxseg.nnunet.exact.NnunetExactPredictor`) overrides the steps it computes
 differently. A 2D configuration applied to a 3D image runs slice by slice along axis 0.
 Probabilities are accumulated per class in float32 (float16 above :data:`FLOAT16_ABOVE_BYTES`).
+With more than two classes and no probabilities asked for, the classes go back to the input grid one
+at a time into a running argmax (:func:`voxseg.preprocessing.restore_argmax`): the memory then grows
+with the classes on the preprocessed grid only.
 """
 
 from __future__ import annotations
@@ -27,17 +30,15 @@ from typing import Any
 import numpy as np
 
 from voxseg.errors import ConfigError, InputImageError
-from voxseg.inference.tiling import auto_batch_size, fit_shape, tile_grid, unfit_shape
+from voxseg.inference.tiling import FLOAT16_ABOVE_BYTES, auto_batch_size, fit_shape, tile_grid, unfit_shape
 from voxseg.inference.window import PatchRunner, sliding_window
 from voxseg.io import Volume, require_same_grid
 from voxseg.planning import ConfigurationPlan, Plan
 from voxseg.postprocessing import PostprocessingSpec, apply_postprocessing
-from voxseg.preprocessing import preprocess_case, restore_probabilities
+from voxseg.preprocessing import preprocess_case, restore_argmax, restore_probabilities
 
 __all__ = ["Prediction", "Pipeline", "FLOAT16_ABOVE_BYTES", "MASK_CHANNEL_NAME", "labels_from_probabilities"]
 
-#: Probabilities are accumulated in float16 when ``K * voxels * 4`` bytes would exceed this.
-FLOAT16_ABOVE_BYTES = 1 << 28
 MASK_CHANNEL_NAME = "mask"
 
 
@@ -180,10 +181,12 @@ class Pipeline:
         background = 0 if self.activation == "softmax" else None
         if _is_identity(props):
             restored = probs
+        elif not probabilities and probs.shape[0] > 2:  # many classes: never all of them on the input grid
+            restored = restore_argmax(probs, props, background_channel=background)
         else:
             restored = restore_probabilities(probs, props, dtype=probs.dtype, background_channel=background)
         del probs
-        labels = self.labels(restored)
+        labels = self.labels(restored) if restored.dtype.kind == "f" else self.class_values(restored)
         kept = None if not probabilities else restored.astype(np.float16, copy=False)
         seconds["restore"] = time.perf_counter() - t0
         return self._finish(labels, kept, channels[0], mask, seconds, t_start)
@@ -280,8 +283,16 @@ class Pipeline:
     def labels(self, probs: np.ndarray) -> np.ndarray:
         """Label values (the plan's) from ``(K, *spatial)`` probabilities."""
         labels = labels_from_probabilities(probs, threshold=self.threshold)
+        if probs.shape[0] > 1:
+            return self.class_values(labels)
+        if labels.dtype != np.uint8 and int(labels.max(initial=0)) <= 255:
+            labels = labels.astype(np.uint8)
+        return labels
+
+    def class_values(self, labels: np.ndarray) -> np.ndarray:
+        """Channel indices (argmax) -> the plan's label values."""
         values = self.plan.class_values
-        if probs.shape[0] > 1 and values != tuple(range(len(values))):
+        if values != tuple(range(len(values))):
             lut = np.asarray(values, dtype=np.uint16 if max(values) > 255 else np.uint8)
             labels = lut[labels]
         elif labels.dtype != np.uint8 and int(labels.max(initial=0)) <= 255:

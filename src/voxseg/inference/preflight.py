@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from voxseg.errors import InputImageError, VoxsegError
 from voxseg.fingerprint.domain import TrainingDomain
-from voxseg.inference.tiling import auto_batch_size, tile_grid
+from voxseg.inference.tiling import FLOAT16_ABOVE_BYTES, auto_batch_size, tile_grid
 from voxseg.io.headers import ImageHeader, read_header
 from voxseg.planning import ConfigurationPlan, Plan
 from voxseg.preprocessing.pipeline import full_target_spacing
@@ -91,6 +91,7 @@ class ModelFacts:
     device: str = "cpu"
     threads: int | None = None
     domain: TrainingDomain | None = None
+    probabilities: bool = False  # the class probabilities are kept (written) too
 
     @property
     def config(self) -> ConfigurationPlan:
@@ -364,16 +365,23 @@ def _outside(values, low, high, factor: float) -> bool:
 
 
 def _peak_bytes(headers: list[ImageHeader], model: ModelFacts, shape: tuple[int, ...]) -> int:
-    """Inputs + resampled volume + class probabilities (accumulated, weights, restored) + tiles."""
+    """Inputs + resampled volume + class probabilities (accumulated, weights, restored) + tiles.
+
+    The probabilities accumulate in float16 above :data:`~voxseg.inference.tiling.FLOAT16_ABOVE_BYTES`, as the
+    Predictor does; with more than two classes and no probabilities kept, the classes go back to the
+    input grid one at a time (a running argmax: two float32 volumes and the labels), not all at once.
+    """
     channels = len(model.plan.channel_names)
     classes = max(2, model.plan.num_classes)
     original = math.prod(headers[0].shape)
     resampled = math.prod(shape)
     patch = math.prod(model.config.patch_size) * model.tiles_per_call
     width = int(model.config.network.kwargs.get("filters", model.config.network.kwargs.get("channels", [32]))[0])
-    volumes = channels * original + channels * resampled + (classes + 1) * resampled + classes * original
+    acc = 2 if classes * resampled * _F32 > FLOAT16_ABOVE_BYTES else _F32
+    restore = classes * original * acc if classes <= 2 or model.probabilities else original * (2 * _F32 + 1)
+    volumes = _F32 * (channels * original + channels * resampled + resampled) + acc * classes * resampled + restore
     tiles = patch * (channels + classes + _ACTIVATION_FACTOR * width) * (2 if model.tta else 1)
-    return int(_F32 * (volumes + tiles))
+    return int(volumes + _F32 * tiles)
 
 
 def _refusals(report: PreflightReport) -> tuple[str, ...]:

@@ -116,6 +116,7 @@ def preflight_volumes(
     mask_given: bool = False,
     limits: Any = None,
     name: str = "image",
+    probabilities: bool = False,
     **changes: Any,
 ) -> Any:
     """The pre-flight check of one in-memory case (its channel Volumes) for ``model`` (a name, a path
@@ -128,7 +129,7 @@ def preflight_volumes(
     from voxseg.models.resolve import describe_model
     from voxseg.settings import resolve_paths
 
-    facts = describe_model(model, options, **changes)
+    facts = describe_model(model, options, probabilities=probabilities, **changes)
     headers = [
         ImageHeader.of_volume(v, name if k == 0 else f"{name} channel {k}", spacing_known=spacing_known)
         for k, v in enumerate(volumes)
@@ -152,6 +153,7 @@ def preflight_files(
     series: str | None = None,
     limits: Any = None,
     measure: bool = True,
+    probabilities: bool = False,
     **changes: Any,
 ) -> Any:
     """The pre-flight check of the cases an input names (a file, a folder, a list; headers only) for
@@ -164,7 +166,7 @@ def preflight_files(
     from voxseg.settings import resolve_paths
 
     cases = select_inputs(inputs, file_ending=file_ending, mask_dir=mask_dir, series=series).cases
-    described = describe_model(model, options, **changes)
+    described = describe_model(model, options, probabilities=probabilities, **changes)
     return preflight(
         cases, described, limits=limits or PreflightLimits(), cache_dir=resolve_paths().cache, measure=measure
     )

@@ -12,6 +12,7 @@ from voxseg.preprocessing.pipeline import (
     PreprocessedCase,
     full_target_spacing,
     preprocess_case,
+    restore_argmax,
     restore_probabilities,
     restore_to_original,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "PreprocessedCase",
     "preprocess_case",
     "restore_to_original",
+    "restore_argmax",
     "restore_probabilities",
     "full_target_spacing",
     "write_preprocessed",
