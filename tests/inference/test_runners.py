@@ -169,10 +169,10 @@ def test_imported_nnunet_model_ships_onnx_that_openvino_runs_as_onnxruntime(tmp_
     """``import_nnunet(..., onnx=True)``: the ONNX backends run the imported model. They run voxseg's
     own pipeline, not the nnU-Net-exact torch path (resampling and tiling differ slightly)."""
     pytest.importorskip("dynamic_network_architectures")
+    from tests.nnunet.synthetic import make_model_folder
     from voxseg.bundle.onnx_backend import OnnxPredictor
     from voxseg.io import Volume
     from voxseg.nnunet import import_nnunet
-    from voxseg.nnunet.synthetic import make_model_folder
 
     folder = make_model_folder(tmp_path, folds=(0,), transpose=(2, 0, 1), patch_size=(16, 16, 8))
     out = import_nnunet(folder, tmp_path / "model.zip", onnx=True)
