@@ -115,3 +115,45 @@ def test_folds_and_best_checkpoint_choice(tmp_path):
     (folder / "fold_1" / "checkpoint_final.pth").rename(folder / "fold_1" / "checkpoint_best.pth")
     out = import_nnunet(folder.parent, tmp_path / "best.zip", checkpoint="best")  # the Dataset folder above
     assert open_bundle(out).manifest.folds == (1,)
+
+
+def test_import_writes_a_golden_test_that_catches_perturbed_weights(tmp_path, monkeypatch):
+    """``--golden-case`` (or the first case under ``$nnUNet_raw``): the imported bundle carries a
+    golden test that passes as imported and fails, naming the difference, once a weight is changed."""
+    from safetensors.numpy import load_file, save_file
+
+    from voxseg.bundle.golden import run_golden
+    from voxseg.io import write_image
+
+    folder = make_model_folder(tmp_path, folds=(0,), patch_size=(16, 16, 16))
+    raw = tmp_path / "raw" / "Dataset001_synthetic" / "imagesTr"
+    raw.mkdir(parents=True)
+    dataset_name = json.loads((folder / "dataset.json").read_text()).get("name", "synthetic")
+    raw = raw.parent.parent / f"Dataset001_{dataset_name}" / "imagesTr"
+    raw.mkdir(parents=True, exist_ok=True)
+    image = Volume(np.random.default_rng(1).normal(100, 20, (24, 28, 26)).astype(np.float32), (1.0, 1.0, 1.0))
+    write_image(image, raw / "case_000_0000.nii.gz")
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
+    out = import_nnunet(folder, tmp_path / "imported")  # a folder: its weights can be edited below
+    bundle = open_bundle(out)
+    assert bundle.manifest.golden is not None and "case_000_0000.nii.gz" in bundle.manifest.golden["source"]
+    result = {r.backend: r for r in run_golden(bundle, backends=["torch-fp32"])}["torch-fp32"]
+    assert result.ok, result.line()
+    weights = out / bundle.manifest.weights_file(0)
+    state = load_file(str(weights))
+    key = next(k for k, v in state.items() if v.ndim == 5 and "encoder" in k)  # used at inference
+    # noise, not a scale: the instance norm after each convolution undoes a scaled kernel
+    state[key] = state[key] + np.random.default_rng(0).normal(0, 3 * float(state[key].std()), state[key].shape).astype(
+        state[key].dtype
+    )
+    save_file(state, str(weights))
+    manifest = json.loads((out / "bundle.json").read_text())
+    from voxseg.bundle._util import sha256_file
+
+    manifest["files"][bundle.manifest.weights_file(0)] = sha256_file(weights)
+    (out / "bundle.json").write_text(json.dumps(manifest))
+    result = {r.backend: r for r in run_golden(open_bundle(out), backends=["torch-fp32"])}["torch-fp32"]
+    assert not result.ok and result.problems, result.line()
+    monkeypatch.delenv("nnUNet_raw")
+    with pytest.raises(Exception, match="golden-case: 2 file"):
+        import_nnunet(folder, tmp_path / "two.zip", golden_case=[raw / "case_000_0000.nii.gz"] * 2)

@@ -35,6 +35,11 @@ def import_nnunet(
     onnx: bool = typer.Option(
         False, "--onnx", help="Also write model_fold_K.onnx, for --backend onnxruntime|openvino|auto (needs [onnx])."
     ),
+    golden_case: list[Path] = typer.Option(
+        None,
+        "--golden-case",
+        help="Image of one case for the golden test (repeat per channel; default: the first case under $nnUNet_raw).",
+    ),
 ) -> None:
     """Import an nnU-Net v2 model as a voxseg bundle (safe checkpoint loading; see docs/nnunet.md)."""
     from voxseg.bundle._util import sha256_file
@@ -54,6 +59,7 @@ def import_nnunet(
         license=license,
         authors=author or (),
         onnx=onnx,
+        golden_case=golden_case or None,
     )
     console.print(f"wrote {path}")
     if path.is_file():

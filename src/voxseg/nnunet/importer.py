@@ -122,6 +122,7 @@ def import_nnunet(
     license: str = "",
     authors: Sequence[str] = (),
     onnx: bool = False,
+    golden_case: Sequence[str | Path] | None = None,
 ) -> Path:
     """Convert an nnU-Net v2 trained model into a voxseg bundle (``.zip`` or folder).
 
@@ -145,6 +146,11 @@ def import_nnunet(
         ``"none"``: ignore it.
     description, license, authors
         Written into ``bundle.json`` and the model card.
+    golden_case
+        The image file(s) of one case (one per channel) for the bundle's golden test (a crop of it,
+        with the expected labels and probabilities, checked by ``voxseg bundle test``); default: the
+        first training case of the dataset under ``$nnUNet_raw`` when it is there, else no golden
+        test (a warning says how to add one).
     onnx
         Also write ``model_fold_K.onnx`` (needs the ``[onnx]`` extra), so that the torch-free
         backends (onnxruntime, OpenVINO) can run the imported model.
@@ -192,14 +198,56 @@ def import_nnunet(
         )
         notes = _card_notes(model, trainer, cfg)
         files[CARD_NAME] = make_card(manifest, notes=notes, dataset=model.dataset).encode("utf-8")
+        weights = {f: files[BundleManifest.weights_file(f)] for f in manifest.folds}
         if onnx:  # for the torch-free backends (voxseg predict --backend onnxruntime|openvino|auto)
             from voxseg.bundle.attach import attach_onnx
 
-            weights = {f: files[BundleManifest.weights_file(f)] for f in manifest.folds}
             files.update(attach_onnx(manifest, weights))
+        manifest, golden_files = _golden(manifest, weights, model, golden_case)
+        files.update(golden_files)
         path = write_bundle(manifest, files, out)
     log.info("imported nnU-Net %s (%s, folds %s) to %s", model.root.name, cfg, list(manifest.folds), path)
     return path
+
+
+def _golden(manifest: BundleManifest, weights, model: ModelFolder, golden_case) -> tuple[BundleManifest, dict]:
+    """The bundle's golden test from ``golden_case`` or the raw dataset's first case (see import_nnunet)."""
+    from voxseg.bundle.attach import attach_golden
+    from voxseg.io import read_image
+
+    paths = [Path(p) for p in golden_case] if golden_case else _raw_case(manifest)
+    if not paths:
+        log.warning(
+            "%s: no golden test (no case given and none found under $nnUNet_raw); add one with "
+            "`voxseg import-nnunet ... --golden-case IMAGE` so that `voxseg bundle test` can check the model",
+            manifest.reference,
+        )
+        return manifest, {}
+    if len(paths) != manifest.plan.num_channels:
+        raise ConfigError(
+            f"--golden-case: {len(paths)} file(s) given, the model takes {manifest.plan.num_channels} channel(s); "
+            "give one image per channel, in channel order"
+        )
+    images = [read_image(p) for p in paths]
+    return attach_golden(manifest, weights, images, None, source=f"{paths[0].name} (imported model)")
+
+
+def _raw_case(manifest: BundleManifest) -> list[Path]:
+    """The channel files of the first training case of the dataset under ``$nnUNet_raw``, or []."""
+    import os
+
+    raw = os.environ.get("nnUNet_raw")  # noqa: SIM112 (nnU-Net's own variable name)
+    if not raw or not Path(raw).is_dir():
+        return []
+    name = manifest.plan.dataset_name
+    for folder in [*sorted(Path(raw).glob(f"Dataset*_{name}")), Path(raw) / name]:
+        images = sorted((folder / "imagesTr").glob("*_0000.*")) if (folder / "imagesTr").is_dir() else []
+        if images:
+            first = images[0]
+            stem = first.name[: first.name.index("_0000.")]
+            ending = first.name[len(stem) + len("_0000") :]
+            return [folder / "imagesTr" / f"{stem}_{k:04d}{ending}" for k in range(manifest.plan.num_channels)]
+    return []
 
 
 def _card_notes(model: ModelFolder, trainer: str, cfg: str) -> str:
