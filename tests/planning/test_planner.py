@@ -98,8 +98,10 @@ def test_2d_data() -> None:
     _check_divisible(conf)
     with pytest.raises(ConfigError, match="2D images"):
         make_plan(fp, configurations=("3d",))
-    with pytest.raises(ConfigError, match="unknown configuration"):
+    with pytest.raises(ConfigError, match="2D images"):
         make_plan(fp, configurations=("3d_lowres",))
+    with pytest.raises(ConfigError, match="unknown configuration"):
+        make_plan(fp, configurations=("4d",))
 
 
 def test_tiny_images_get_a_padded_patch_with_three_levels() -> None:

@@ -121,5 +121,6 @@ def test_apply_min_volume_uses_volume_spacing():
 
 
 def test_registry_lists_ops():
-    assert OPS.names() == ["fill_holes", "instances", "keep_largest", "remove_small"]
+    assert OPS.names() == ["fill_holes", "instances", "keep_largest", "remove_small", "split_instances"]
     assert OPS.get("instances").final_only
+    assert OPS.get("split_instances").final_only

@@ -9,8 +9,8 @@ the preprocessed input (so a changed normalization is named as such) and the tol
 backend; the two files' sha256 are in its ``files``.
 
 :func:`run_golden` runs the case with every backend available here (torch fp32, torch bf16 where
-the CPU has native bf16, onnxruntime when the bundle has ONNX models) and compares. No torch is
-imported unless a torch backend is asked for.
+the CPU has native bf16, onnxruntime and OpenVINO when installed and the bundle has ONNX models)
+and compares. No torch is imported unless a torch backend is asked for.
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from voxseg.errors import BundleError
 from voxseg.io.volume import Volume
+from voxseg.registry import Registry
 
 __all__ = [
     "GOLDEN_INPUT",
@@ -43,17 +44,18 @@ log = logging.getLogger(__name__)
 
 GOLDEN_INPUT = "golden/input.safetensors"
 GOLDEN_EXPECTED = "golden/expected.safetensors"
-BACKENDS = ("torch-fp32", "torch-bf16", "onnxruntime")
+BACKENDS = ("torch-fp32", "torch-bf16", "onnxruntime", "openvino")
 #: Largest golden input (voxels): keeps the test at a second or two and the files small.
 MAX_GOLDEN_VOXELS = 48**3
 #: Per backend: label voxels allowed to differ (per million) and the largest probability error.
-#: fp32 and onnxruntime compute the same float32 arithmetic (errors ~1e-6; the expected
+#: fp32, onnxruntime and OpenVINO (fp32) compute the same float32 arithmetic (errors ~1e-6; the expected
 #: probabilities are float16, 5e-4 of rounding; a label flips only at P = 0.5). bf16 autocast
 #: measured on four built-in golden cases: up to 258 label voxels per million and P errors up to
 #: 0.018; the bounds leave room for other CPUs' bf16 kernels.
 DEFAULT_TOLERANCES: dict[str, dict[str, float]] = {
     "torch-fp32": {"labels_per_million": 200.0, "probability_max_error": 0.002},
     "onnxruntime": {"labels_per_million": 200.0, "probability_max_error": 0.002},
+    "openvino": {"labels_per_million": 200.0, "probability_max_error": 0.002},
     "torch-bf16": {"labels_per_million": 10000.0, "probability_max_error": 0.15},
 }
 _STATS_ATOL = 1e-3
@@ -151,32 +153,28 @@ def make_golden(
     return section, files
 
 
+class PromptedGolden(Protocol):
+    """How a prompted model kind makes and runs its golden case (registered by its plug-in)."""
+
+    def crop(
+        self, manifest: Any, images: Sequence[Volume], label: np.ndarray | None
+    ) -> tuple[list[Volume], np.ndarray]:
+        """A crop of a validation case around one object, and the prompt (points) in it."""
+
+    def outputs(self, predictor: Any, images: list[Volume], points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, probabilities ``(K, *shape)``) of the prompted prediction."""
+
+
+#: Prompted model kinds by ``bundle.json`` task (``interactive``: :mod:`voxseg.interactive.plugin`).
+PROMPTED: Registry[PromptedGolden] = Registry("prompted model kind", plugins="voxseg.prompted")
+
+
 def _outputs(predictor, images: list[Volume], points: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """(labels, probabilities) of the full pipeline; for interactive models, of the six points."""
     if points is None:
         result = predictor.predict(images, probabilities=True)
         return np.asarray(result.labels.array), np.asarray(result.probabilities)
-    from voxseg.interactive.pipeline import predict_points
-
-    prob, mask = predict_points(predictor, images, np.asarray(points, dtype=np.int64))
-    return mask, prob[None]
-
-
-def check_golden_section(section: Any, files: Mapping[str, str], where: str) -> None:
-    """Validate ``bundle.json``'s ``golden`` section (shape of the JSON; files listed)."""
-    if not isinstance(section, Mapping):
-        raise BundleError(f"{where} must be a JSON object")
-    for key in ("input", "expected", "settings", "tolerances"):
-        if key not in section:
-            raise BundleError(f"{where} lacks {key!r}")
-    for key in ("input", "expected"):
-        if section[key] not in files:
-            raise BundleError(f"{where}: {section[key]!r} is not listed in 'files'")
-    tol = section["tolerances"]
-    if not isinstance(tol, Mapping) or not all(
-        isinstance(v, Mapping) and {"labels_per_million", "probability_max_error"} <= set(v) for v in tol.values()
-    ):
-        raise BundleError(f"{where}: 'tolerances' must map backends to labels_per_million and probability_max_error")
+    return PROMPTED.get("interactive").outputs(predictor, images, np.asarray(points, dtype=np.int64))
 
 
 @dataclass
@@ -220,28 +218,26 @@ def available_backends(bundle) -> dict[str, str | None]:
         out["torch-bf16"] = None if cpu_supports_bf16() else "this CPU has no native bf16"
     except ImportError:
         out["torch-fp32"] = out["torch-bf16"] = "torch is not installed"
-    m = bundle.manifest
-    if m.task == "interactive":
-        out["onnxruntime"] = "the onnxruntime backend does not run interactive models yet"
-    elif not all(m.onnx_file(f) in m.files for f in m.folds):
-        out["onnxruntime"] = "the bundle has no ONNX models"
-    else:
-        try:
-            import onnxruntime  # noqa: F401
+    from voxseg.inference.runners import available_runners
 
-            out["onnxruntime"] = None
-        except ImportError:
-            out["onnxruntime"] = "onnxruntime is not installed (pip install 'voxseg[onnx]')"
+    m = bundle.manifest
+    for name, why in available_runners().items():
+        if m.task == "interactive":
+            out[name] = f"the {name} backend does not run interactive models yet"
+        elif not all(m.onnx_file(f) in m.files for f in m.folds):
+            out[name] = "the bundle has no ONNX models"
+        else:
+            out[name] = why
     return out
 
 
 def _predictor(bundle, backend: str, settings: Mapping[str, Any]):
     m = bundle.manifest
     options = {"tta": bool(settings.get("tta", True)), "overlap": float(settings.get("overlap", 0.5))}
-    if backend == "onnxruntime":
+    if backend in ("onnxruntime", "openvino"):
         from voxseg.bundle.onnx_backend import OnnxPredictor
 
-        return OnnxPredictor.from_bundle(bundle, **options)
+        return OnnxPredictor.from_bundle(bundle, backend=backend, **options)
     from voxseg.inference.predictor import Predictor
 
     networks = [bundle.network(f) for f in m.folds]

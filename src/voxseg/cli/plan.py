@@ -15,9 +15,9 @@ from typer.core import TyperCommand
 
 from voxseg.cli._common import console, err_console
 from voxseg.errors import ConfigError
-from voxseg.experiment.quality import next_step
+from voxseg.workdir.quality import next_step
 
-_CONFIGS = {"3d": ("3d",), "2d": ("2d",), "all": None}
+_CONFIGS = {"3d": ("3d",), "3d_lowres": ("3d_lowres",), "2d": ("2d",), "all": None}
 _SNAPSHOTS_ALONE = 3  # cases pictured by a bare --snapshots
 
 
@@ -92,7 +92,12 @@ def summary_table(plan, parameters: dict[str, int]) -> Table:
 def plan(
     data: Path = typer.Argument(..., help="Raw dataset folder (nnU-Net v2 layout)."),
     output: Path = typer.Option(..., "--output", "-o", help="Work folder to create (or resume)."),
-    config: str = typer.Option("all", "--config", "-c", help="Configurations: 3d, 2d or all (3d+2d for 3D data)."),
+    config: str = typer.Option(
+        "all",
+        "--config",
+        "-c",
+        help="Configurations: 3d, 3d_lowres, 2d or all (3d+2d; 3d_lowres first when a CPU patch sees too little).",
+    ),
     seed: int = typer.Option(0, "--seed", "-s", help="Seed of sampling, splits and training."),
     snapshots: int = typer.Option(
         0,
@@ -112,7 +117,7 @@ def plan(
 
     key = config.strip().lower()
     if key not in _CONFIGS:
-        raise ConfigError(f"--config {config!r}: choose 3d, 2d or all")
+        raise ConfigError(f"--config {config!r}: choose 3d, 3d_lowres, 2d or all")
     try:
         with _stage_bars() as update:
             result = plan_experiment(
@@ -133,6 +138,9 @@ def plan(
             err_console.print(f"[red]error[/red]: {p.path}: {p.message}", highlight=False, soft_wrap=True)
         raise
     console.print(summary_table(result, configuration_parameters(result)))
+    for name, conf in result.configurations.items():
+        for note in conf.notes:
+            console.print(f"{name}: {note}", highlight=False, soft_wrap=True)
     for c, norm in enumerate(result.normalization):
         console.print(f"channel {c} ({result.channel_names[c]}): {norm.scheme}", highlight=False)
     console.print(f"work folder ready: {output}", highlight=False)

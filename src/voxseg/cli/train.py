@@ -16,7 +16,7 @@ from rich.table import Table
 
 from voxseg.cli._common import console, err_console, parse_key_values
 from voxseg.errors import ConfigError
-from voxseg.experiment.quality import crossval_warnings, fold_records, fold_warnings, next_step
+from voxseg.workdir.quality import crossval_warnings, fold_records, fold_warnings, next_step
 
 
 def _parse_folds(text: str) -> str | list[int]:
@@ -114,7 +114,12 @@ def _num(value: Any, digits: int = 4) -> str:
 def train(
     work: Path = typer.Argument(..., help="Work folder made by `voxseg plan DATA -o WORK`."),
     fold: str = typer.Option("all", "--fold", "-f", help="Fold number, list (0,2) or 'all'."),
-    config: str = typer.Option(None, "--config", "-c", help="Plan configuration (3d, 2d; default: the plan's)."),
+    config: str = typer.Option(
+        None,
+        "--config",
+        "-c",
+        help="Plan configuration (3d, 3d_lowres, 2d; default: the plan's).",
+    ),
     epochs: int = typer.Option(None, "--epochs", help="Number of epochs."),
     minutes: float = typer.Option(
         None, "--minutes", help="Time budget PER FOLD in minutes, validation included (epochs sized to fit)."
@@ -133,7 +138,7 @@ def train(
 ) -> None:
     """Train folds of a work folder, then predict and score each fold's validation cases."""
     started = time.monotonic()  # --total-minutes counts from here
-    from voxseg.distributed.ddp import train_processes
+    from voxseg.experiment.launcher import train_processes
 
     overrides: dict[str, Any] = parse_key_values(settings, "--set")
     extra: dict[str, Any] = {}

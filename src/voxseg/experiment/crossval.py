@@ -24,11 +24,12 @@ from voxseg.dataset import read_dataset
 from voxseg.dataset.splits import read_splits
 from voxseg.errors import ConfigError, VoxsegError
 from voxseg.evaluation import evaluate_case, summarize
-from voxseg.experiment.layout import WorkDir
 from voxseg.experiment.validation import json_safe
 from voxseg.io import atomic_path, read_image, write_json_atomic
+from voxseg.io.safe_json import read_json
 from voxseg.planning import Plan
 from voxseg.postprocessing import apply_postprocessing, choose_postprocessing
+from voxseg.workdir.layout import WorkDir
 
 __all__ = ["crossval"]
 
@@ -45,12 +46,26 @@ def _collect(wd, cfg: str, folds, ending: str) -> tuple[dict[str, int], list[str
         if k not in trained:
             problems.append(f"fold {k} is not trained")
             continue
-        missing = [c for c in fold.val if not (wd.validation_dir(cfg, k) / f"{c}{ending}").is_file()]
+        validated = _validated_cases(wd.run_dir(cfg, k), fold.val)
+        missing = [c for c in validated if not (wd.validation_dir(cfg, k) / f"{c}{ending}").is_file()]
         if missing:
             problems.append(f"fold {k} lacks validation predictions of {', '.join(missing[:3])}")
             continue
-        owner.update({c: k for c in fold.val})
+        owner.update({c: k for c in validated})
     return owner, problems
+
+
+def _validated_cases(run_dir: Path, val: Sequence[str]) -> list[str]:
+    """The fold's validation cases its run predicted: all of them, or the subsample a time budget
+    allowed (``run.json``: ``validation.cases`` with ``validation.subsampled``)."""
+    try:
+        record = read_json(run_dir / "run.json").get("validation") or {}
+    except (OSError, ValueError, AttributeError):
+        return list(val)
+    if not record.get("subsampled") or not isinstance(record.get("cases"), list):
+        return list(val)
+    chosen = {str(c) for c in record["cases"]}
+    return [c for c in val if c in chosen]
 
 
 def _per_fold(cases: Mapping[str, Mapping[int, Mapping[str, float]]], owner, labels) -> dict[str, Any]:
@@ -117,6 +132,11 @@ def crossval(
             f"{wd.root}: cross-validation needs every fold of {cfg!r}: {'; '.join(problems)}; "
             f"train them with `voxseg train {wd.root} --config {cfg} --fold {','.join(map(str, todo))}`"
         )
+    if not owner:
+        raise VoxsegError(
+            f"{wd.root}: no fold of {cfg!r} validated a case within its time budget (run.json: "
+            f"validation.subsampled); train with more --minutes for a cross-validation"
+        )
     labels = [v for v in plan.class_values if v != 0]
     ids = sorted(owner)
     preds = [read_image(wd.validation_dir(cfg, owner[c]) / f"{c}{ending}") for c in ids]
@@ -160,6 +180,7 @@ def _summary(plan, cfg, folds, owner, cases, post, labels, spec) -> dict[str, An
         "configuration": cfg,
         "folds": len(folds),
         "cases": len(owner),
+        "cases_in_splits": sum(len(f.val) for f in folds),  # more than ``cases``: budgets cut validation
         "labels": labels,
         "per_class": per_class,
         "mean_dice": before["foreground_mean"].get("dice"),

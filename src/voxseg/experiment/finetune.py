@@ -39,9 +39,9 @@ from voxseg.experiment.finetune_work import (
     update_record,
     work_key,
 )
-from voxseg.experiment.layout import WorkDir
 from voxseg.experiment.overrides import as_mapping, resolve_train_config
 from voxseg.planning import Plan
+from voxseg.workdir.layout import WorkDir
 
 __all__ = ["FinetuneResult", "finetune", "train_first"]
 

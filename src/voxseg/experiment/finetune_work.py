@@ -1,7 +1,7 @@
 """The work folder of a fine-tuning (or first, sparse) training: checks, case hashes, preparation.
 
 Internal to :mod:`voxseg.experiment.finetune`. A fine-tuning work folder is an ordinary work folder
-(:class:`~voxseg.experiment.layout.WorkDir`) whose ``plan.json`` is the model's plan (its spacing,
+(:class:`~voxseg.workdir.layout.WorkDir`) whose ``plan.json`` is the model's plan (its spacing,
 normalization, patch and network kept; the dataset's ignore label added), with one fold
 (``splits.json``: every case but the held-out one trains) and, next to it:
 
@@ -25,10 +25,10 @@ from voxseg.dataset import Dataset
 from voxseg.dataset.splits import Fold, write_splits
 from voxseg.dataset.verify import errors_only, verify_dataset
 from voxseg.errors import DatasetFormatError
-from voxseg.experiment.layout import WorkDir
 from voxseg.io import read_image, write_json_atomic
 from voxseg.io.safe_json import read_json
 from voxseg.planning import Plan
+from voxseg.workdir.layout import WorkDir
 
 __all__ = ["case_hashes", "check_compatible", "fine_tune_plan", "prepare_work", "read_record", "work_key"]
 

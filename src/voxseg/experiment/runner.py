@@ -17,7 +17,7 @@ import torch
 
 from voxseg.errors import ConfigError
 from voxseg.experiment.overrides import flatten
-from voxseg.experiment.reserve import validation_reserve
+from voxseg.experiment.reserve import ValidationChoice, choose_validation
 from voxseg.experiment.tracking import MlflowTracker
 from voxseg.experiment.validation import PatchValidator, json_safe, validate_cases
 from voxseg.io import write_json_atomic
@@ -236,10 +236,12 @@ def run_fold(
         )
     done_before = _validated_epochs(run_dir) if resume else None
     keep = 0.0  # seconds of the budget kept for the validation after training
+    choice = None  # without a time budget: every validation case
     if cfg.minutes is not None and validate and split.val and done_before is None:
         others = [wd.run_dir(name, f) for f in range(len(ctx.folds)) if f != fold]
-        keep = validation_reserve(model, [str(pre / c) for c in split.val], conf.patch_size, device=cfg.device,
-                                  other_runs=others)  # fmt: skip
+        choice = choose_validation(model, [str(pre / c) for c in split.val], conf.patch_size,
+                                   budget_seconds=cfg.minutes * 60, device=cfg.device, other_runs=others)  # fmt: skip
+        keep = choice.seconds
     tracker = _tracker(ctx, fold, cfg, meta, mlflow, resume)
     if cfg.minutes is not None:
         keep += time.monotonic() - fold_started
@@ -262,7 +264,9 @@ def run_fold(
         run_status = _finish_status(run_dir, cfg, state)
         summary = _summary(ctx, fold, cfg, state, run_status)
         if validate and split.val and run_status == "finished":
-            summary.update(_previous_validation(run_dir, done_before) or _timed_validation(ctx, fold, model, cfg))
+            summary.update(
+                _previous_validation(run_dir, done_before) or _timed_validation(ctx, fold, model, cfg, choice, state)
+            )
         if tracker is not None:
             _track_end(tracker, state, summary, run_dir, wd)
         status = "FINISHED"
@@ -275,11 +279,15 @@ def run_fold(
             tracker.finish(status)
 
 
-def _timed_validation(ctx: WorkContext, fold: int, model: torch.nn.Module, cfg: TrainConfig) -> dict[str, Any]:
+def _timed_validation(
+    ctx: WorkContext, fold: int, model: torch.nn.Module, cfg: TrainConfig, choice: ValidationChoice | None, state
+) -> dict[str, Any]:
     """:func:`_validate`, its wall time (predictor set-up and writing included) recorded in ``run.json``
     (``validation.wall_seconds``: what the next folds keep of their budget for it)."""
+    if choice is not None and choice.cases == 0:
+        return _skip_validation(ctx, fold, choice, state)
     started = time.monotonic()
-    result = _validate(ctx, fold, model, cfg)
+    result = _validate(ctx, fold, model, cfg, choice)
     _update_record(ctx.work.run_dir(ctx.configuration, fold), wall_seconds=round(time.monotonic() - started, 3))
     return result
 
@@ -329,18 +337,34 @@ def _summary(ctx: WorkContext, fold: int, cfg: TrainConfig, state: TrainState, s
     }
 
 
-def _validate(ctx: WorkContext, fold: int, model: torch.nn.Module, cfg: TrainConfig) -> dict[str, Any]:
+def _skip_validation(ctx: WorkContext, fold: int, choice: ValidationChoice, state) -> dict[str, Any]:
+    """No validation case fits the budget's share: ``val_dice`` is the last per-epoch patch estimate."""
+    patch_dice = next((e["val_dice"] for e in reversed(state.history) if e.get("val_dice") is not None), None)
+    run_dir = ctx.work.run_dir(ctx.configuration, fold)
+    data = read_json(run_dir / "run.json")
+    record = {"cases": [], "of": choice.total, "subsampled": choice.subsampled, "val_dice_from": "patches"}
+    data.update(json_safe({"val_dice": patch_dice, "val_dice_per_class": {}, "validation": record}))
+    write_json_atomic(run_dir / "run.json", data)
+    return {"val_dice": patch_dice, "per_class": {}}
+
+
+def _validate(
+    ctx: WorkContext, fold: int, model: torch.nn.Module, cfg: TrainConfig, choice: ValidationChoice | None = None
+) -> dict[str, Any]:
     wd, name = ctx.work, ctx.configuration
     if ctx.plan.interactive:
         return _validate_interactive(ctx, fold, model, cfg)
+    val = list(ctx.folds[fold].val)
+    cases = val if choice is None else val[: choice.cases]
     report = validate_cases(
         model,
         ctx.plan,
         ctx.dataset,
-        ctx.folds[fold].val,
+        cases,
         wd.validation_dir(name, fold),
         configuration=name,
         device=cfg.device,
+        overlap=0.5 if choice is None else choice.overlap,
     )
     per_class = {k: v["dice"]["mean"] for k, v in report["summary"]["per_class"].items()}
     run_dir = wd.run_dir(name, fold)
@@ -353,6 +377,11 @@ def _validate(ctx: WorkContext, fold: int, model: torch.nn.Module, cfg: TrainCon
                 "validation": {
                     "metrics": str(wd.validation_dir(name, fold) / "metrics.json"),
                     "seconds": report["seconds"],
+                    "tiles": report["tiles"],
+                    "overlap": report["overlap"],
+                    "cases": cases,
+                    "of": len(val),
+                    "subsampled": None if choice is None else choice.subsampled,
                 },
             }
         )

@@ -51,6 +51,7 @@ def validate_cases(
     *,
     configuration: str,
     device: str = "cpu",
+    overlap: float = 0.5,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> dict[str, Any]:
     """Predict ``case_ids`` from the raw dataset with ``model``, write them to ``out_dir`` and score them.
@@ -59,15 +60,22 @@ def validate_cases(
     -------
     dict
         The content of ``out_dir/metrics.json``: ``labels``, ``cases`` (per case and class: dice,
-        hd95, voxel counts), ``summary`` (mean/std per class), ``mean_dice`` (mean over classes)
-        and ``seconds``.
+        hd95, voxel counts), ``summary`` (mean/std per class), ``mean_dice`` (mean over classes),
+        ``overlap``, ``tiles`` (sliding-window tiles predicted) and ``seconds``.
     """
     from voxseg.inference.predictor import Predictor
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.eval()
-    predictor = Predictor([model], plan, configuration=configuration, tta=False, precision="fp32", device=device)
+    predictor = Predictor(
+        [model], plan, configuration=configuration, tta=False, precision="fp32", device=device, overlap=overlap
+    )
+    tiles = [0]
+
+    def count(_done: int, total: int) -> None:
+        tiles[-1] = total
+
     labels = [v for v in plan.class_values if v != 0]
     ending = dataset.spec.file_ending
     cases: dict[str, dict[int, dict[str, float]]] = {}
@@ -76,7 +84,8 @@ def validate_cases(
         case = dataset.case(case_id)
         images = [read_image(p) for p in case.images]
         with torch.inference_mode():
-            pred = predictor.predict(images)
+            pred = predictor.predict(images, progress=count)
+        tiles.append(0)
         write_image(pred.labels, out_dir / f"{case_id}{ending}")
         if case.label is not None:
             ref = read_image(case.label)
@@ -92,6 +101,8 @@ def validate_cases(
         "cases": cases,
         "summary": summary,
         "mean_dice": summary["foreground_mean"].get("dice"),
+        "overlap": float(overlap),
+        "tiles": int(sum(tiles)),
         "seconds": round(time.perf_counter() - started, 3),
     }
     write_json_atomic(out_dir / "metrics.json", json_safe(report))

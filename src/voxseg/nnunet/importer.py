@@ -20,6 +20,7 @@ from voxseg.errors import BundleError, ConfigError
 from voxseg.nnunet.checkpoint import NnunetCheckpoint, check_trainer, load_checkpoint
 from voxseg.nnunet.model_folder import ModelFolder, opened_model
 from voxseg.nnunet.plans import translate_plans
+from voxseg.nnunet.plugin import NNUNET_EXACT
 from voxseg.nnunet.postprocessing import read_postprocessing_pkl, translate_postprocessing
 from voxseg.planning import Plan
 from voxseg.postprocessing import PostprocessingSpec
@@ -120,6 +121,7 @@ def import_nnunet(
     description: str = "",
     license: str = "",
     authors: Sequence[str] = (),
+    onnx: bool = False,
 ) -> Path:
     """Convert an nnU-Net v2 trained model into a voxseg bundle (``.zip`` or folder).
 
@@ -143,6 +145,9 @@ def import_nnunet(
         ``"none"``: ignore it.
     description, license, authors
         Written into ``bundle.json`` and the model card.
+    onnx
+        Also write ``model_fold_K.onnx`` (needs the ``[onnx]`` extra), so that the torch-free
+        backends (onnxruntime, OpenVINO) can run the imported model.
 
     Returns
     -------
@@ -183,9 +188,15 @@ def import_nnunet(
             metrics={},
             versions=_versions(),
             created=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+            arithmetic=NNUNET_EXACT,
         )
         notes = _card_notes(model, trainer, cfg)
         files[CARD_NAME] = make_card(manifest, notes=notes, dataset=model.dataset).encode("utf-8")
+        if onnx:  # for the torch-free backends (voxseg predict --backend onnxruntime|openvino|auto)
+            from voxseg.bundle.attach import attach_onnx
+
+            weights = {f: files[BundleManifest.weights_file(f)] for f in manifest.folds}
+            files.update(attach_onnx(manifest, weights))
         path = write_bundle(manifest, files, out)
     log.info("imported nnU-Net %s (%s, folds %s) to %s", model.root.name, cfg, list(manifest.folds), path)
     return path

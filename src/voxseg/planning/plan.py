@@ -1,7 +1,7 @@
 """``plan.json``: what training and inference need to know about a dataset, as typed data.
 
 A :class:`Plan` holds dataset-level facts (channels, labels, ignore label, normalization per
-channel) and one :class:`ConfigurationPlan` per configuration (``"3d"``, ``"2d"``): target spacing,
+channel) and one :class:`ConfigurationPlan` per configuration (``"3d"``, ``"3d_lowres"``, ``"2d"``): target spacing,
 patch size, batch size, network spec, mirror axes. It is written by ``voxseg plan`` and read by
 training, inference and bundle export; a run is reproducible from it. No torch here.
 """
@@ -16,10 +16,10 @@ from typing import Any
 
 from voxseg.errors import ConfigError
 from voxseg.io.safe_json import read_json
-from voxseg.nets import NetworkSpec
+from voxseg.planning.network import NetworkSpec
 from voxseg.planning.normalization import Normalization
 
-__all__ = ["ConfigurationPlan", "Plan", "PLAN_SCHEMA_VERSION"]
+__all__ = ["ConfigurationPlan", "Plan", "PLAN_SCHEMA_VERSION", "refuse_interactive"]
 
 PLAN_SCHEMA_VERSION = 1
 
@@ -51,7 +51,7 @@ class ConfigurationPlan:
     Parameters
     ----------
     name
-        ``"3d"`` or ``"2d"`` (other names allowed for user-made configurations).
+        ``"3d"``, ``"3d_lowres"`` or ``"2d"`` (other names allowed for user-made configurations).
     target_spacing
         Spacing to resample to, array order, one value per *network* axis: a ``2d``
         configuration of 3D data has 2 values and keeps each case's own spacing along axis 0.
@@ -67,6 +67,9 @@ class ConfigurationPlan:
         Median case shape after cropping and resampling (informative).
     fixed_shape
         For fixed-input models: the exact input shape; inference crops/pads to it and back.
+    notes
+        Why the planner chose what it chose (one sentence each: a low-resolution spacing, a
+        network narrowed to the step budget, a batch cut for memory...), for people reading the plan.
     """
 
     name: str
@@ -77,8 +80,12 @@ class ConfigurationPlan:
     mirror_axes: tuple[int, ...] = ()
     median_shape: tuple[int, ...] = ()
     fixed_shape: tuple[int, ...] | None = None
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if isinstance(self.notes, str) or not all(isinstance(n, str) for n in self.notes):
+            raise ConfigError(f"configuration {self.name!r}: notes must be a list of strings, got {self.notes!r}")
+        object.__setattr__(self, "notes", tuple(self.notes))
         object.__setattr__(self, "target_spacing", _floats(self.target_spacing, f"{self.name}.target_spacing"))
         object.__setattr__(self, "patch_size", _ints(self.patch_size, f"{self.name}.patch_size"))
         object.__setattr__(self, "network", NetworkSpec.from_json(self.network))
@@ -117,6 +124,7 @@ class ConfigurationPlan:
             "mirror_axes": list(self.mirror_axes),
             "median_shape": list(self.median_shape),
             "fixed_shape": None if self.fixed_shape is None else list(self.fixed_shape),
+            "notes": list(self.notes),
         }
 
     @classmethod
@@ -124,7 +132,7 @@ class ConfigurationPlan:
         if not isinstance(data, Mapping):
             raise ConfigError(f"a configuration plan is a JSON object, got {type(data).__name__}")
         known = {"name", "target_spacing", "patch_size", "batch_size", "network", "mirror_axes", "median_shape"}
-        known.add("fixed_shape")
+        known.update(("fixed_shape", "notes"))
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"configuration plan has unknown key(s) {', '.join(unknown)}")
@@ -295,3 +303,12 @@ class Plan:
 
     def replace(self, **changes: Any) -> Plan:
         return replace(self, **changes)
+
+
+def refuse_interactive(plan: Plan, model: str) -> None:
+    """Raise ConfigError for an interactive plan asked for an automatic prediction (no points)."""
+    if plan.interactive:
+        raise ConfigError(
+            f"model {model} is interactive: it segments one object from six extreme points; give them with "
+            "`voxseg predict --points points.json` (one image as -i) or use segment_from_points"
+        )

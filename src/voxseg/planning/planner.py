@@ -17,16 +17,26 @@ import numpy as np
 
 from voxseg.errors import ConfigError
 from voxseg.fingerprint import Fingerprint
-from voxseg.nets import NetworkSpec
+from voxseg.planning.cost import StepCost, step_cost
+from voxseg.planning.network import NetworkSpec
 from voxseg.planning.normalization import Normalization
 from voxseg.planning.plan import ConfigurationPlan, Plan
 from voxseg.planning.topology import Topology, fit_patch
 
-__all__ = ["BudgetDefaults", "PlannerDefaults", "make_plan", "BUDGETS", "target_spacing", "plan_normalization"]
+__all__ = [
+    "BudgetDefaults",
+    "PlannerDefaults",
+    "make_plan",
+    "BUDGETS",
+    "CONFIGURATIONS",
+    "target_spacing",
+    "plan_normalization",
+]
 
 log = logging.getLogger(__name__)
 
 BUDGETS = ("cpu", "gpu")
+CONFIGURATIONS = ("3d", "3d_lowres", "2d")
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,20 @@ class BudgetDefaults:
         train with ``precision: bf16``. Off for the CPU budget: on this AVX-512 bf16 CPU autocast
         halved the forward pass but not the backward pass (~10% per step), and a plan that does
         not depend on the planning machine is worth more.
+    max_step_gflop
+        Estimated arithmetic of one training step (:func:`voxseg.planning.cost.step_cost`) every
+        configuration must fit, 2D and 3D alike; None: no limit. CPU: 15, the 3D reference plan
+        (40^3, filters 8-64, batch 2: 11.6 GFLOP, ~0.3 s per step on 2 idle cores) with a margin.
+        Without it the 2D plan of a 512x512 image was a 7-level, 8.2 M-parameter network of
+        50 GFLOP per step (6.5 s per step under load against 1-5 s for the 3D plans).
+    max_step_bytes
+        Estimated activation memory of one training step, the per-class head and loss included;
+        None: no limit. CPU: 1 GB (116 classes made a step 2.7 GB RSS in the real-data smoke run).
+    lowres_below_coverage
+        When the full-resolution 3D patch covers less than this fraction of the median image per
+        axis (geometric mean over the axes), plan a ``3d_lowres`` configuration at a coarser
+        spacing and make it the default (nnU-Net's 3d_lowres idea); None: never. CPU: 0.25 (a
+        40x48x32 patch in a 181x217x181 brain covers 0.21; the phantoms' 0.42 and more).
     """
 
     max_patch_voxels_3d: int
@@ -79,6 +103,9 @@ class BudgetDefaults:
     deep_supervision_heads: int = 2
     training: dict[str, Any] = field(default_factory=dict)
     bf16_when_native: bool = False
+    max_step_gflop: float | None = None
+    max_step_bytes: int | None = None
+    lowres_below_coverage: float | None = None
 
 
 CPU_BUDGET = BudgetDefaults(
@@ -93,6 +120,9 @@ CPU_BUDGET = BudgetDefaults(
     max_filters_2d=256,
     deep_supervision=False,
     training={"optimizer": "adamw", "lr": 2e-3},
+    max_step_gflop=15.0,
+    max_step_bytes=1_000_000_000,
+    lowres_below_coverage=0.25,
 )
 
 GPU_BUDGET = BudgetDefaults(
@@ -142,6 +172,14 @@ class PlannerDefaults:
         Fewest resolution levels of the U-Net (DynUNet needs 3); tiny images get a padded patch.
     min_batch_size
         Smallest batch (instance norm and the Dice loss need 2 patches).
+    min_filters
+        Fewest feature maps of the first level when a network is narrowed to the step budget.
+    lowres_target_coverage
+        A ``3d_lowres`` spacing is coarsened (x1.03 per step, the finer axes first, as nnU-Net)
+        until the patch covers this fraction of the median image per axis (0.5: an eighth of
+        its volume, what a 96^3 patch sees of a 1 mm brain) ...
+    max_lowres_factor
+        ... or until the spacing is this many times the full-resolution one.
     max_batch_dataset_fraction
         A batch covers at most this fraction of all (resampled) dataset voxels, so a tiny
         dataset is not seen whole in one step (nnU-Net: 0.05).
@@ -161,6 +199,9 @@ class PlannerDefaults:
     max_pools: int = 6
     min_levels: int = 3
     min_batch_size: int = 2
+    min_filters: int = 8
+    lowres_target_coverage: float = 0.5
+    max_lowres_factor: float = 4.0
     max_batch_dataset_fraction: float = 0.05
     cpu: BudgetDefaults = CPU_BUDGET
     gpu: BudgetDefaults = GPU_BUDGET
@@ -238,15 +279,106 @@ def _filters(levels: int, base: int, cap: int) -> list[int]:
     return [min(base * 2**k, cap) for k in range(levels)]
 
 
-def _network(topo: Topology, fingerprint: Fingerprint, budget: BudgetDefaults, nd: int, classes: int) -> NetworkSpec:
-    cap = budget.max_filters_3d if nd == 3 else budget.max_filters_2d
+def _fmt(values: Sequence[float]) -> str:
+    return "x".join(f"{v:.3g}" for v in values)
+
+
+def _coverage(patch: Sequence[int], median: Sequence[float]) -> float:
+    """Fraction of the median image a patch covers per axis (geometric mean, at most 1 per axis)."""
+    fraction = np.minimum(np.asarray(patch, dtype=np.float64) / np.maximum(np.asarray(median, np.float64), 1.0), 1.0)
+    return float(np.prod(fraction) ** (1.0 / fraction.size))
+
+
+def _fit_topology(spacing: Sequence[float], median: Sequence[float], max_voxels: float, d: PlannerDefaults) -> Topology:
+    nd = len(spacing)
+    return fit_patch(
+        spacing,
+        median,
+        initial_voxels=d.initial_patch_voxels_2d if nd == 2 else d.initial_patch_voxels_3d,
+        max_voxels=max_voxels,
+        min_feature_map=d.min_feature_map,
+        max_pools=d.max_pools,
+        min_levels=d.min_levels,
+    )
+
+
+@dataclass
+class _Sizing:
+    """A configuration's size while it is fitted to the budget (patch, widths, batch)."""
+
+    topo: Topology
+    base: int
+    cap: int
+    batch: int
+
+    def cost(self, in_channels: int, classes: int) -> StepCost:
+        return step_cost(
+            patch_size=self.topo.patch_size,
+            strides=self.topo.strides,
+            kernel_sizes=self.topo.kernel_sizes,
+            filters=_filters(self.topo.levels, self.base, self.cap),
+            in_channels=in_channels,
+            classes=classes,
+            batch_size=self.batch,
+        )
+
+    def describe(self) -> str:
+        return f"patch {_fmt(self.topo.patch_size)}, batch {self.batch}, filters {self.base}-{self.cap}"
+
+
+def _shrink(size: _Sizing, over_flop: bool, spacing, median, d: PlannerDefaults) -> bool:
+    """One step down in cost: narrower (arithmetic only), then smaller batch, then smaller patch."""
+    if over_flop and size.cap > 4 * size.base:
+        size.cap //= 2
+    elif over_flop and size.base > d.min_filters:
+        size.base //= 2
+    elif size.batch > d.min_batch_size:
+        size.batch -= 1
+    else:
+        smaller = _fit_topology(spacing, median, 0.8 * math.prod(size.topo.patch_size), d)
+        if math.prod(smaller.patch_size) >= math.prod(size.topo.patch_size):
+            return False
+        size.topo = smaller
+    return True
+
+
+def _fit_budget(size: _Sizing, spacing, median, budget: BudgetDefaults, d: PlannerDefaults, nets: tuple[int, int]):
+    """Shrink ``size`` in place until a step's estimated arithmetic and memory fit the budget; notes."""
+    in_channels, classes = nets
+    first, before = size.cost(in_channels, classes), size.describe()
+    cost = first
+    for _ in range(200):
+        over_flop = budget.max_step_gflop is not None and cost.gflop > budget.max_step_gflop
+        over_mem = budget.max_step_bytes is not None and cost.activation_bytes > budget.max_step_bytes
+        if not (over_flop or over_mem) or not _shrink(size, over_flop, spacing, median, d):
+            break
+        cost = size.cost(in_channels, classes)
+    notes = []
+    if size.describe() != before:
+        limits = f"{budget.max_step_gflop:g} GFLOP" if budget.max_step_gflop is not None else "no arithmetic limit"
+        if budget.max_step_bytes is not None:
+            limits += f" and {budget.max_step_bytes / 1e9:.2g} GB"
+        notes.append(
+            f"sized to the budget's training step ({limits}): {before} would cost ~{first.gflop:.1f} GFLOP and "
+            f"~{first.activation_bytes / 1e9:.2g} GB per step, {size.describe()} ~{cost.gflop:.1f} GFLOP"
+        )
+    notes.append(
+        f"estimated training step: ~{cost.gflop:.1f} GFLOP, ~{cost.activation_bytes / 1e6:.0f} MB of activations "
+        f"(~{cost.class_bytes / 1e6:.0f} MB of them for the {classes} output classes)"
+    )
+    return notes
+
+
+def _network(
+    topo: Topology, fingerprint: Fingerprint, budget: BudgetDefaults, filters: list[int], classes: int
+) -> NetworkSpec:
     kwargs: dict[str, Any] = {
-        "spatial_dims": nd,
+        "spatial_dims": len(topo.patch_size),
         "in_channels": len(fingerprint.channel_names),
         "out_channels": classes,
         "kernel_size": [list(k) for k in topo.kernel_sizes],
         "strides": [list(s) for s in topo.strides],
-        "filters": _filters(topo.levels, budget.base_filters_3d if nd == 3 else budget.base_filters_2d, cap),
+        "filters": filters,
         "deep_supervision": bool(budget.deep_supervision and topo.levels > 2),
         "deep_supr_num": max(1, min(budget.deep_supervision_heads, topo.levels - 2)),
     }
@@ -262,34 +394,86 @@ def _batch_size(patch: Sequence[int], dataset_voxels: float, batch_voxels: int, 
 
 
 def _configuration(
-    name: str, fingerprint: Fingerprint, full_spacing: tuple[float, ...], budget: BudgetDefaults, d: PlannerDefaults
+    name: str,
+    fingerprint: Fingerprint,
+    full_spacing: tuple[float, ...],
+    budget: BudgetDefaults,
+    d: PlannerDefaults,
+    notes: Sequence[str] = (),
 ) -> ConfigurationPlan:
     median_full = _median_resampled_shape(fingerprint, full_spacing)
     two_d = name == "2d"
     spacing = full_spacing[-2:] if two_d else full_spacing
     median = median_full[-2:] if two_d else median_full
     nd = len(spacing)
-    topo = fit_patch(
-        spacing,
-        median,
-        initial_voxels=d.initial_patch_voxels_2d if nd == 2 else d.initial_patch_voxels_3d,
-        max_voxels=budget.max_patch_voxels_2d if nd == 2 else budget.max_patch_voxels_3d,
-        min_feature_map=d.min_feature_map,
-        max_pools=d.max_pools,
-        min_levels=d.min_levels,
-    )
+    topo = _fit_topology(spacing, median, budget.max_patch_voxels_2d if nd == 2 else budget.max_patch_voxels_3d, d)
     classes = len({v for v in fingerprint.labels.values() if v != fingerprint.ignore_label})
     dataset_voxels = float(np.prod(median_full)) * len(fingerprint.cases)
     batch_voxels = budget.batch_voxels_2d if nd == 2 else budget.batch_voxels_3d
+    size = _Sizing(
+        topo,
+        budget.base_filters_2d if nd == 2 else budget.base_filters_3d,
+        budget.max_filters_2d if nd == 2 else budget.max_filters_3d,
+        _batch_size(topo.patch_size, dataset_voxels, batch_voxels, d, budget.max_batch_size),
+    )
+    fitted = _fit_budget(size, spacing, median, budget, d, (len(fingerprint.channel_names), classes))
     return ConfigurationPlan(
         name=name,
         target_spacing=spacing,
-        patch_size=topo.patch_size,
-        batch_size=_batch_size(topo.patch_size, dataset_voxels, batch_voxels, d, budget.max_batch_size),
-        network=_network(topo, fingerprint, budget, nd, classes),
+        patch_size=size.topo.patch_size,
+        batch_size=size.batch,
+        network=_network(size.topo, fingerprint, budget, _filters(size.topo.levels, size.base, size.cap), classes),
         mirror_axes=tuple(range(nd)),
         median_shape=tuple(int(v) for v in median),
+        notes=(*notes, *fitted),
     )
+
+
+@dataclass(frozen=True)
+class _Lowres:
+    """The low-resolution spacing and what the full- and low-resolution patches cover."""
+
+    spacing: tuple[float, ...]
+    full_patch: tuple[int, ...]
+    full_coverage: float
+    coverage: float
+    needed: bool
+
+
+def _lowres(fingerprint: Fingerprint, full_spacing: tuple[float, ...], budget: BudgetDefaults, d: PlannerDefaults):
+    """nnU-Net's 3d_lowres search: coarsen (x1.03, the finer axes first) until the patch covers enough."""
+    full = np.asarray(full_spacing, dtype=np.float64)
+    median = _median_resampled_shape(fingerprint, full)
+    topo = _fit_topology(full, median, budget.max_patch_voxels_3d, d)
+    full_cov = cov = _coverage(topo.patch_size, median)
+    needed = budget.lowres_below_coverage is not None and full_cov < budget.lowres_below_coverage
+    spacing = full.copy()
+    while cov < d.lowres_target_coverage:
+        ratio = spacing.max() / spacing
+        step = np.where(ratio > 2, 1.03, 1.0) if np.any(ratio > 2) else np.full_like(spacing, 1.03)
+        trial = spacing * step
+        if np.max(trial / full) > d.max_lowres_factor:
+            break
+        spacing = trial
+        median = _median_resampled_shape(fingerprint, spacing)
+        cov = _coverage(_fit_topology(spacing, median, budget.max_patch_voxels_3d, d).patch_size, median)
+    return _Lowres(tuple(float(v) for v in spacing), topo.patch_size, full_cov, cov, needed)
+
+
+def _lowres_notes(low: _Lowres, full_spacing: Sequence[float], budget: str, default: bool) -> tuple[list, list]:
+    """Notes for ``3d_lowres`` and ``3d`` explaining the choice."""
+    why = (
+        f"at the full-resolution spacing {_fmt(full_spacing)} mm the {budget} budget's patch "
+        f"{_fmt(low.full_patch)} covers {low.full_coverage:.0%} of the median image per axis"
+    )
+    low_note = f"low resolution: {why}; at {_fmt(low.spacing)} mm the patch covers {low.coverage:.0%}"
+    if not default:
+        return [low_note], []
+    full_note = (
+        f"full resolution, not the default: {why} (3d_lowres covers {low.coverage:.0%}); train it with "
+        "`-c 3d` when the budget allows many more steps"
+    )
+    return [low_note + " (the default configuration)"], [full_note]
 
 
 def make_plan(
@@ -311,7 +495,9 @@ def make_plan(
         ``"cpu"`` (a 2-core CPU: small patches and networks) or ``"gpu"`` (nnU-Net-sized).
     configurations
         Which to plan: ``("3d", "2d")`` by default for 3D data (``"3d"`` is the default
-        configuration), ``("2d",)`` for 2D data.
+        configuration), preceded by ``"3d_lowres"`` (then the default) when the budget's
+        full-resolution patch covers too little of the image (``lowres_below_coverage``);
+        ``("2d",)`` for 2D data.
     seed
         Recorded in the plan (splits and training use it).
     defaults
@@ -328,14 +514,26 @@ def make_plan(
     d = defaults or PlannerDefaults()
     b = d.budget(budget)
     nd = fingerprint.data_ndim
-    names = tuple(configurations) if configurations else (("3d", "2d") if nd == 3 else ("2d",))
-    for name in names:
-        if name not in ("2d", "3d"):
-            raise ConfigError(f"unknown configuration {name!r} (choose from 3d, 2d)")
-        if name == "3d" and nd == 2:
+    for name in configurations or ():
+        if name not in CONFIGURATIONS:
+            raise ConfigError(f"unknown configuration {name!r} (choose from {', '.join(CONFIGURATIONS)})")
+        if name != "2d" and nd == 2:
             raise ConfigError(f"dataset {fingerprint.dataset_name!r} holds 2D images: only the 2d configuration fits")
     full_spacing = target_spacing(fingerprint, d)
-    confs = {name: _configuration(name, fingerprint, full_spacing, b, d) for name in dict.fromkeys(names)}
+    low = _lowres(fingerprint, full_spacing, b, d) if nd == 3 else None
+    if configurations:
+        names = tuple(configurations)
+    else:
+        names = ((("3d_lowres",) if low is not None and low.needed else ()) + ("3d", "2d")) if nd == 3 else ("2d",)
+    notes: dict[str, list[str]] = {}
+    if low is not None and "3d_lowres" in names:
+        notes["3d_lowres"], notes["3d"] = _lowres_notes(low, full_spacing, budget, names[0] == "3d_lowres")
+    confs = {
+        name: _configuration(
+            name, fingerprint, low.spacing if name == "3d_lowres" else full_spacing, b, d, notes.get(name, ())
+        )
+        for name in dict.fromkeys(names)
+    }
     return Plan(
         dataset_name=fingerprint.dataset_name,
         channel_names=fingerprint.channel_names,

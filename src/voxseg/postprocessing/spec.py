@@ -31,6 +31,7 @@ from voxseg.io.volume import Volume
 from voxseg.postprocessing._common import as_array, resolve_spacing, rewrap
 from voxseg.postprocessing.components import fill_holes, keep_largest, remove_small_objects
 from voxseg.postprocessing.instances import instances
+from voxseg.postprocessing.touching import BOUNDARY, INTERIOR, split_instances
 from voxseg.registry import Registry
 
 __all__ = ["Op", "OPS", "Step", "PostprocessingSpec", "apply_postprocessing", "SCHEMA_VERSION"]
@@ -87,6 +88,10 @@ def _fill_holes(arr, *, classes, spacing):
     return fill_holes(arr, classes=classes)
 
 
+def _split_instances(arr, *, classes, spacing, interior=INTERIOR, boundary=BOUNDARY, min_size=0, connectivity=26):
+    return split_instances(arr, interior=interior, boundary=boundary, min_size=min_size, connectivity=connectivity)
+
+
 def _instances(arr, *, classes, spacing, min_size=0, min_volume=None, connectivity=26):
     return instances(arr, min_size=min_size, min_volume=min_volume, spacing=spacing, connectivity=connectivity)
 
@@ -112,6 +117,17 @@ OPS.register(
     ),
 )
 OPS.register("fill_holes", Op("fill_holes", _fill_holes, {}, description="fill enclosed background"))
+OPS.register(
+    "split_instances",
+    Op(
+        "split_instances",
+        _split_instances,
+        {"interior": INTERIOR, "boundary": BOUNDARY, "min_size": 0, "connectivity": 26},
+        lambda p: _check_size(p, exactly_one=False),
+        final_only=True,
+        description="instances from interior/boundary classes: each interior a seed, boundaries to the nearest",
+    ),
+)
 OPS.register(
     "instances",
     Op(

@@ -4,14 +4,15 @@ numpy/scipy only (no torch). The same code runs at training and at prediction ti
 ``docs/preprocessing.md``.
 """
 
+from voxseg.fingerprint.cropping import CropBox, crop, crop_to_nonzero, fill_holes, nonzero_region, uncrop
 from voxseg.preprocessing.batch import PreprocessReport, case_settings, preprocess_dataset
-from voxseg.preprocessing.cropping import CropBox, crop, crop_to_nonzero, fill_holes, nonzero_region, uncrop
 from voxseg.preprocessing.intensity import mean_std, normalize, normalize_channel
 from voxseg.preprocessing.pipeline import (
     CaseProperties,
     PreprocessedCase,
     full_target_spacing,
     preprocess_case,
+    restore_argmax,
     restore_probabilities,
     restore_to_original,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "PreprocessedCase",
     "preprocess_case",
     "restore_to_original",
+    "restore_argmax",
     "restore_probabilities",
     "full_target_spacing",
     "write_preprocessed",

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from voxseg.errors import ConfigError, InputImageError
+from voxseg.fingerprint.cropping import CropBox, crop, crop_to_nonzero, uncrop
 from voxseg.io import Geometry, Volume, require_same_grid
 from voxseg.planning.normalization import Normalization
 
-from .cropping import CropBox, crop, crop_to_nonzero, uncrop
 from .intensity import _normalize_inplace
 from .resampling import lowres_axis, resample_to_shape, resampled_shape
 
@@ -335,3 +335,39 @@ def restore_probabilities(
             order_z=ORDER_Z,
         )
     return out
+
+
+def restore_argmax(
+    probabilities: np.ndarray, properties: CaseProperties, *, background_channel: int | None = 0
+) -> np.ndarray:
+    """The argmax over classes of :func:`restore_probabilities`, without holding the restored classes.
+
+    Class by class, each class is resampled to the crop box (float32) and compared with the running
+    maximum, so the memory is two crop-box float32 volumes and the labels instead of ``C`` volumes
+    of the original shape (117 classes on a 1 mm brain: ~65 MB instead of ~1.7 GB in float16).
+    Ties go to the lower channel, as ``argmax`` does. Outside the crop box the answer is
+    ``background_channel`` (0 when None). Returns channel indices, uint8 (int32 above 256 channels).
+    """
+    probabilities = np.asarray(probabilities)
+    if probabilities.ndim != len(properties.original_shape) + 1:
+        raise ValueError(f"probabilities must be (C, *spatial), got shape {probabilities.shape}")
+    _check_shape(probabilities[0], properties.shape_after_resampling, "probabilities")
+    channels = probabilities.shape[0]
+    dtype = np.uint8 if channels <= 256 else np.int32
+    labels = np.full(properties.original_shape, background_channel or 0, dtype=dtype)
+    best = inside = None
+    for c in range(channels):
+        restored = resample_to_shape(
+            probabilities[c], properties.shape_after_crop, order=INVERSE_ORDER,
+            lowres_axis=properties.lowres_axis, order_z=ORDER_Z,
+        )  # fmt: skip
+        if best is None:  # a copy: resampling may hand back the input itself
+            best, inside = np.array(restored, dtype=np.float32), np.zeros(restored.shape, dtype=dtype)
+            continue
+        restored = np.asarray(restored, dtype=np.float32)
+        higher = restored > best
+        inside[higher] = c
+        np.maximum(best, restored, out=best)
+        del restored, higher
+    labels[properties.crop_box.slices] = inside if inside is not None else 0
+    return labels
