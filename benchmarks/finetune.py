@@ -89,7 +89,7 @@ def write_dataset(root: Path, cases: list, *, sparse: int = 0) -> Path:
 def score(model: str | Path, tests: list) -> float:
     """Mean nodule Dice of ``model`` over the test cases."""
     from voxseg.evaluation import evaluate_case
-    from voxseg.inference.models import resolve_model
+    from voxseg.models import resolve_model
 
     predictor = resolve_model(str(model), tta=False)
     values = []

@@ -58,6 +58,9 @@ def test_finetune_installs_the_next_version_which_records_its_parent_and_predict
     assert val["held_out"] == ["mouse_lung_ct_002"]
     assert isinstance(val["before"], float) and isinstance(val["after"], float)
     assert new.manifest.plan.configuration().network == parent.manifest.plan.configuration().network  # plan kept
+    assert main(["finetune", str(data), "-m", "mouse-lung-nodules@v2", "--minutes", "0.3", *QUICK]) == 0
+    assert "mouse-lung-nodules@v3" in capsys.readouterr().out  # the same command again: the same version
+    assert not (store / "mouse-lung-nodules" / "v4").exists()
     image = data / "imagesTr" / "mouse_lung_ct_000_0000.nii.gz"
     pred = tmp_path / "pred.nii.gz"
     assert main(["predict", "-i", str(image), "-o", str(pred), "-m", "mouse-lung-nodules", "--no-tta"]) == 0

@@ -253,7 +253,8 @@ def _export(wd: WorkDir, ds: Dataset, summary, *, name, out, parent, lineage, ma
     lineage = {**lineage, "finetune": {"cases": rec.get("cases", {}), "validation": val, **settings,
                                        "epochs": summary.get("epochs"), "steps": summary.get("steps"),
                                        "dataset": ds.spec.name}}  # fmt: skip
-    version = next_version(name, index=index, models=models)
+    version = rec.get("version") or next_version(name, index=index, models=models)
+    update_record(wd, version=version)  # a kill after the export and before its record: the same version again
     target = Path(out) if out is not None else wd.root / "export" / f"{name}-{version}.zip"
     n = len(rec.get("cases") or {})
     if manifest is not None:

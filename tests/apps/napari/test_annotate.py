@@ -128,3 +128,30 @@ def test_sparse_start_from_no_model_trains_a_first_model(make_napari_viewer, qtb
     widget.segment()  # the first model predicts the rest
     _wait(qtbot, widget)
     assert viewer.layers["CT0 labels"].data.shape == cases[0].label.shape
+
+
+@pytest.mark.slow
+def test_cancel_leaves_a_run_that_fine_tune_resumes(make_napari_viewer, qtbot, store):
+    case = generate_case("mouse-lung-ct", 0, seed=13, size=64)
+    viewer, widget = _widget(make_napari_viewer, [case])
+    widget.overrides = {"iterations_per_epoch": 2, "augmentation": "light"}
+    widget.select_model("mouse-lung-nodules@v2")
+    widget.project_edit.setText(str(store / "project"))
+    widget.minutes_spin.setValue(0.6)
+    viewer.add_labels(case.label.array.astype(np.uint8), name="truth", scale=viewer.layers["CT0"].scale)
+    widget.labels_combo.setCurrentText("truth")
+    assert widget.add() is not None
+    widget.finetune()
+    qtbot.waitUntil(lambda: widget.progress.value() >= 3, timeout=180_000)  # into the second epoch
+    widget.cancel()
+    _wait(qtbot, widget)
+    assert widget.last_result is None and "cancelled" in widget.status.text()
+    runs = list((store / "cache" / "finetune").glob("*/runs/3d/fold_0/checkpoint/state.json"))
+    assert len(runs) == 1
+    done = json.loads(runs[0].read_text())["epoch"]
+    assert done >= 1
+    widget.finetune()  # the same cases and settings: the run resumes
+    _wait(qtbot, widget)
+    assert widget.last_result is not None, widget.status.text()
+    run = json.loads((runs[0].parents[1] / "run.json").read_text())
+    assert run["status"] == "finished" and run["epoch"] >= done and len(run["history"]) == run["epoch"]

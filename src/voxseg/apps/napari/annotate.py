@@ -67,6 +67,17 @@ class _Bridge(QObject):
     progress = Signal(int, int)
 
 
+def _guarded(fn, *args: Any) -> tuple[str, Any]:
+    """Run ``fn`` in the worker: ``("ok", result)``, ``("cancelled", None)`` or ``("error", one line)``
+    (a user error is a message in the widget, not an exception in the Qt event loop)."""
+    try:
+        return "ok", fn(*args)
+    except _Cancelled:
+        return "cancelled", None
+    except (VoxsegError, OSError) as exc:
+        return "error", " ".join(str(exc).split()) or type(exc).__name__
+
+
 def _default_project() -> Path:
     from voxseg.settings import resolve_paths
 
@@ -291,9 +302,8 @@ class AnnotateTrainWidget(ModelPicker, QWidget):
 
     # ---- workers -----------------------------------------------------------------------------
     def _start(self, fn, args: tuple, done, context: Any) -> Any:
-        self.worker = create_worker(fn, *args, _start_thread=False)
-        self.worker.returned.connect(lambda value: self._safely(done, value, context))
-        self.worker.errored.connect(self._on_error)
+        self.worker = create_worker(_guarded, fn, *args, _start_thread=False)
+        self.worker.returned.connect(lambda outcome: self._outcome(outcome, done, context))
         self.worker.finished.connect(self._on_finished)
         for button in (self.segment_button, self.add_button, self.finetune_button, self.compare_button):
             button.setEnabled(False)
@@ -303,7 +313,14 @@ class AnnotateTrainWidget(ModelPicker, QWidget):
         self.worker.start()
         return self.worker
 
-    def _safely(self, done, value: Any, context: Any) -> None:
+    def _outcome(self, outcome: tuple[str, Any], done, context: Any) -> None:
+        kind, value = outcome
+        if kind == "cancelled":
+            self.status.setText("cancelled: Fine-tune again resumes the run")
+            return
+        if kind == "error":
+            self._notify_error(value)
+            return
         try:
             done(value, context)
         except (VoxsegError, OSError, StopIteration) as exc:
@@ -314,12 +331,6 @@ class AnnotateTrainWidget(ModelPicker, QWidget):
         if self.running:
             self._cancel.set()
             self.status.setText("Cancelling (the run resumes when you Fine-tune again)...")
-
-    def _on_error(self, exc: BaseException) -> None:
-        if isinstance(exc, _Cancelled):
-            self.status.setText("cancelled: Fine-tune again resumes the run")
-        else:
-            self._notify_error(" ".join(str(exc).split()) or type(exc).__name__)
 
     def _on_progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, max(total, 1))
