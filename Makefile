@@ -9,7 +9,7 @@ DEMO   ?= voxseg-demo
 # a CUDA torchvision that does not import on a CPU machine; see docs/nnunet.md).
 TEST_EXTRAS ?= dev,mlflow,onnx,bioimageio,ray,dicom,napari-test,web-test
 
-.PHONY: install install-test system-deps demo test deps clean-room lint format clean
+.PHONY: install install-test system-deps demo test deps architecture clean-room lint format clean
 
 # (Re)install when pyproject.toml or constraints.txt change.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -44,12 +44,19 @@ demo: install
 test: install-test system-deps
 	$(BIN)/ruff check .
 	$(BIN)/deptry src
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python tools/import_cycles.py
 	$(BIN)/python tools/clean_room.py --jobs 2
 	$(BIN)/python -m pytest
 
 # Every import in src/ is a declared dependency (configuration: [tool.deptry] in pyproject.toml).
 deps: install-test
 	$(BIN)/deptry src
+
+# The architecture: import-linter's contracts ([tool.importlinter] in pyproject.toml) and no import cycle among files.
+architecture: install-test
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python tools/import_cycles.py
 
 # voxseg alone and with each extra alone, each in a fresh venv from the constraints file (a few minutes).
 clean-room: install-test

@@ -9,7 +9,7 @@ A bundle is written with a MONAI UNet (channels 16-128, strides 2, 1 residual un
 weights) and its ONNX export; one mouse-lung-ct phantom is then predicted end to end
 (preprocessing, sliding window at overlap 0.5, restore, labels, no TTA) by
 
-- ``voxseg.bundle.load_predictor`` (torch, fp32: the baseline, and bf16 autocast);
+- ``voxseg.models.load_predictor`` (torch, fp32: the baseline, and bf16 autocast);
 - ``voxseg.bundle.onnx_backend.OnnxPredictor`` (onnxruntime CPU, fp32; no torch involved).
 
 Each row is the best of ``--repeats`` runs; ratios are against torch fp32 in the same run, and
@@ -67,10 +67,10 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def run(args: argparse.Namespace) -> list[tuple[str, str, float, float]]:
-    from voxseg.bundle import load_predictor
     from voxseg.bundle.onnx_backend import OnnxPredictor
     from voxseg.dataset.phantoms import generate_case
     from voxseg.inference.runtime import configure_allocator, configure_threads
+    from voxseg.models import load_predictor
 
     configure_allocator()
     args.threads_used = configure_threads(args.threads)

@@ -29,13 +29,13 @@ import torch
 
 from voxseg.dataset.phantoms import generate_case
 from voxseg.distributed.ray_engine import predict_folder_ray, ray_session
-from voxseg.experiment.layout import WorkDir
 from voxseg.inference.batch import predict_folder
-from voxseg.inference.models import resolve_model
 from voxseg.io import write_image, write_json_atomic
+from voxseg.models.resolve import resolve_model
 from voxseg.nets import NetworkSpec, build_network
 from voxseg.planning import ConfigurationPlan, Normalization, Plan
 from voxseg.training.checkpoint import TrainState, save_checkpoint
+from voxseg.workdir.layout import WorkDir
 
 OPTIONS = {"tta": False, "precision": "fp32"}
 

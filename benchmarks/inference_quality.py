@@ -53,11 +53,11 @@ def _plan(size: int, patch: int):
 
 def _train(work: Path, args: argparse.Namespace) -> None:
     from voxseg.dataset.phantoms import generate_case
-    from voxseg.experiment.layout import WorkDir
     from voxseg.nets import build_network
     from voxseg.preprocessing import preprocess_case, write_preprocessed
     from voxseg.training.config import TrainConfig
     from voxseg.training.loop import train
+    from voxseg.workdir.layout import WorkDir
 
     wd = WorkDir(work)
     plan = _plan(args.size, args.patch)

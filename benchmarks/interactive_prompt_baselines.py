@@ -27,8 +27,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from voxseg.dataset.phantoms import generate_case
+from voxseg.fingerprint.cropping import CropBox, uncrop
 from voxseg.interactive import crop_to_points, geodesic_map, mean_curve, simulate_user
-from voxseg.preprocessing.cropping import CropBox, uncrop
 
 
 def _ellipsoid(shape: tuple[int, ...]) -> np.ndarray:

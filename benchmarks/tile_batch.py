@@ -59,7 +59,7 @@ def main() -> None:
 
     from voxseg.inference import MirrorTTA, sliding_window
     from voxseg.inference.runtime import configure_allocator, configure_threads
-    from voxseg.tiling import auto_batch_size
+    from voxseg.inference.tiling import auto_batch_size
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", default="96,112,112")

@@ -3,7 +3,7 @@
     python benchmarks/vs_nnunet.py --work /tmp/vs_nnunet [--nnunet-bin PATH] [--cases 2] [--size 32,64,64]
 
 1. writes a small nnU-Net v2 model folder (plans.json, dataset.json, fold_0/checkpoint_final.pth saved
-   the way nnU-Net saves it; :mod:`voxseg.nnunet.synthetic`) and trains it briefly on
+   the way nnU-Net saves it; :mod:`tests.nnunet.synthetic`) and trains it briefly on
    ``mouse-spinal-cord`` phantom cases (3 classes), so its outputs are confident and structured;
 2. writes held-out phantom cases as ``CASE_0000.nii.gz``;
 3. runs ``nnUNetv2_predict_from_modelfolder`` (nnunetv2 lives in its own venv: it is not a voxseg
@@ -33,7 +33,9 @@ import psutil
 
 from voxseg.dataset.phantoms import generate_case
 from voxseg.io import Volume, read_image, write_image
-from voxseg.nnunet.synthetic import make_model_folder, train_briefly
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.nnunet.synthetic import make_model_folder, train_briefly
 
 PHANTOM = "mouse-spinal-cord"
 
@@ -128,9 +130,9 @@ def run_voxseg(bundle: str, inp: str, out: str, mode: str, threads: str) -> None
     ``voxseg predict -m`` takes work folders only at the time of writing (bundle models through
     ``load_predictor``); this runs the same library calls in a fresh process.
     """
-    from voxseg.bundle import load_predictor
     from voxseg.inference.batch import predict_folder
     from voxseg.inference.runtime import configure_threads
+    from voxseg.models import load_predictor
 
     configure_threads(int(threads))
     options = {"tta": mode == "tta", "precision": "fp32", "overlap": 0.5}

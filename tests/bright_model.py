@@ -65,11 +65,11 @@ def write_bright_work(
     """Write a BrightNet work folder (threshold at ``level``, 16³ or 64² patches) at ``root``; return ``root``."""
     import torch
 
-    from voxseg.experiment.layout import WorkDir
     from voxseg.io import write_json_atomic
     from voxseg.nets import NETWORKS, NetworkSpec, build_network
     from voxseg.planning import ConfigurationPlan, Normalization, Plan
     from voxseg.training.checkpoint import TrainState, save_checkpoint
+    from voxseg.workdir.layout import WorkDir
 
     if BRIGHT_NET not in NETWORKS:
         NETWORKS.register(BRIGHT_NET, _bright_net_class())

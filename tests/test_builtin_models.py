@@ -68,8 +68,8 @@ def _first_case_with_foreground(fresh):
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "version"), ENTRIES)
 def test_fresh_phantom_case_reaches_the_card(name, version, tmp_path):
-    from voxseg.bundle import load_predictor
     from voxseg.evaluation import dice
+    from voxseg.models import load_predictor
     from voxseg.postprocessing import PostprocessingSpec
 
     _, path = _zip_path(name, version)

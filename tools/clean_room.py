@@ -106,10 +106,12 @@ manifest = npe2.PluginManifest.from_distribution("voxseg")
 print("napari plug-in", manifest.name, "with", len(manifest.contributions.commands or []), "commands")
 """
 
-NNUNET_SMOKE = """
+NNUNET_SMOKE = f"""
+import sys
 import dynamic_network_architectures  # noqa: F401
 import voxseg.nnunet.network  # noqa: F401
-from voxseg.nnunet import synthetic
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1] / "tests" / "nnunet")!r})  # test fixtures, not shipped
+import synthetic
 plans = synthetic.plans_json("3d_fullres", patch_size=(16, 32, 32), spacing=(1.0, 1.0, 1.0))
 net = synthetic.build_network(plans, "3d_fullres", 1, 2)
 print("built nnU-Net's", type(net).__name__)

@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from voxseg.dataset.phantoms import PHANTOMS, PhantomCase, generate_case
-from voxseg.visualize import overview_png
+from voxseg.io.pictures import overview_png
 
 
 def _objects(label: np.ndarray) -> int:

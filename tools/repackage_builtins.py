@@ -10,9 +10,13 @@ extreme points of the case's largest object (torch backends only: onnxruntime do
 
 Usage::
 
-    python tools/repackage_builtins.py [--model NAME@VERSION] [--check]
+    python tools/repackage_builtins.py [--model NAME@VERSION] [--check] [--provenance-only]
 
-``--check`` runs ``voxseg bundle test`` on each repackaged zip afterwards. Needs the ``[onnx]``
+``--check`` runs ``voxseg bundle test`` on each repackaged zip afterwards. ``--provenance-only``
+keeps every file but ``bundle.json`` and the card byte for byte and records the training data's
+provenance: the training phantoms are regenerated exactly as ``tools/train_builtin_models.py``
+made them (same recipe, seed 0), fingerprinted as ``voxseg plan`` does, and the fingerprint's
+sha256 and the training domain (spacing and size ranges, used by the pre-flight check) are written. Needs the ``[onnx]``
 extra (``onnx``, ``onnxruntime``) and torch.
 """
 
@@ -88,6 +92,47 @@ def repackage(zip_path: Path) -> Path:
     return zip_path
 
 
+def training_provenance(name: str, version: str, scratch: Path) -> tuple[str, object]:
+    """(sha256 of the training data's fingerprint.json, TrainingDomain) of a built-in, rebuilt from its recipe."""
+    sys.path.insert(0, str(REPO / "tools"))
+    from train_builtin_models import RECIPES, TRAIN_SEED, make_data
+
+    from voxseg.bundle._util import sha256_file
+    from voxseg.fingerprint import compute_fingerprint
+    from voxseg.fingerprint.domain import TrainingDomain
+
+    recipe = next((r for r in RECIPES.values() if (r.name, r.version) == (name, version)), None)
+    if recipe is None:
+        raise SystemExit(f"{name}@{version}: no recipe in tools/train_builtin_models.py")
+    data = make_data(recipe, scratch)
+    fingerprint = compute_fingerprint(data, seed=TRAIN_SEED)
+    path = scratch / "fingerprints" / f"{recipe.work_name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fingerprint.save(path)
+    return sha256_file(path), TrainingDomain.from_fingerprint(fingerprint)
+
+
+def record_provenance(zip_path: Path, name: str, version: str, scratch: Path) -> Path:
+    """Rewrite ``bundle.json`` and the card's Provenance section only (see ``--provenance-only``)."""
+    import dataclasses
+
+    from voxseg.bundle import open_bundle
+    from voxseg.bundle.card import replace_provenance
+    from voxseg.bundle.export import write_bundle
+    from voxseg.bundle.load import CARD_NAME
+
+    bundle = open_bundle(zip_path)
+    m = bundle.manifest
+    files: dict[str, bytes | Path] = {rel: bundle.read(rel) for rel in m.files}
+    digest, domain = training_provenance(name, version, scratch)
+    m = dataclasses.replace(
+        m, training_domain=domain, provenance={**dict(m.provenance), "data_fingerprint_sha256": digest}
+    )
+    files[CARD_NAME] = replace_provenance(bundle.card, m).encode("utf-8")
+    write_bundle(m, files, zip_path)
+    return zip_path
+
+
 def update_index(name: str, version: str, zip_path: Path) -> None:
     from voxseg.bundle import open_bundle
     from voxseg.bundle._util import sha256_file
@@ -105,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="all", help="NAME@VERSION or all")
     parser.add_argument("--check", action="store_true", help="run the golden test on each zip afterwards")
+    parser.add_argument(
+        "--provenance-only", action="store_true", help="record the training data's fingerprint and domain only"
+    )
+    parser.add_argument("--scratch", default="/tmp/voxseg-builtin-provenance", help="where training phantoms go")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     index = json.loads(INDEX.read_text())
@@ -114,7 +163,10 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             zip_path = INDEX.parent / entry["urls"][0]
             t0 = time.perf_counter()
-            repackage(zip_path)
+            if args.provenance_only:
+                record_provenance(zip_path, name, version, Path(args.scratch))
+            else:
+                repackage(zip_path)
             update_index(name, version, zip_path)
             log.info("%s@%s: %d bytes in %.1f s", name, version, zip_path.stat().st_size, time.perf_counter() - t0)
             if args.check:

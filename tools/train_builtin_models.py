@@ -233,9 +233,9 @@ def train(recipe: Recipe, data: Path, work: Path, minutes: float, more_epochs: i
     ``more_epochs``: resume finished folds for that many more epochs (within ``minutes``).
     """
     from voxseg.experiment.crossval import crossval
-    from voxseg.experiment.layout import WorkDir
     from voxseg.experiment.plan import plan_experiment
     from voxseg.experiment.train import train_fold
+    from voxseg.workdir.layout import WorkDir
 
     plan_experiment(
         data,
@@ -335,10 +335,10 @@ def score_case(pred: np.ndarray, ref: np.ndarray, classes: list[int], ignore: in
 
 def held_out(recipe: Recipe, work: Path, data: Path) -> dict[str, Any] | None:
     """Dice and detection figures of the validation predictions (each case by the fold that did not see it)."""
-    from voxseg.experiment.layout import WorkDir
     from voxseg.io import read_image
     from voxseg.planning import Plan
     from voxseg.postprocessing import PostprocessingSpec
+    from voxseg.workdir.layout import WorkDir
 
     wd = WorkDir(work)
     if recipe.interactive:  # the fold's validation: Dice from six simulated points per held-out case
@@ -360,8 +360,9 @@ def held_out(recipe: Recipe, work: Path, data: Path) -> dict[str, Any] | None:
 
 def evaluate_fresh(recipe: Recipe, bundle: Path, out: Path) -> dict[str, Any]:
     """The bundle on FRESH phantoms (seed FRESH_SEED, never seen in training), no TTA (as in CV)."""
-    from voxseg.bundle import load_predictor, open_bundle
+    from voxseg.bundle import open_bundle
     from voxseg.dataset.phantoms import generate_case
+    from voxseg.models import load_predictor
     from voxseg.postprocessing import PostprocessingSpec
 
     if recipe.interactive:
@@ -397,10 +398,10 @@ def evaluate_fresh(recipe: Recipe, bundle: Path, out: Path) -> dict[str, Any]:
 
 def evaluate_fresh_interactive(recipe: Recipe, bundle: Path, out: Path) -> dict[str, Any]:
     """An interactive bundle on fresh phantoms: six jittered simulated points, then corrective clicks."""
-    from voxseg.bundle import load_predictor
     from voxseg.dataset.phantoms import generate_case
     from voxseg.interactive.evaluate import largest_object, simulated_session
     from voxseg.interactive.pipeline import load_interactive_model
+    from voxseg.models import load_predictor
 
     predictor = load_interactive_model(
         load_predictor(bundle, cache=out / "cache", models=out / "models", offline=True, tta=False)
@@ -439,7 +440,7 @@ def _fmt(x: float | None) -> str:
 
 def training_record(recipe: Recipe, work: Path) -> dict[str, Any]:
     """Iterations and minutes each trained fold ran (from its run.json)."""
-    from voxseg.experiment.layout import WorkDir
+    from voxseg.workdir.layout import WorkDir
 
     wd, out = WorkDir(work), {}
     for fold in recipe.train_folds or range(recipe.folds):

@@ -11,13 +11,9 @@ use of a name imports the module that defines it.
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("voxseg")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0+unknown"
+from voxseg._version import __version__
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
@@ -35,13 +31,13 @@ _LAZY: dict[str, str] = {
     "train_folds": "voxseg.experiment.train",
     "crossval": "voxseg.experiment.crossval",
     "PHANTOMS": "voxseg.dataset.phantoms",
-    "predict": "voxseg.inference.api",
+    "predict": "voxseg.models.api",
     "postprocess": "voxseg.postprocessing",
     "instances": "voxseg.postprocessing",
     "object_table": "voxseg.postprocessing",
     "export_bundle": "voxseg.bundle",
     "install": "voxseg.bundle",
-    "load_predictor": "voxseg.bundle",
+    "load_predictor": "voxseg.models",
     "segment_from_points": "voxseg.interactive.pipeline",
     "refine": "voxseg.interactive.pipeline",
     "VoxsegError": "voxseg.errors",
@@ -66,14 +62,15 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from voxseg.bundle import export_bundle, install, load_predictor  # noqa: F401
+    from voxseg.bundle import export_bundle, install  # noqa: F401
     from voxseg.dataset import Dataset, make_splits, read_dataset, verify_dataset  # noqa: F401
     from voxseg.dataset.phantoms import PHANTOMS, make_phantom  # noqa: F401
     from voxseg.errors import DatasetFormatError, InputImageError, VoxsegError  # noqa: F401
     from voxseg.experiment.crossval import crossval  # noqa: F401
     from voxseg.experiment.plan import plan_experiment  # noqa: F401
     from voxseg.experiment.train import train_folds  # noqa: F401
-    from voxseg.inference.api import predict  # noqa: F401
     from voxseg.interactive.pipeline import refine, segment_from_points  # noqa: F401
     from voxseg.io import Geometry, Volume, read_channels, read_image, write_image  # noqa: F401
+    from voxseg.models import load_predictor  # noqa: F401
+    from voxseg.models.api import predict  # noqa: F401
     from voxseg.postprocessing import instances, object_table, postprocess  # noqa: F401

@@ -37,12 +37,25 @@ class InputImageError(VoxsegError):
         What is wrong, as a short phrase.
     fix
         Optional advice on how to fix it.
+    channel, mask
+        Which input of a case it is about, as data (for an error raised about an array, before the
+        caller knows the file): the image channel's index, or the mask.
     """
 
-    def __init__(self, path: str | Path | None, problem: str, fix: str | None = None):
+    def __init__(
+        self,
+        path: str | Path | None,
+        problem: str,
+        fix: str | None = None,
+        *,
+        channel: int | None = None,
+        mask: bool = False,
+    ):
         self.path = Path(path) if path is not None else None
         self.problem = problem
         self.fix = fix
+        self.channel = channel
+        self.mask = mask
         where = f"{self.path}: " if self.path is not None else ""
         message = f"{where}{problem}"
         if fix:
@@ -51,7 +64,11 @@ class InputImageError(VoxsegError):
 
     def naming(self, path: str | Path) -> InputImageError:
         """The same problem and fix, about ``path`` (for an error raised about an array or a temporary file)."""
-        return type(self)(path, self.problem, self.fix)
+        return type(self)(path, self.problem, self.fix, channel=self.channel, mask=self.mask)
+
+    def about(self, *, channel: int | None = None, mask: bool = False) -> InputImageError:
+        """The same error, saying which input of the case it is about (see ``channel``, ``mask``)."""
+        return type(self)(self.path, self.problem, self.fix, channel=channel, mask=mask)
 
 
 class OutputPathError(InputImageError):

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voxseg.experiment.layout import WorkDir
 from voxseg.io import Volume, write_json_atomic
 from voxseg.planning import ConfigurationPlan, Normalization, Plan
 from voxseg.postprocessing import PostprocessingSpec, Step
+from voxseg.workdir.layout import WorkDir
 
 NETWORK = {
     "name": "unet",

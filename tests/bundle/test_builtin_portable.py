@@ -126,7 +126,7 @@ def test_first_use_line_is_shown_once(tmp_path):
 
 
 def test_prediction_settings_name_the_model_sha256(tmp_path):
-    from voxseg.bundle import load_predictor
+    from voxseg.models import load_predictor
 
     path = _zip("mouse-lung-nodules", "v1")
     predictor = load_predictor(path, cache=tmp_path, models=tmp_path, tta=False)

@@ -15,7 +15,7 @@ from safetensors.numpy import load_file
 from voxseg.bundle import export_bundle, open_bundle, verify_bundle
 from voxseg.bundle.export import write_bundle
 from voxseg.errors import BundleError
-from voxseg.experiment.layout import WorkDir
+from voxseg.workdir.layout import WorkDir
 
 from .conftest import make_work
 

@@ -222,8 +222,8 @@ def test_bad_indexes_are_explained(tmp_path):
 def test_load_predictor_installs_on_first_use_and_predicts(server, bundle_zip, tmp_path):
     import numpy as np
 
-    from voxseg.bundle import load_predictor
     from voxseg.io import Volume
+    from voxseg.models import load_predictor
 
     index, _ = _publish(server, bundle_zip, tmp_path)
     kw = dict(cache=tmp_path / "c", models=tmp_path / "m")

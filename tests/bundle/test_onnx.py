@@ -62,8 +62,8 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 def test_onnxruntime_without_torch_matches_the_torch_backend(onnx_bundle, tmp_path):
     from scipy import ndimage
 
-    from voxseg.bundle import load_predictor
     from voxseg.io import Volume
+    from voxseg.models import load_predictor
 
     bundle = open_bundle(onnx_bundle)
     assert set(bundle.onnx_files()) == {0, 1}
@@ -90,19 +90,6 @@ def test_onnxruntime_without_torch_matches_the_torch_backend(onnx_bundle, tmp_pa
     assert 0 < (ref.labels.array > 0).mean() < 1  # a non-trivial segmentation was compared
 
 
-def test_grid_and_weights_match_the_torch_sliding_window():
-    import torch
-
-    from voxseg.bundle.onnx_backend import gaussian_map, tile_grid
-    from voxseg.inference.sliding_window import importance_map
-    from voxseg.inference.sliding_window import tile_grid as torch_grid
-
-    for shape, patch, overlap in [((40, 17, 64), (16, 16, 32), 0.5), ((9, 100), (16, 48), 0.25)]:
-        assert tile_grid(shape, patch, overlap) == torch_grid(shape, patch, overlap)
-        np.testing.assert_allclose(gaussian_map(patch), importance_map(patch).numpy(), rtol=1e-6)
-    assert torch.is_tensor(importance_map((4, 4)))
-
-
 def test_bundle_without_onnx_is_explained(bundle_zip):
     from voxseg.bundle.onnx_backend import OnnxPredictor
     from voxseg.errors import BundleError
@@ -111,35 +98,18 @@ def test_bundle_without_onnx_is_explained(bundle_zip):
         OnnxPredictor.from_bundle(bundle_zip)
 
 
-def test_numpy_sliding_window_is_exact_for_voxelwise_functions():
-    from voxseg.bundle.onnx_backend import sliding_window_numpy
-
-    rng = np.random.default_rng(0)
-    for shape, patch in [((2, 21, 30, 9), (8, 16, 16)), ((1, 5, 70), (16, 32))]:
-        image = rng.normal(0, 1, shape).astype(np.float32)
-        calls = []
-
-        def run(x, calls=calls):
-            calls.append(x.shape[0])
-            return np.concatenate([x[:, :1] * 2, -x[:, :1]], axis=1)
-
-        out = sliding_window_numpy(image, run, patch, overlap=0.5, batch_size=3)
-        assert out.shape == (2, *shape[1:]) and max(calls) <= 3
-        np.testing.assert_allclose(out[0], 2 * image[0], atol=1e-5)
-        np.testing.assert_allclose(out[1], -image[0], atol=1e-5)
-
-
 @pytest.mark.slow
 def test_2d_multiclass_bundle_on_3d_data_matches_torch(tmp_path):
     """A 2D configuration run slice by slice, label values 0/1/3 (a lookup table), no TTA axes."""
     import torch
     from safetensors.torch import save_file
 
-    from voxseg.bundle import BundleManifest, load_predictor
+    from voxseg.bundle import BundleManifest
     from voxseg.bundle.export import write_bundle
-    from voxseg.bundle.onnx_backend import load_onnx_predictor
     from voxseg.bundle.onnx_export import onnx_bytes
     from voxseg.io import Volume
+    from voxseg.models import load_predictor
+    from voxseg.models.load import load_onnx_predictor
     from voxseg.nets import build_network
     from voxseg.planning import ConfigurationPlan, Normalization, Plan
 
@@ -178,8 +148,8 @@ _CLI_WITHOUT_TORCH = _BLOCK_TORCH + textwrap.dedent(
 
 @pytest.mark.slow
 def test_cli_predict_with_the_onnxruntime_backend_never_imports_torch(onnx_bundle, tmp_path):
-    from voxseg.bundle import load_predictor
     from voxseg.io import Volume, read_image, write_image
+    from voxseg.models import load_predictor
 
     rng = np.random.default_rng(3)
     image = Volume(rng.normal(0, 1, (12, 20, 20)).astype(np.float32), (1.5, 1.0, 1.0))

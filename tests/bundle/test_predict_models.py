@@ -13,8 +13,8 @@ from safetensors.torch import save_file
 
 from voxseg.bundle._util import safetensors_problem, sha256_file
 from voxseg.cli.main import main
-from voxseg.inference.models import resolve_model
 from voxseg.io import Volume, read_image, write_image
+from voxseg.models.resolve import resolve_model
 
 from .conftest import write_index
 

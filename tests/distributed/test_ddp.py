@@ -11,11 +11,12 @@ import torch
 import torch.distributed as dist
 
 from tests.experiment.work_helpers import make_work, weights
-from voxseg.distributed.ddp import DataParallel, GlobalBatchDice, _free_port, train_processes
 from voxseg.errors import ConfigError
 from voxseg.experiment import WorkDir
+from voxseg.experiment.launcher import _free_port, train_processes
 from voxseg.experiment.train import train_folds
 from voxseg.training.losses import LossSpec, SegmentationLoss
+from voxseg.training.parallel import DataParallel, GlobalBatchDice
 
 # batch 4 split 2 + 2; the default augmentation and the default Dice+CE loss (batch Dice)
 RUN = {"iterations_per_epoch": 3, "training.batch_size": 4, "augmentation": "default"}

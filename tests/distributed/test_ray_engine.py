@@ -14,8 +14,8 @@ from voxseg.cli.main import main
 from voxseg.dataset.phantoms import generate_case
 from voxseg.errors import ConfigError, VoxsegError
 from voxseg.inference.batch import predict_folder
-from voxseg.inference.models import resolve_model
 from voxseg.io import read_image
+from voxseg.models.resolve import resolve_model
 
 ray = pytest.importorskip("ray")
 

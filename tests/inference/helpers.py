@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from voxseg.experiment.layout import WorkDir
 from voxseg.io import write_json_atomic
 from voxseg.nets import NETWORKS, NetworkSpec, build_network
 from voxseg.planning import ConfigurationPlan, Normalization, Plan
 from voxseg.postprocessing import PostprocessingSpec
 from voxseg.training.checkpoint import TrainState, save_checkpoint
+from voxseg.workdir.layout import WorkDir
 
 TEST_NET = "vx_test_threshold"
 

@@ -11,9 +11,9 @@ import pytest
 import voxseg
 from tests.inference.helpers import make_plan, sphere, write_work
 from voxseg.errors import VoxsegError
-from voxseg.inference.models import resolve_model
 from voxseg.inference.predictor import Predictor
 from voxseg.io import Volume, write_image
+from voxseg.models.resolve import resolve_model
 
 
 @pytest.fixture(scope="module")

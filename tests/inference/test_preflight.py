@@ -16,11 +16,11 @@ from tests.inference.helpers import make_plan, unet_spec, write_work
 from voxseg.cli.main import main
 from voxseg.errors import InputImageError
 from voxseg.inference.inputs import collect_inputs
-from voxseg.inference.models import describe_model, resolve_model
 from voxseg.inference.preflight import PreflightError, PreflightLimits, preflight
 from voxseg.inference.rate import RATE_FILE, call_seconds
 from voxseg.io import Volume, write_image
 from voxseg.io.headers import ImageHeader, read_header
+from voxseg.models.resolve import describe_model, resolve_model
 
 
 @pytest.fixture(scope="module")

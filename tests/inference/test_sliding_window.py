@@ -209,18 +209,24 @@ def test_memory_is_about_k_plus_one_float32_volumes(tmp_path):
     tile batch buffers (relatively large next to a 3.4 MiB volume), not more."""
     code = textwrap.dedent(
         """
+        import tracemalloc
         import numpy as np, torch
         from voxseg.inference import sliding_window, peak_rss_bytes, reset_peak_rss, configure_allocator
         configure_allocator()
         image = np.random.default_rng(0).standard_normal((1, 96, 96, 96), dtype=np.float32)
         net = lambda x: torch.cat([x, -x], dim=1)
         sliding_window(image[:, :40, :40, :40], net, (32, 32, 32))  # warm up torch
+        tracemalloc.start()
         reset_peak_rss()
         base = peak_rss_bytes()
         out = sliding_window(image, net, (32, 32, 32), overlap=0.5, batch_size=2)
-        print((peak_rss_bytes() - base) / image.nbytes)
+        print(tracemalloc.get_traced_memory()[1] / image.nbytes, (peak_rss_bytes() - base) / image.nbytes)
         """
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
-    ratio = float(result.stdout.split()[-1])
-    assert 2.5 < ratio < 4.2, ratio  # 3 volumes + tile buffers; one run of the full suite measured 4.001
+    arrays, rss = map(float, result.stdout.split()[-2:])
+    # What the window allocates (numpy, traced exactly): 3 volumes + tile buffers; measured 3.17.
+    assert 2.9 < arrays < 3.3, arrays
+    # The process's peak RSS also holds torch's per-call outputs wherever glibc's heap put them:
+    # 3.4, 4.2 or 4.6 volumes from run to run of the same code (before the window became numpy: 3.4-4.0).
+    assert 2.5 < rss < 5.0, rss

@@ -48,7 +48,7 @@ def test_mirror_tta_of_a_flip_equivariant_predictor_is_the_predictor(shape):
 
 
 def test_mirror_tta_splits_flips_to_bound_the_call_size():
-    from voxseg.tiling import TILE_BATCH_VOXELS
+    from voxseg.inference.tiling import TILE_BATCH_VOXELS
 
     side = round((TILE_BATCH_VOXELS / 2) ** (1 / 3)) + 1  # two flips of this tile exceed the bound
     x = torch.randn(1, 1, side, side, side)

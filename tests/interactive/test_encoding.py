@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from voxseg.errors import ConfigError, UnknownNameError
+from voxseg.fingerprint.cropping import uncrop
 from voxseg.interactive import (
     Click,
     crop_to_points,
@@ -18,7 +19,6 @@ from voxseg.interactive import (
     geodesic_distance,
     geodesic_map,
 )
-from voxseg.preprocessing.cropping import uncrop
 
 
 def dijkstra(image, seeds, spacing, lamb):

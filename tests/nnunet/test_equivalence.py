@@ -16,13 +16,13 @@ import pytest
 
 pytest.importorskip("dynamic_network_architectures")
 
-from voxseg.bundle import load_predictor
+from tests.nnunet.synthetic import make_model_folder, train_briefly
 from voxseg.dataset.phantoms import generate_case
 from voxseg.inference.runtime import cpu_supports_bf16
 from voxseg.io import Volume, read_image, write_image
+from voxseg.models import load_predictor
 from voxseg.nnunet import import_nnunet
 from voxseg.nnunet.exact import NnunetExactPredictor
-from voxseg.nnunet.synthetic import make_model_folder, train_briefly
 
 NNUNET_BIN = os.environ.get("VOXSEG_NNUNET_BIN") or shutil.which("nnUNetv2_predict_from_modelfolder")
 

@@ -15,10 +15,10 @@ import torch
 
 pytest.importorskip("dynamic_network_architectures")
 
+from tests.nnunet.synthetic import architecture, make_model_folder
 from voxseg.cli.main import main
 from voxseg.errors import BundleError, ConfigError
 from voxseg.nnunet import import_nnunet, load_checkpoint, read_postprocessing_pkl
-from voxseg.nnunet.synthetic import architecture, make_model_folder
 
 
 def _one_line(exc: pytest.ExceptionInfo) -> str:
@@ -142,7 +142,7 @@ def test_no_torchvision_or_timm_on_the_import_path(folder, tmp_path):
     code = (
         "import sys\n"
         "from voxseg.nnunet import import_nnunet\n"
-        "from voxseg.bundle import load_predictor\n"
+        "from voxseg.models import load_predictor\n"
         f"p = load_predictor(import_nnunet({str(folder)!r}, {str(tmp_path / 'n.zip')!r}), folds=[0])\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('timm', 'torchvision'))\n"
         "assert not bad, bad\n"

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("dynamic_network_architectures")
 
+from tests.nnunet.synthetic import make_model_folder
 from voxseg.io import Volume
 from voxseg.nnunet import import_nnunet
 from voxseg.nnunet.exact import NnunetExactPredictor, nnunet_gaussian, nnunet_steps, resample_like_nnunet
-from voxseg.nnunet.synthetic import make_model_folder
 
 
 def test_steps_follow_nnunets_rule():
@@ -22,7 +21,7 @@ def test_steps_follow_nnunets_rule():
 
 def test_gaussian_keeps_its_tails_in_float16():
     g = nnunet_gaussian((16, 32, 32))
-    assert g.dtype == torch.float16 and float(g.max()) == 10.0 and float(g.min()) > 0
+    assert g.dtype == np.float16 and float(g.max()) == 10.0 and float(g.min()) > 0
     assert float(g.min()) < 1e-3  # voxseg's sliding window floors at 1e-3; nnU-Net does not
     assert tuple(int(i) for i in np.unravel_index(int(g.argmax()), g.shape)) == (8, 16, 16)
 

@@ -12,10 +12,11 @@ import torch
 
 pytest.importorskip("dynamic_network_architectures")
 
-from voxseg.bundle import load_predictor, open_bundle
+from tests.nnunet.synthetic import build_network, make_model_folder
+from voxseg.bundle import open_bundle
 from voxseg.io import Volume
+from voxseg.models import load_predictor
 from voxseg.nnunet import import_nnunet
-from voxseg.nnunet.synthetic import build_network, make_model_folder
 
 
 def _raw_network(folder: Path, fold: int = 0) -> torch.nn.Module:

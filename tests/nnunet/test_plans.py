@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.nnunet.synthetic import architecture, dataset_json, plans_json
 from voxseg.errors import BundleError
 from voxseg.nnunet.plans import translate_plans
-from voxseg.nnunet.synthetic import architecture, dataset_json, plans_json
 
 
 def test_lowres_configuration_and_transpose_mapping():

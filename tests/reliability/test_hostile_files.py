@@ -193,7 +193,7 @@ def test_random_safetensors_headers_give_a_problem_not_a_crash(header, data):
 
 
 def _loaders():
-    from voxseg.bundle.registry import load_index
+    from voxseg.bundle.index import load_index
     from voxseg.dataset.splits import read_splits
     from voxseg.fingerprint.model import Fingerprint
     from voxseg.planning import Plan

@@ -328,7 +328,7 @@ def test_two_predicts_into_one_folder_share_the_work_and_lose_no_entry(batch, un
 
 def test_guard_refuses_before_writing_in_the_library_api(work, tmp_path):
     from voxseg.inference.batch import predict_folder
-    from voxseg.inference.models import resolve_model
+    from voxseg.models.resolve import resolve_model
 
     src = _folder(tmp_path / "in", ["x_0000.nii.gz"])
     before = tree(tmp_path)

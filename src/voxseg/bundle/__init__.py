@@ -7,7 +7,7 @@
   also loads the weights strictly and runs a dry forward pass;
 - :func:`install` resolves ``NAME[@VERSION]`` through the model index(es), downloads once (pooch,
   sha256 checked), and works offline afterwards; :func:`list_models` lists installed and available
-  models; :func:`load_predictor` gives a ready predictor (installing on first use).
+  models. A ready predictor for a bundle, a name or a work folder comes from :mod:`voxseg.models`.
 
 Weights are safetensors only: nothing is ever unpickled, and this package never imports training
 code. Importing it does not import torch. See ``docs/bundles.md``.
@@ -16,10 +16,9 @@ code. Importing it does not import torch. See ``docs/bundles.md``.
 from voxseg.bundle.archive import ArchiveLimits
 from voxseg.bundle.cache import InstalledModel, ModelInfo, install, installed_models, list_models, resolve_bundle
 from voxseg.bundle.export import export_bundle
+from voxseg.bundle.index import IndexEntry, ModelIndex, builtin_index_path, load_index
 from voxseg.bundle.load import Bundle, open_bundle
 from voxseg.bundle.manifest import BUNDLE_SCHEMA_VERSION, BundleManifest
-from voxseg.bundle.predictor import load_predictor
-from voxseg.bundle.registry import IndexEntry, ModelIndex, builtin_index_path, load_index
 from voxseg.bundle.verify import verify_bundle
 
 __all__ = [
@@ -37,7 +36,6 @@ __all__ = [
     "installed_models",
     "list_models",
     "load_index",
-    "load_predictor",
     "open_bundle",
     "resolve_bundle",
     "verify_bundle",

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from voxseg.bundle.golden import crop_case, make_golden
+from voxseg.bundle.golden import PROMPTED, crop_case, make_golden
 from voxseg.bundle.manifest import BundleManifest
-from voxseg.errors import BundleError, VoxsegError
+from voxseg.errors import VoxsegError
 from voxseg.io.volume import Volume
 
 __all__ = ["golden_extent", "attach_golden", "attach_onnx", "validation_case", "provenance"]
@@ -33,7 +33,7 @@ def golden_settings(manifest: BundleManifest, crop: Volume) -> tuple[bool, float
     """(tta, overlap) of the golden test: TTA on and overlap 0.5, as the bundle runs by default,
     unless that takes more than MAX_GOLDEN_CALLS network calls; then TTA off, then overlap 0
     (fixed-shape models tile their whole fixed shape whatever the crop)."""
-    from voxseg.tiling import tile_grid
+    from voxseg.inference.tiling import tile_grid
 
     cfg = manifest.config
     nd = len(cfg.patch_size)
@@ -91,7 +91,7 @@ def attach_golden(
 
     points = None
     if manifest.task == "interactive":
-        crop, points = _interactive_crop(manifest, images, label)
+        crop, points = PROMPTED.get(manifest.task).crop(manifest, images, label)
     else:
         crop = crop_case(images, label, extent=golden_extent(manifest, images[0].spacing))
     auto_tta, auto_overlap = golden_settings(manifest, crop[0])
@@ -115,28 +115,6 @@ def attach_golden(
     return dataclasses.replace(manifest, files=hashes, golden=section), files
 
 
-def _interactive_crop(manifest: BundleManifest, images: Sequence[Volume], label: np.ndarray | None):
-    """A crop around the label's largest object (its box plus the prompt margin and 2 mm) and the
-    object's six extreme points in it (deterministic, the plan's inward offset)."""
-    from voxseg.interactive.config import PromptConfig
-    from voxseg.interactive.evaluate import largest_object
-    from voxseg.interactive.points import extreme_points
-
-    if label is None or not np.any(label):
-        raise BundleError("the golden test of an interactive model needs a case with an object")
-    obj = largest_object(label)
-    spacing = np.asarray(images[0].spacing)
-    config = PromptConfig.from_json(manifest.plan.interactive)
-    grow = np.ceil((config.margin_mm + 2.0) / spacing).astype(int)
-    idx = np.argwhere(obj)
-    lo, hi = np.maximum(idx.min(0) - grow, 0), np.minimum(idx.max(0) + grow + 1, obj.shape)
-    sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
-    crop = [Volume(np.ascontiguousarray(v.array[sl]), v.spacing) for v in images]
-    inward = PromptConfig.for_spacing(tuple(spacing)).inward
-    points = extreme_points(obj[sl], inward=inward, spacing=tuple(spacing))
-    return crop, np.asarray(points, dtype=np.int64)
-
-
 def attach_onnx(manifest: BundleManifest, weights: Mapping[int, bytes | Path]) -> dict[str, bytes]:
     """``model_fold_K.onnx`` for every fold (the same weights, exported; needs the ``[onnx]`` extra)."""
     from voxseg.bundle.onnx_export import onnx_bytes
@@ -149,8 +127,8 @@ def validation_case(work_root: Path, configuration: str) -> tuple[list[Volume], 
     or None when the raw dataset is not reachable any more."""
     from voxseg.dataset.layout import read_dataset
     from voxseg.dataset.splits import read_splits
-    from voxseg.experiment.layout import WorkDir
     from voxseg.io import read_image
+    from voxseg.workdir.layout import WorkDir
 
     work = WorkDir(Path(work_root))
     try:

@@ -30,8 +30,8 @@ import numpy as np
 from voxseg.bundle._util import sha256_bytes
 from voxseg.bundle.load import Bundle, open_bundle
 from voxseg.errors import BundleError
+from voxseg.inference.tiling import fit_shape
 from voxseg.io import atomic_path
-from voxseg.tiling import fit_shape
 
 __all__ = ["export_bioimageio", "bioimageio_preprocessing"]
 

@@ -39,8 +39,8 @@ from filelock import FileLock, Timeout
 from voxseg.bundle._util import parse_reference, sha256_file, version_key
 from voxseg.bundle.archive import ArchiveLimits, extract_zip
 from voxseg.bundle.download import ResumableDownloader
+from voxseg.bundle.index import IndexEntry, ModelIndex, is_builtin_archive, is_remote, load_index, local_path_of
 from voxseg.bundle.load import INSTALL_RECORD, Bundle, open_bundle, open_extracted
-from voxseg.bundle.registry import IndexEntry, ModelIndex, is_builtin_archive, is_remote, load_index, local_path_of
 from voxseg.errors import BundleError
 from voxseg.io import write_json_atomic
 from voxseg.io.safe_json import loads_json, read_json

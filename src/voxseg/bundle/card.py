@@ -104,7 +104,7 @@ def make_card(manifest: BundleManifest, *, notes: str | None = None, dataset: Ma
         "## Intended use",
         "",
         f"Automatic segmentation of images like the training data ({channels}), with `voxseg predict -m "
-        f"{m.name}` or `voxseg.bundle.load_predictor({m.name!r})`.",
+        f"{m.name}` or `voxseg.models.load_predictor({m.name!r})`.",
         "",
     ]
     if notes:

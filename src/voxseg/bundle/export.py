@@ -28,13 +28,13 @@ from voxseg.bundle.card import make_card
 from voxseg.bundle.load import CARD_NAME
 from voxseg.bundle.manifest import MANIFEST_NAME, BundleManifest
 from voxseg.errors import BundleError, ConfigError, VoxsegError
-from voxseg.experiment.layout import WorkDir
 from voxseg.fingerprint import Fingerprint
 from voxseg.fingerprint.domain import TrainingDomain
 from voxseg.io import atomic_path
 from voxseg.io.safe_json import read_json
 from voxseg.planning import Plan
 from voxseg.postprocessing import PostprocessingSpec
+from voxseg.workdir.layout import WorkDir
 
 __all__ = ["export_bundle", "write_bundle"]
 
@@ -92,7 +92,7 @@ def _training_domain(work: WorkDir) -> TrainingDomain | None:
 
 def check_quality(work: Path, cfg: str, folds: Sequence[int], metrics: dict, *, min_dice: float | None) -> None:
     """Warn about low cross-validation figures and short trainings; refuse under ``min_dice``."""
-    from voxseg.experiment.quality import crossval_warnings, cv_dice, fold_records
+    from voxseg.workdir.quality import crossval_warnings, cv_dice, fold_records
 
     for line in crossval_warnings(metrics, fold_records(work, cfg, folds)):
         log.warning("%s", line)

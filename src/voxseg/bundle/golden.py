@@ -20,12 +20,13 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from voxseg.errors import BundleError
 from voxseg.io.volume import Volume
+from voxseg.registry import Registry
 
 __all__ = [
     "GOLDEN_INPUT",
@@ -151,32 +152,28 @@ def make_golden(
     return section, files
 
 
+class PromptedGolden(Protocol):
+    """How a prompted model kind makes and runs its golden case (registered by its plug-in)."""
+
+    def crop(
+        self, manifest: Any, images: Sequence[Volume], label: np.ndarray | None
+    ) -> tuple[list[Volume], np.ndarray]:
+        """A crop of a validation case around one object, and the prompt (points) in it."""
+
+    def outputs(self, predictor: Any, images: list[Volume], points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, probabilities ``(K, *shape)``) of the prompted prediction."""
+
+
+#: Prompted model kinds by ``bundle.json`` task (``interactive``: :mod:`voxseg.interactive.plugin`).
+PROMPTED: Registry[PromptedGolden] = Registry("prompted model kind", plugins="voxseg.prompted")
+
+
 def _outputs(predictor, images: list[Volume], points: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """(labels, probabilities) of the full pipeline; for interactive models, of the six points."""
     if points is None:
         result = predictor.predict(images, probabilities=True)
         return np.asarray(result.labels.array), np.asarray(result.probabilities)
-    from voxseg.interactive.pipeline import predict_points
-
-    prob, mask = predict_points(predictor, images, np.asarray(points, dtype=np.int64))
-    return mask, prob[None]
-
-
-def check_golden_section(section: Any, files: Mapping[str, str], where: str) -> None:
-    """Validate ``bundle.json``'s ``golden`` section (shape of the JSON; files listed)."""
-    if not isinstance(section, Mapping):
-        raise BundleError(f"{where} must be a JSON object")
-    for key in ("input", "expected", "settings", "tolerances"):
-        if key not in section:
-            raise BundleError(f"{where} lacks {key!r}")
-    for key in ("input", "expected"):
-        if section[key] not in files:
-            raise BundleError(f"{where}: {section[key]!r} is not listed in 'files'")
-    tol = section["tolerances"]
-    if not isinstance(tol, Mapping) or not all(
-        isinstance(v, Mapping) and {"labels_per_million", "probability_max_error"} <= set(v) for v in tol.values()
-    ):
-        raise BundleError(f"{where}: 'tolerances' must map backends to labels_per_million and probability_max_error")
+    return PROMPTED.get("interactive").outputs(predictor, images, np.asarray(points, dtype=np.int64))
 
 
 @dataclass

@@ -49,6 +49,7 @@ _OPTIONAL = {
     "training_domain": None,
     "golden": None,
     "provenance": {},
+    "arithmetic": "voxseg",
 }
 _DERIVED = ("input", "labels", "network")
 
@@ -98,6 +99,9 @@ class BundleManifest:
     provenance
         Where the model comes from: ``data_fingerprint_sha256`` (the training data's
         ``fingerprint.json``), ``plan_sha256``, ``parent`` (the model it was fine-tuned from, or None).
+    arithmetic
+        Which predictor computes it (:mod:`voxseg.inference.arithmetic`): ``voxseg`` (default), or a
+        plug-in's, e.g. ``nnunet-exact`` for models imported from nnU-Net. Written only when not the default.
     """
 
     name: str
@@ -119,6 +123,7 @@ class BundleManifest:
     training_domain: TrainingDomain | None = None
     golden: Mapping[str, Any] | None = None
     provenance: Mapping[str, Any] = field(default_factory=dict)
+    arithmetic: str = "voxseg"
     schema_version: int = BUNDLE_SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -147,8 +152,6 @@ class BundleManifest:
         if not isinstance(self.postprocessing, PostprocessingSpec):
             raise BundleError(f"{_where('postprocessing')} must be a PostprocessingSpec")
         if self.golden is not None:
-            from voxseg.bundle.golden import check_golden_section
-
             check_golden_section(self.golden, self.files, _where("golden"))
         for key in ("metrics", "versions", "provenance"):
             if not isinstance(getattr(self, key), Mapping):
@@ -232,6 +235,8 @@ class BundleManifest:
             out["provenance"] = json.loads(json.dumps(dict(self.provenance)))
         if self.golden is not None:
             out["golden"] = json.loads(json.dumps(dict(self.golden)))
+        if self.arithmetic != "voxseg":
+            out["arithmetic"] = self.arithmetic
         return out
 
     def dumps(self) -> str:
@@ -286,6 +291,7 @@ class BundleManifest:
             created=_text(data, "created"),
             golden=data.get("golden"),
             provenance=data.get("provenance", {}),
+            arithmetic=_text(data, "arithmetic"),
         )
         manifest._check_derived(data)
         return manifest
@@ -331,3 +337,20 @@ def _check_authors(authors: Any) -> tuple[str, ...]:
     if any(not isinstance(a, str) for a in authors):
         raise BundleError(f"{_where('authors')} must be a list of strings, got {list(authors)!r}")
     return authors
+
+
+def check_golden_section(section: Any, files: Mapping[str, str], where: str) -> None:
+    """Validate ``bundle.json``'s ``golden`` section (shape of the JSON; files listed)."""
+    if not isinstance(section, Mapping):
+        raise BundleError(f"{where} must be a JSON object")
+    for key in ("input", "expected", "settings", "tolerances"):
+        if key not in section:
+            raise BundleError(f"{where} lacks {key!r}")
+    for key in ("input", "expected"):
+        if section[key] not in files:
+            raise BundleError(f"{where}: {section[key]!r} is not listed in 'files'")
+    tol = section["tolerances"]
+    if not isinstance(tol, Mapping) or not all(
+        isinstance(v, Mapping) and {"labels_per_million", "probability_max_error"} <= set(v) for v in tol.values()
+    ):
+        raise BundleError(f"{where}: 'tolerances' must map backends to labels_per_million and probability_max_error")

@@ -1,25 +1,17 @@
 """Prediction with a bundle's ONNX models and onnxruntime, without importing torch.
 
-The whole pipeline is data from ``bundle.json``: preprocessing (the plan's spacing and
-normalization, :func:`voxseg.preprocessing.preprocess_case`), a sliding window with Gaussian
-blending, mirror test-time augmentation, the fold ensemble (softmax/sigmoid, averaged), the way
-back to the input's geometry (:func:`voxseg.preprocessing.restore_probabilities`) and the
-postprocessing spec. It follows :class:`voxseg.inference.predictor.Predictor` step by step; the
-tiling rule and importance map are the same as :mod:`voxseg.inference.sliding_window`, written
-again in numpy here because that module imports torch.
-
-Fixed-shape models are centre-cropped / zero-padded to their shape and back, as by the torch
-predictor; a plan channel named ``mask`` may come from the ``mask`` input. Not supported (yet):
-interactive models (prompt channels).
+An :class:`OnnxPredictor` is the one pipeline (:class:`voxseg.inference.pipeline.Pipeline`:
+preprocessing, voxseg's one sliding window, restoration to the input's geometry, labels,
+postprocessing, all data from ``bundle.json``) with an onnxruntime patch runner: each fold's
+session over the mirrorings (logits averaged), softmax/sigmoid, the folds averaged. Fixed-shape
+models are centre-cropped / zero-padded to their shape and back; a plan channel named ``mask`` may
+come from the ``mask`` input. Not supported (yet): interactive models (prompt channels).
 """
 
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -27,74 +19,15 @@ import numpy as np
 
 from voxseg.bundle.load import Bundle, open_bundle
 from voxseg.bundle.notice import terms
-from voxseg.errors import BundleError, ConfigError, InputImageError
-from voxseg.io.volume import Volume, require_same_grid
+from voxseg.errors import BundleError
+from voxseg.inference.pipeline import Pipeline, Prediction
 from voxseg.planning import Plan
-from voxseg.postprocessing import PostprocessingSpec, apply_postprocessing
-from voxseg.preprocessing import preprocess_case, restore_probabilities
-from voxseg.tiling import fit_shape, gaussian_weights, overlap_slices, tile_grid, tile_starts, unfit_shape
+from voxseg.postprocessing import PostprocessingSpec
 
 __all__ = [
     "OnnxPredictor",
     "OnnxPrediction",
-    "load_onnx_predictor",
-    "tile_grid",
-    "tile_starts",
-    "gaussian_map",
-    "sliding_window_numpy",
 ]
-
-Run = Callable[[np.ndarray], np.ndarray]
-
-
-@lru_cache(maxsize=8)
-def gaussian_map(patch_size: tuple[int, ...], sigma_scale: float = 0.125) -> np.ndarray:
-    """The Gaussian tile weights of :func:`voxseg.inference.sliding_window.importance_map` (float32)."""
-    out = gaussian_weights(patch_size, (sigma_scale,) * len(patch_size))
-    out.setflags(write=False)
-    return out
-
-
-def sliding_window_numpy(
-    image: np.ndarray,
-    run: Run,
-    patch_size: Sequence[int],
-    *,
-    overlap: float = 0.5,
-    batch_size: int = 1,
-    out_dtype: Any = np.float32,
-    progress: Callable[[int, int], None] | None = None,
-) -> np.ndarray:
-    """Blend ``run`` over ``image`` ``(C, *spatial)`` tile by tile; returns ``(K, *spatial)``."""
-    patch = tuple(int(p) for p in patch_size)
-    spatial = image.shape[1:]
-    weights = gaussian_map(patch)
-    grid = tile_grid(spatial, patch, overlap)
-    tiles = list(itertools.product(*grid))
-    batch = np.empty((batch_size, image.shape[0], *patch), dtype=np.float32)
-    weight_sum = np.zeros(spatial, dtype=out_dtype)
-    out: np.ndarray | None = None
-    for first in range(0, len(tiles), batch_size):
-        starts = tiles[first : first + batch_size]
-        for k, start in enumerate(starts):
-            img_sl, tile_sl = overlap_slices(start, patch, spatial)
-            if any(t.start != 0 or t.stop != p for t, p in zip(tile_sl, patch, strict=True)):
-                batch[k].fill(0)
-            batch[k][(slice(None), *tile_sl)] = image[(slice(None), *img_sl)]
-        pred = run(batch[: len(starts)])
-        if out is None:
-            out = np.zeros((pred.shape[1], *spatial), dtype=out_dtype)
-        for k, start in enumerate(starts):
-            img_sl, tile_sl = overlap_slices(start, patch, spatial)
-            w = weights[tile_sl]
-            out[(slice(None), *img_sl)] += pred[k][(slice(None), *tile_sl)] * w
-            weight_sum[img_sl] += w
-        if progress is not None:
-            progress(first + len(starts), len(tiles))
-    if out is None:  # unreachable: every image has at least one tile
-        raise ConfigError("sliding window produced no tiles")
-    out /= weight_sum
-    return out
 
 
 def _softmax(y: np.ndarray) -> np.ndarray:
@@ -104,16 +37,11 @@ def _softmax(y: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-@dataclass(frozen=True)
-class OnnxPrediction:
-    """Labels on the input's geometry, optional ``(K, *shape)`` float16 probabilities, timings."""
-
-    labels: Volume
-    probabilities: np.ndarray | None
-    seconds: dict[str, float]
+#: The onnxruntime backend's result: the pipeline's :class:`~voxseg.inference.pipeline.Prediction`.
+OnnxPrediction = Prediction
 
 
-class OnnxPredictor:
+class OnnxPredictor(Pipeline):
     """A bundle's fold ensemble run by onnxruntime (see the module docstring).
 
     Parameters
@@ -125,6 +53,8 @@ class OnnxPredictor:
     tta, overlap, threshold, batch_size
         As for :class:`voxseg.inference.predictor.Predictor`.
     """
+
+    backend = "onnxruntime"
 
     def __init__(
         self,
@@ -139,19 +69,19 @@ class OnnxPredictor:
         batch_size: int = 1,
     ):
         self.sessions = list(sessions)
-        self.plan = plan
-        self.config = plan.configuration(configuration)
-        self.postprocessing = postprocessing or PostprocessingSpec()
         if plan.interactive:
             raise BundleError("the onnxruntime backend does not support interactive models yet; use --backend torch")
-        if not 0 <= overlap < 1:
-            raise ConfigError(f"overlap must be in [0, 1), got {overlap!r}")
         batch_size = 1 if batch_size == "auto" else batch_size  # onnxruntime: one tile per call (measured)
-        self.tta, self.overlap, self.threshold, self.batch_size = bool(tta), float(overlap), threshold, int(batch_size)
+        super().__init__(
+            plan,
+            configuration=configuration,
+            postprocessing=postprocessing,
+            tta=tta,
+            overlap=overlap,
+            threshold=threshold,
+            batch_size=batch_size,
+        )
         self.model_id = f"{plan.dataset_name} (onnx)"
-        self.model_sha256: str | None = None
-        self.model_terms: dict[str, Any] | None = None
-        self.folds: tuple[int, ...] | None = None
         axes = self.config.mirror_axes if self.tta else ()
         self._flips = [c for r in range(len(axes) + 1) for c in itertools.combinations([a + 2 for a in axes], r)]
 
@@ -191,7 +121,7 @@ class OnnxPredictor:
     def settings(self) -> dict[str, Any]:
         """The options that shape a prediction (JSON-ready; recorded in batch manifests)."""
         return {
-            "backend": "onnxruntime",
+            "backend": self.backend,
             "configuration": self.config.name,
             "folds": None if self.folds is None else list(self.folds),
             "networks": len(self.sessions),
@@ -217,110 +147,6 @@ class OnnxPredictor:
             total = probs if total is None else total + probs
         return total / len(self.sessions)
 
-    def _predict_grid(self, data: np.ndarray) -> np.ndarray:
-        fixed, spatial = self.config.fixed_shape, tuple(data.shape[1:])
-        refit = fixed is not None and tuple(fixed) != spatial
-        if refit:
-            data = fit_shape(data, fixed)
-        probs = sliding_window_numpy(
-            data, self._run_tiles, self.config.patch_size, overlap=self.overlap, batch_size=self.batch_size
-        )
-        if refit:
-            probs = unfit_shape(probs, spatial, background=0 if probs.shape[0] > 1 else None)
-        return probs
-
-    def _predict_array(self, data: np.ndarray, progress) -> np.ndarray:
-        if data.ndim - 1 == self.config.spatial_dims:
-            return self._predict_grid(data)
-        return np.stack([self._predict_grid(data[:, z]) for z in range(data.shape[1])], axis=1)
-
-    def _channels(self, images: Volume | Sequence[Volume], mask: Volume | None) -> list[Volume]:
-        """The plan's channels in order; a channel named ``mask`` may come from ``mask``."""
-        channels = [images] if isinstance(images, Volume) else list(images)
-        names = [self.plan.channel_names[k] for k in sorted(self.plan.channel_names)]
-        mask_index = next((k for k, n in enumerate(names) if n.lower() == "mask"), None)
-        if mask is not None and mask_index is not None and len(channels) == len(names) - 1:
-            channels.insert(mask_index, mask.with_array((np.asarray(mask.array) > 0).astype(np.uint8)))
-        if len(channels) != len(names):
-            raise InputImageError(
-                None,
-                f"the model expects {len(names)} channel(s) ({', '.join(names)}), got {len(channels)}",
-                "pass one image per channel, in this order",
-            )
-        return channels
-
-    def _labels(self, probs: np.ndarray) -> np.ndarray:
-        k = probs.shape[0]
-        t = 0.5 if self.threshold is None else float(self.threshold)
-        labels = (probs[k - 1] > t).astype(np.uint8) if k <= 2 else probs.argmax(axis=0).astype(np.uint8)
-        values = self.plan.class_values
-        if k > 1 and values != tuple(range(len(values))):
-            labels = np.asarray(values, dtype=np.uint16 if max(values) > 255 else np.uint8)[labels]
-        return labels
-
-    # ---- prediction --------------------------------------------------------------------
-    def predict(
-        self,
-        images: Volume | Sequence[Volume],
-        *,
-        mask: Volume | None = None,
-        probabilities: bool = False,
-        progress=None,
-    ) -> OnnxPrediction:
-        """Predict one case (one Volume per plan channel); labels on the input's geometry.
-
-        ``mask``: labels are set to 0 where it is 0 (unlike the torch Predictor, it does not
-        restrict the normalization statistics).
-        """
-        t_start = time.perf_counter()
-        channels = self._channels(images, mask)
-        case = preprocess_case(
-            channels,
-            target_spacing=self.config.target_spacing,
-            normalization=self.plan.normalization,
-            anisotropy_threshold=self.plan.anisotropy_threshold,
-        )
-        props = case.properties
-        seconds = {"preprocess": time.perf_counter() - t_start}
-        t0 = time.perf_counter()
-        probs = self._predict_array(case.data, progress)
-        seconds["network"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        identity = tuple(props.shape_after_resampling) == tuple(props.original_shape) and props.crop_box.is_full(
-            props.original_shape
-        )
-        if not identity:
-            background = 0 if probs.shape[0] > 1 else None
-            probs = restore_probabilities(probs, props, dtype=probs.dtype, background_channel=background)
-        labels = self._labels(probs)
-        if mask is not None:
-            fix = "resample the mask onto the image's grid"
-            require_same_grid(mask, channels[0], what="mask", reference_name="the image", fix=fix)
-            labels[np.asarray(mask.array) == 0] = 0
-        result = Volume.like(labels, channels[0].geometry)
-        if not self.postprocessing.is_identity:
-            result = apply_postprocessing(result, self.postprocessing)
-        seconds["postprocess"] = time.perf_counter() - t0
-        seconds["total"] = time.perf_counter() - t_start
-        kept = probs.astype(np.float16) if probabilities else None
-        return OnnxPrediction(result, kept, {k: round(v, 4) for k, v in seconds.items()})
-
-
-def load_onnx_predictor(
-    bundle_or_name: str | Path,
-    *,
-    folds: Sequence[int] | None = None,
-    index: Any = None,
-    cache: str | Path | None = None,
-    models: str | Path | None = None,
-    offline: bool = False,
-    progress: Callable[[int, int], None] | None = None,
-    **options: Any,
-) -> OnnxPredictor:
-    """:func:`voxseg.bundle.load_predictor` for the onnxruntime backend: a bundle folder, ``.zip``
-    or ``NAME[@VERSION]`` (installed on first use); ``options`` go to :class:`OnnxPredictor`
-    (``tta``, ``overlap``, ``threshold``, ``batch_size``, ``num_threads``)."""
-    from voxseg.bundle.cache import resolve_bundle
-
-    bundle = resolve_bundle(bundle_or_name, index=index, cache=cache, models=models, offline=offline, progress=progress)
-    return OnnxPredictor.from_bundle(bundle, folds=folds, **options)
+    def patch_runner(self) -> Callable[[np.ndarray], np.ndarray]:
+        """Each fold's session over the mirrorings (logits averaged), softmax (sigmoid), folds averaged."""
+        return self._run_tiles

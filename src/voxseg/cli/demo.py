@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from voxseg.cli._common import console, err_console
-from voxseg.demo import DEFAULT_SEED, DEMO_MODEL
+from voxseg.models.demo import DEFAULT_SEED, DEMO_MODEL
 
 
 def demo(
@@ -23,7 +23,7 @@ def demo(
     PNG overview into OUT. Offline: the model ships inside the package. The model was trained on
     synthetic phantoms only; it demonstrates the workflow, not a model for real scans.
     """
-    from voxseg.demo import run_demo
+    from voxseg.models.demo import run_demo
     from voxseg.settings import resolve_paths
 
     paths = resolve_paths(cache=cache_dir, models=models_dir)

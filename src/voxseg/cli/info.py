@@ -53,13 +53,13 @@ def collect_info(cache: str | None = None, models: str | None = None, data: str 
     """Everything ``voxseg info`` reports, as a dict."""
     import torch  # the one command that should report on torch
 
-    import voxseg
+    from voxseg._version import __version__
 
     flags = _cpu_flags()
     cuda = torch.cuda.is_available()
     paths = resolve_paths(cache=cache, models=models, data=data)
     return {
-        "voxseg": voxseg.__version__,
+        "voxseg": __version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": {p: _version(p) for p in _PACKAGES},

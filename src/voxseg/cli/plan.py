@@ -15,7 +15,7 @@ from typer.core import TyperCommand
 
 from voxseg.cli._common import console, err_console
 from voxseg.errors import ConfigError
-from voxseg.experiment.quality import next_step
+from voxseg.workdir.quality import next_step
 
 _CONFIGS = {"3d": ("3d",), "3d_lowres": ("3d_lowres",), "2d": ("2d",), "all": None}
 _SNAPSHOTS_ALONE = 3  # cases pictured by a bare --snapshots

@@ -10,8 +10,6 @@ import typer
 from voxseg.cli._common import console, err_console, progress_bar
 from voxseg.errors import ConfigError, InputImageError
 
-FAST_OVERLAP = 0.25
-
 
 def _parse_folds(text: str | None) -> list[int] | None:
     if text is None:
@@ -80,93 +78,97 @@ def predict(
     """Predict label maps; a folder is done case by case with a predictions.json manifest."""
     if min_size is not None and min_volume is not None:
         raise ConfigError("give --min-size or --min-volume, not both")
-    batch_size = _tiles_per_call(batch_size)
     _check_output_format(output_format, input, output)
-    tta = (not fast) if tta is None else tta  # --fast: no TTA, overlap 0.25, unless given explicitly
-    overlap = (FAST_OVERLAP if fast else 0.5) if overlap is None else overlap
-    if backend not in ("torch", "onnxruntime"):
-        raise ConfigError(f"--backend {backend!r}: choose torch or onnxruntime")
-    onnx = backend == "onnxruntime"
-    if onnx and (points is not None or engine != "local"):
+    opts = _options(fast, tta, overlap, threshold, folds, config, device, precision, batch_size, threads, backend)
+    if opts.backend == "onnxruntime" and (points is not None or engine != "local"):
         raise ConfigError("--backend onnxruntime works with the local engine and without --points")
     if points is not None:  # interactive model: one image, six extreme points (docs/interactive.md)
         from voxseg.cli.interactive import predict_with_points
 
         _configure_torch(threads)
-
         _check_file_output(output)
-        predictor = _load(model, folds, config, tta, overlap, threshold, device, precision, fast, batch_size)
-        return predict_with_points(input, output, predictor, points, points_space)
-    from voxseg.inference.inputs import LIST_SUFFIXES
-
-    single = input.is_file() and input.suffix.lower() not in LIST_SUFFIXES
-    single = single or (input.is_dir() and _is_file_output(output))  # one DICOM series -> one file
-    if single:
-        _check_file_output(output)
-    else:
-        from voxseg.inference.batch import check_writable
-
-        if not input.exists():
-            raise InputImageError(input, "input not found", "give an image file, a folder or a .txt/.csv list")
+        return predict_with_points(input, output, _load(model, opts), points, points_space)
+    single = _is_single(input, output)
     dicom = {"series": series, "output_format": output_format}
     _check_engine(engine, single, dicom)
     outputs = {"instances": instances, "probabilities": probabilities}
     _refuse_unsafe_outputs(input, output, mask, single, file_ending, outputs, overwrite, dicom)
     if not single:
+        from voxseg.inference.batch import check_writable
+
         check_writable(output)
     options = {"instances": instances, "min_size": min_size, "min_volume": min_volume, "probabilities": probabilities}
-    facts = {"folds": _parse_folds(folds), "configuration": config, "max_folds": 1 if fast and folds is None else None}
-    facts.update(tta=tta, overlap=overlap, precision=precision, device=device, batch_size=batch_size)
-    facts.update(probabilities=bool(probabilities))
     limits = {"max_minutes": max_minutes, "max_memory_gb": max_memory, "force": force}
-    _preflight(input, mask, file_ending, series, model, facts, limits, measure=not onnx, threads=threads)
+    _preflight(input, mask, file_ending, series, model, opts, limits, probabilities=probabilities)
     if dry_run:
         return
-    if not onnx:  # the onnxruntime backend never imports torch; these settings do
+    if opts.backend == "torch":  # the onnxruntime backend never imports torch; these settings do
         _configure_torch(threads)
     if engine != "local":
-        from voxseg.distributed.ray_engine import predict_folder_ray
-
-        with progress_bar("cases") as tick:
-            report = predict_folder_ray(
-                input,
-                output,
-                model,
-                address=address,
-                workers=workers,
-                gpus_per_worker=gpus_per_worker,
-                num_threads=threads,
-                folds=_parse_folds(folds),
-                configuration=config,
-                max_folds=1 if fast and folds is None else None,
-                mask_dir=mask,
-                file_ending=file_ending,
-                resume=resume,
-                overwrite=overwrite,
-                progress=tick,
-                preflight=False,  # done above, before Ray starts
-                tta=tta,
-                overlap=overlap,
-                threshold=threshold,
-                device=device,
-                precision=precision,
-                batch_size=batch_size,
-                **options,
-            )
-        return _report(report)
-    if onnx:
-        predictor = _load_onnx(model, folds, tta, overlap, threshold, fast, batch_size, threads)
-    else:
-        predictor = _load(model, folds, config, tta, overlap, threshold, device, precision, fast, batch_size)
+        ray = {"address": address, "workers": workers, "gpus_per_worker": gpus_per_worker}
+        return _predict_ray(input, output, model, opts, ray, mask, file_ending, resume, overwrite, options)
+    predictor = _load(model, opts)
     _first_use_notice(predictor)
-    if not onnx:  # before any case: every one would fail alike (the onnxruntime backend refuses them itself)
-        from voxseg.interactive.planning import refuse_interactive
-
-        refuse_interactive(predictor.plan, model)
+    predictor.check_model()  # before any case: every one would fail alike
     if single:
         _predict_file(input, output, mask, predictor, options, series)
     else:
         _predict_many(input, output, mask, predictor, {**options, "overwrite": overwrite}, file_ending, resume, dicom)
+
+
+def _options(fast, tta, overlap, threshold, folds, config, device, precision, batch_size, threads, backend):
+    """The one PredictOptions of this command (``--fast`` is the preset; explicit flags win)."""
+    from voxseg.inference.options import PredictOptions
+
+    given = {
+        "tta": tta,
+        "overlap": overlap,
+        "threshold": threshold,
+        "folds": _parse_folds(folds),
+        "configuration": config,
+        "device": device,
+        "precision": precision,
+        "batch_size": _tiles_per_call(batch_size),
+        "num_threads": threads,
+        "backend": backend,
+    }
+    if fast:
+        return PredictOptions.fast(**given)
+    return PredictOptions(**{k: v for k, v in given.items() if v is not None or k == "threshold"})
+
+
+def _is_single(input: Path, output: Path) -> bool:
+    """One case to one file (an image, or one DICOM series folder to one file), else a batch."""
+    from voxseg.inference.inputs import LIST_SUFFIXES
+
+    single = input.is_file() and input.suffix.lower() not in LIST_SUFFIXES
+    single = single or (input.is_dir() and _is_file_output(output))
+    if single:
+        _check_file_output(output)
+    elif not input.exists():
+        raise InputImageError(input, "input not found", "give an image file, a folder or a .txt/.csv list")
+    return single
+
+
+def _predict_ray(input, output, model, opts, ray: dict, mask, file_ending, resume, overwrite, options: dict) -> None:
+    from voxseg.distributed.ray_engine import predict_folder_ray
+
+    with progress_bar("cases") as tick:
+        report = predict_folder_ray(
+            input,
+            output,
+            model,
+            options=opts,
+            **ray,
+            mask_dir=mask,
+            file_ending=file_ending,
+            resume=resume,
+            overwrite=overwrite,
+            progress=tick,
+            preflight=False,  # done above, before Ray starts
+            **options,
+        )
+    _report(report)
 
 
 def _check_engine(engine: str, single: bool, dicom: dict) -> None:
@@ -186,21 +188,21 @@ def _configure_torch(threads: int | None) -> None:
     configure_threads(threads)
 
 
-def _preflight(input, mask, file_ending, series, model, facts, limits, *, measure, threads) -> None:
+def _preflight(input, mask, file_ending, series, model, opts, limits, *, probabilities: bool = False) -> None:
     """Headers only, before the model loads: print the work and the warnings, refuse beyond the limits."""
-    from voxseg.inference.api import preflight_files
     from voxseg.inference.preflight import PreflightLimits
+    from voxseg.models.api import preflight_files
 
     report = preflight_files(
         input,
         model,
+        opts,
         mask_dir=mask,
         file_ending=file_ending,
         series=series,
         limits=PreflightLimits(**limits),
-        measure=measure,
-        num_threads=threads,
-        **facts,
+        measure=opts.backend == "torch",
+        probabilities=probabilities,
     )
     for warning in report.warnings:
         err_console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
@@ -283,47 +285,16 @@ def _tiles_per_call(text: str) -> int | str:
     return int(value)
 
 
-def _load_onnx(model, folds, tta, overlap, threshold, fast, batch_size, threads):
-    from voxseg.bundle.onnx_backend import load_onnx_predictor
+def _load(model, opts):
+    """The model, loaded once, with one line saying what was loaded and how long it took."""
+    from voxseg.models.resolve import resolve_model
 
-    chosen = _parse_folds(folds)
-    if fast and chosen is None:
-        chosen = [0]
     t0 = time.perf_counter()
-    predictor = load_onnx_predictor(
-        model,
-        folds=chosen,
-        tta=tta,
-        overlap=overlap,
-        threshold=threshold,
-        batch_size=batch_size,
-        num_threads=threads,
-    )
+    predictor = resolve_model(model, opts)
+    folds = len(predictor.folds) if predictor.folds is not None else "?"
+    precision = f", {predictor.precision}" if opts.backend == "torch" else ""
     err_console.print(
-        f"model {predictor.model_id} (onnxruntime, {len(predictor.sessions)} fold(s), "
-        f"tta {'on' if predictor.tta else 'off'}, overlap {predictor.overlap}) "
-        f"loaded in {time.perf_counter() - t0:.1f} s"
-    )
-    return predictor
-
-
-def _load(model, folds, config, tta, overlap, threshold, device, precision, fast, batch_size):
-    from voxseg.inference.models import resolve_model
-
-    options = {
-        "tta": tta,
-        "overlap": overlap,
-        "threshold": threshold,
-        "device": device,
-        "precision": precision,
-        "batch_size": batch_size,
-    }
-    t0 = time.perf_counter()
-    predictor = resolve_model(model, folds=_parse_folds(folds), configuration=config, **options)
-    if fast and folds is None:
-        predictor = predictor.first_folds(1)
-    err_console.print(
-        f"model {predictor.model_id} ({len(predictor.networks)} fold(s), {predictor.precision}, "
+        f"model {predictor.model_id} ({opts.backend}, {folds} fold(s){precision}, "
         f"tta {'on' if predictor.tta else 'off'}, overlap {predictor.overlap}) "
         f"loaded in {time.perf_counter() - t0:.1f} s",
         highlight=False,

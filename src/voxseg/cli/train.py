@@ -16,7 +16,7 @@ from rich.table import Table
 
 from voxseg.cli._common import console, err_console, parse_key_values
 from voxseg.errors import ConfigError
-from voxseg.experiment.quality import crossval_warnings, fold_records, fold_warnings, next_step
+from voxseg.workdir.quality import crossval_warnings, fold_records, fold_warnings, next_step
 
 
 def _parse_folds(text: str) -> str | list[int]:
@@ -138,7 +138,7 @@ def train(
 ) -> None:
     """Train folds of a work folder, then predict and score each fold's validation cases."""
     started = time.monotonic()  # --total-minutes counts from here
-    from voxseg.distributed.ddp import train_processes
+    from voxseg.experiment.launcher import train_processes
 
     overrides: dict[str, Any] = parse_key_values(settings, "--set")
     extra: dict[str, Any] = {}

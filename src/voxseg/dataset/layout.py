@@ -18,19 +18,18 @@ from __future__ import annotations
 
 import difflib
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from voxseg.dataset.problem import CHANNEL_RE
 from voxseg.errors import DatasetFormatError, UnknownNameError
 from voxseg.io import Volume, write_image, write_json_atomic
 from voxseg.io.safe_json import read_json
 
 __all__ = ["DatasetSpec", "Case", "Dataset", "DatasetWriter", "read_dataset", "case_files", "CHANNEL_RE"]
 
-CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 _KNOWN_KEYS = {"name", "description", "channel_names", "labels", "numTraining", "file_ending"}
 
 

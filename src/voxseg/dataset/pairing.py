@@ -22,8 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from voxseg.dataset.layout import CHANNEL_RE
-from voxseg.dataset.verify import Problem
+from voxseg.dataset.problem import CHANNEL_RE, Problem
 from voxseg.errors import DatasetFormatError
 from voxseg.io import image_suffix, is_image_file
 

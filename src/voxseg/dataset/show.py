@@ -1,4 +1,4 @@
-"""Overview PNGs of dataset cases and image files (thin wrappers over voxseg.visualize)."""
+"""Overview PNGs of dataset cases and image files (thin wrappers over voxseg.io.pictures)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from voxseg.dataset.layout import Case, DatasetSpec, read_dataset
 from voxseg.errors import ConfigError
 from voxseg.io import image_suffix, read_image
-from voxseg.visualize import overview_png
+from voxseg.io.pictures import overview_png
 
 __all__ = ["show_case", "show_dataset_cases", "show_image"]
 

@@ -11,27 +11,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
 from voxseg.dataset.layout import CHANNEL_RE, Case, Dataset, DatasetSpec, read_dataset
+from voxseg.dataset.problem import Problem
 from voxseg.errors import DatasetFormatError, InputImageError
 from voxseg.io import READ_SUFFIXES, Volume, image_suffix, read_image
 
 __all__ = ["Problem", "verify_dataset", "errors_only"]
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One problem found in a dataset: where it is, what is wrong (and how to fix it)."""
-
-    path: Path
-    message: str
-    severity: Literal["error", "warning"] = "error"
-
-    def __str__(self) -> str:
-        return f"{self.severity}: {self.path}: {self.message}"
 
 
 def errors_only(problems: list[Problem]) -> list[Problem]:

@@ -1,6 +1,6 @@
 """Cohort inference on Ray: the local batch engine's per-case function in a pool of actors.
 
-Each worker is a Ray actor that resolves the model once (:func:`voxseg.inference.models.resolve_model`)
+Each worker is a Ray actor that resolves the model once (:func:`voxseg.models.resolve.resolve_model`)
 and predicts one case at a time with the local engine's per-case function
 (:func:`voxseg.inference.batch.predict_case`), so outputs are written by the workers, atomically,
 exactly as ``voxseg predict`` writes them. The driver alone writes ``predictions.json`` (the same
@@ -26,7 +26,7 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from voxseg.inference.batch import (
     run_case,
     voxseg_version,
 )
+from voxseg.inference.options import PredictOptions
 from voxseg.inference.outputs import check_batch_outputs
 from voxseg.inference.preflight import PreflightLimits
 from voxseg.io import write_json_atomic
@@ -113,17 +114,16 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
 class _CaseWorker:
     """A Ray actor body: loads the model once, then predicts one case per call."""
 
-    def __init__(self, model: str, threads: int, resolve: dict[str, Any], max_folds: int | None):
-        from voxseg.inference.models import resolve_model
+    def __init__(self, model: str, threads: int, options: PredictOptions):
         from voxseg.inference.runtime import configure_allocator, configure_threads
+        from voxseg.models.resolve import resolve_model
 
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.predictor, self.error = None, None
         try:
             configure_allocator()
             configure_threads(threads)
-            predictor = resolve_model(model, **resolve)
-            self.predictor = predictor.first_folds(max_folds) if max_folds else predictor
+            self.predictor = resolve_model(model, options.replace(num_threads=threads))
         except (VoxsegError, OSError, ValueError, RuntimeError, MemoryError) as exc:
             self.error = one_line(exc)
 
@@ -162,10 +162,10 @@ def _failed_entry(case: CaseInput, error: str) -> dict[str, Any]:
 class _Pool:
     """The actors of one run; replaces dead ones on demand and kills them all at the end."""
 
-    def __init__(self, ray, model: str, *, threads: int, gpus: float, resolve: dict, max_folds: int | None):
+    def __init__(self, ray, model: str, *, threads: int, gpus: float, options: PredictOptions):
         self.ray, self.run_id, self.count = ray, uuid.uuid4().hex[:8], 0
         self.cls = ray.remote(_CaseWorker)
-        self.args = (str(model), threads, resolve, max_folds)
+        self.args = (str(model), threads, options)
         self.options = {"num_cpus": threads, "num_gpus": gpus, "max_restarts": 0, "max_task_retries": 0}
         self.actors: list[Any] = []
 
@@ -216,20 +216,16 @@ def _check_options(workers: int, gpus_per_worker: float, num_threads: int | None
         raise ConfigError("give either min_size (voxels) or min_volume (mm³), not both")
 
 
-def _preflight(inputs, model, mask_dir, file_ending, limits, folds, configuration, max_folds, options) -> None:
-    from voxseg.inference.api import preflight_files
+def _preflight(inputs, model, mask_dir, file_ending, limits, options: PredictOptions) -> None:
+    from voxseg.models.api import preflight_files
 
-    facts = {k: options[k] for k in ("tta", "overlap", "precision", "device", "batch_size") if k in options}
     report = preflight_files(
         inputs,
         model,
+        options,
         mask_dir=mask_dir,
         file_ending=file_ending,
         limits=limits if isinstance(limits, PreflightLimits) else None,
-        folds=None if folds is None else list(folds),
-        configuration=configuration,
-        max_folds=max_folds,
-        **facts,
     )
     for warning in report.warnings:
         log.warning("%s", warning)
@@ -245,10 +241,7 @@ def predict_folder_ray(
     address: str | None = None,
     workers: int = 2,
     gpus_per_worker: float = 0.0,
-    num_threads: int | None = None,
-    folds: Sequence[int] | None = None,
-    configuration: str | None = None,
-    max_folds: int | None = None,
+    options: PredictOptions | None = None,
     instances: bool = False,
     min_size: int | None = None,
     min_volume: float | None = None,
@@ -259,7 +252,7 @@ def predict_folder_ray(
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
     preflight: PreflightLimits | bool = True,
-    **options: Any,
+    **changes: Any,
 ) -> BatchReport:
     """Predict every case of ``inputs`` into ``out_dir`` on a pool of Ray actors.
 
@@ -280,13 +273,11 @@ def predict_folder_ray(
         Actors, each holding one copy of the model.
     gpus_per_worker
         GPUs reserved per actor (fractions share a GPU); pass ``device="cuda"`` as well.
-    num_threads
-        torch threads (and Ray CPUs) per actor; default: the cluster's CPUs / ``workers``.
-    folds, configuration, **options
-        Given to :func:`~voxseg.inference.models.resolve_model` in each worker (``tta``,
-        ``overlap``, ``precision``, ``device``, ``threshold``, ``batch_size``).
-    max_folds
-        Keep only the first N folds of the resolved model (``--fast``).
+    options, changes
+        How to predict (:class:`~voxseg.inference.options.PredictOptions`; ``changes`` are its
+        fields), given to :func:`~voxseg.models.resolve.resolve_model` in each worker;
+        ``num_threads`` is torch threads (and Ray CPUs) per actor (default: the cluster's CPUs /
+        ``workers``), ``max_folds`` keeps the first N folds (``--fast``).
     instances, min_size, min_volume, probabilities, mask_dir, file_ending, resume, overwrite
         As for :func:`~voxseg.inference.batch.predict_folder` (the same output guard refuses outputs
         that are inputs or foreign files before Ray starts).
@@ -303,6 +294,8 @@ def predict_folder_ray(
         ``report.ok`` is False when a case failed twice; failures are in the manifest too.
     """
     t0 = time.perf_counter()
+    options = (options or PredictOptions()).replace(**changes)
+    num_threads = options.num_threads
     _check_options(workers, gpus_per_worker, num_threads, min_size, min_volume)
     out = Path(out_dir).expanduser()
     cases = collect_inputs(inputs, file_ending=file_ending, mask_dir=mask_dir)
@@ -318,15 +311,14 @@ def predict_folder_ray(
         overwrite=overwrite,
     )
     if preflight is not False:
-        _preflight(inputs, model, mask_dir, file_ending, preflight, folds, configuration, max_folds, options)
+        _preflight(inputs, model, mask_dir, file_ending, preflight, options)
     check_writable(out)
     old = load_manifest(manifest_path).get("cases", {}) if resume else {}
     case_options = {"instances": instances, "min_size": min_size, "min_volume": min_volume}
     case_options["probabilities"] = probabilities
-    resolve = {"folds": None if folds is None else list(folds), "configuration": configuration, **options}
     with ray_session(address) as ray:
         threads = _threads_per_worker(ray, workers, num_threads)
-        pool = _Pool(ray, str(model), threads=threads, gpus=gpus_per_worker, resolve=resolve, max_folds=max_folds)
+        pool = _Pool(ray, str(model), threads=threads, gpus=gpus_per_worker, options=options)
         try:
             model_id, predictor_settings = _describe(ray, pool.spawn())
             settings = {**predictor_settings, **case_options}

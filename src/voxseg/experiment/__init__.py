@@ -1,9 +1,9 @@
 """Experiments in a work folder: plan (fingerprint + plan + preprocess), train folds, cross-validate.
 
 Thin orchestration over the pure stages (fingerprint, planning, preprocessing, training,
-inference, postprocessing); the CLI calls these functions. See :mod:`voxseg.experiment.layout`.
+inference, postprocessing); the CLI calls these functions. See :mod:`voxseg.workdir.layout`.
 """
 
-from voxseg.experiment.layout import WorkDir
+from voxseg.workdir.layout import WorkDir
 
 __all__ = ["WorkDir"]

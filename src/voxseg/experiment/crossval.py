@@ -24,12 +24,12 @@ from voxseg.dataset import read_dataset
 from voxseg.dataset.splits import read_splits
 from voxseg.errors import ConfigError, VoxsegError
 from voxseg.evaluation import evaluate_case, summarize
-from voxseg.experiment.layout import WorkDir
 from voxseg.experiment.validation import json_safe
 from voxseg.io import atomic_path, read_image, write_json_atomic
 from voxseg.io.safe_json import read_json
 from voxseg.planning import Plan
 from voxseg.postprocessing import apply_postprocessing, choose_postprocessing
+from voxseg.workdir.layout import WorkDir
 
 __all__ = ["crossval"]
 

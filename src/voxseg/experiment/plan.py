@@ -2,7 +2,7 @@
 
 One call, resumable: re-running with the same dataset and settings skips every finished step
 (nothing is rewritten); re-running with a different dataset or different settings refuses, so a
-work folder always matches its ``plan.json``. See :mod:`voxseg.experiment.layout` for the files.
+work folder always matches its ``plan.json``. See :mod:`voxseg.workdir.layout` for the files.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from voxseg._procs import LOCK_NAME, hold_folder
 from voxseg.dataset import Dataset, errors_only, load_or_create_splits, make_splits, read_dataset, verify_dataset
 from voxseg.dataset.verify import Problem
 from voxseg.errors import ConfigError, VoxsegError
-from voxseg.experiment.layout import WorkDir
 from voxseg.fingerprint import Fingerprint, compute_fingerprint
 from voxseg.io import read_image, write_json_atomic
 from voxseg.io.safe_json import read_json
 from voxseg.planning import BUDGETS, Plan, apply_overrides, make_plan
+from voxseg.workdir.layout import WorkDir
 
 __all__ = ["plan_experiment", "DatasetRefused", "configuration_parameters", "SETTINGS_KEY", "DEFAULT_SNAPSHOTS"]
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
+from voxseg.inference.tiling import tile_grid
 from voxseg.io.safe_json import read_json
-from voxseg.tiling import tile_grid
 from voxseg.training.sampling import load_cases
 
 __all__ = ["choose_validation", "ValidationChoice", "VALIDATION_SHARE"]

@@ -30,7 +30,6 @@ from voxseg.dataset import Dataset, read_dataset
 from voxseg.dataset.splits import Fold, read_splits
 from voxseg.dataset.verify import errors_only, verify_dataset
 from voxseg.errors import ConfigError, DatasetFormatError, InputImageError
-from voxseg.experiment.layout import WorkDir
 from voxseg.experiment.overrides import PREPROCESSING_FIELDS, as_mapping, resolve_train_config, split_overrides
 from voxseg.experiment.validation import json_safe
 from voxseg.io import write_json_atomic
@@ -39,6 +38,7 @@ from voxseg.planning import Plan, apply_overrides
 from voxseg.preprocessing import case_settings
 from voxseg.preprocessing.store import read_case_record
 from voxseg.training.config import TrainConfig
+from voxseg.workdir.layout import WorkDir
 
 __all__ = ["train_fold", "train_folds", "open_work", "check_inputs", "plan_hash"]
 
@@ -228,7 +228,7 @@ def _sized_by_budget(ctx: WorkContext, fold: int, training: Mapping[str, Any], c
 def _meta(ctx: WorkContext, fold: int, cfg: TrainConfig) -> dict[str, Any]:
     import torch
 
-    import voxseg
+    from voxseg._version import __version__
 
     split = ctx.folds[fold]
     return {
@@ -242,7 +242,7 @@ def _meta(ctx: WorkContext, fold: int, cfg: TrainConfig) -> dict[str, Any]:
         "seed": cfg.seed,
         "train_cases": list(split.train),
         "val_cases": list(split.val),
-        "versions": {"voxseg": voxseg.__version__, "torch": torch.__version__, "python": platform.python_version()},
+        "versions": {"voxseg": __version__, "torch": torch.__version__, "python": platform.python_version()},
     }
 
 
@@ -333,7 +333,7 @@ def train_fold(
 
 def _hold_run(ctx: WorkContext, fold: int) -> contextlib.AbstractContextManager:
     """The fold's run folder lock (rank 0 only: the other data-parallel ranks train the same fold)."""
-    from voxseg.distributed.ddp import DataParallel
+    from voxseg.training.parallel import DataParallel
 
     par = DataParallel.current()
     if par is not None and not par.is_main:

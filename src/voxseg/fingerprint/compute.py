@@ -79,7 +79,7 @@ def _count_values(label: np.ndarray) -> dict[int, int]:
 
 def _measure(case: Case, ignore_label: int | None, per_case: int, seed: int) -> _Measured:
     """Read one case (every file once) and measure it."""
-    from voxseg.preprocessing.cropping import crop_to_nonzero  # the exact crop rule preprocessing applies
+    from voxseg.fingerprint.cropping import crop_to_nonzero  # the exact crop rule preprocessing applies
 
     images = [read_image(p) for p in case.images]
     first = images[0]

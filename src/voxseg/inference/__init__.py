@@ -2,8 +2,10 @@
 
 Pure functions on arrays in memory (no files, no bundles):
 
-- :func:`sliding_window` runs a patch predictor over a whole ``(C, *spatial)`` image and blends
-  the tiles (Gaussian or constant weights), in about ``(K + 1) * voxels * 4`` bytes;
+- :func:`voxseg.inference.window.sliding_window` (numpy, no torch) runs a patch runner over a whole
+  ``(C, *spatial)`` image and blends the tiles (Gaussian or constant weights), in about
+  ``(K + 1) * voxels * 4`` bytes: the one window of every backend; :func:`sliding_window` is the same
+  for torch predictors;
 - :class:`MirrorTTA`, :class:`Ensemble`, :class:`AutocastPredictor` are predictors that wrap
   predictors (mirror test-time augmentation, fold ensembles, bf16 autocast) and compose;
 - :func:`probabilities_to_labels` turns probabilities into labels (threshold or argmax);
@@ -33,8 +35,10 @@ _WHERE = {
     "PatchPredictor": "sliding_window",
     "importance_map": "sliding_window",
     "sliding_window": "sliding_window",
-    "tile_grid": "sliding_window",
-    "tile_starts": "sliding_window",
+    "tile_grid": "tiling",
+    "tile_starts": "tiling",
+    "PatchRunner": "window",
+    "importance_weights": "window",
     "AutocastPredictor": "wrappers",
     "Ensemble": "wrappers",
     "MirrorTTA": "wrappers",
@@ -79,6 +83,8 @@ __all__ = [
     "tile_grid",
     "importance_map",
     "PatchPredictor",
+    "PatchRunner",
+    "importance_weights",
     "MirrorTTA",
     "Ensemble",
     "AutocastPredictor",

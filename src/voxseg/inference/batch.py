@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,7 +31,14 @@ from voxseg.inference.dicom_output import (
     write_seg_output,
 )
 from voxseg.inference.inputs import CaseInput, collect_inputs, output_ending, select_inputs
-from voxseg.inference.outputs import case_lock, check_batch_outputs, check_case_outputs, merge_manifest
+from voxseg.inference.outputs import (
+    MANIFEST_NAME,
+    case_lock,
+    check_batch_outputs,
+    check_case_outputs,
+    load_manifest,
+    merge_manifest,
+)
 from voxseg.io import (
     Volume,
     atomic_path,
@@ -41,7 +47,6 @@ from voxseg.io import (
     read_image,
     write_image,
 )
-from voxseg.io.safe_json import read_json
 from voxseg.postprocessing import instances as make_instances
 from voxseg.postprocessing import object_table, remove_small_objects, write_object_table
 
@@ -66,7 +71,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MANIFEST_NAME = "predictions.json"
 MANIFEST_SCHEMA_VERSION = 1
 
 
@@ -166,7 +170,7 @@ def predict_case(
     except InputImageError as exc:
         if exc.path is not None:
             raise
-        raise exc.naming(_culprit(case, exc.problem)) from None
+        raise exc.naming(_culprit(case, exc)) from None
     t1 = time.perf_counter()
     labels, n_objects, table = _postprocess(pred.labels, images[0], predictor, instances, min_size, min_volume)
     csv_path, npz_path = extra_paths(output)
@@ -195,12 +199,11 @@ def predict_case(
     }
 
 
-def _culprit(case: CaseInput, problem: str) -> Path:
-    """The file an in-memory input error is about: the channel it names, the mask, or the first image."""
-    m = re.match(r"channel (\d+)\b", problem)
-    if m and int(m.group(1)) < len(case.images):
-        return case.images[int(m.group(1))]
-    if case.mask is not None and "mask" in problem:
+def _culprit(case: CaseInput, exc: InputImageError) -> Path:
+    """The file an in-memory input error is about (``exc.channel``, ``exc.mask``), else the first image."""
+    if exc.channel is not None and 0 <= exc.channel < len(case.images):
+        return case.images[exc.channel]
+    if exc.mask and case.mask is not None:
         return case.mask
     return case.images[0]
 
@@ -250,20 +253,6 @@ def check_writable(folder: Path) -> None:
         raise InputImageError(
             folder, f"output folder is not writable ({exc.strerror or exc})", "choose a folder you can write to"
         ) from None
-
-
-def load_manifest(path: Path) -> dict[str, Any]:
-    """A batch run's manifest (``{"cases": {}}`` when missing or unreadable: every case is redone)."""
-    try:
-        data = read_json(path)
-        if isinstance(data, dict) and isinstance(data.get("cases"), dict):
-            return data
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError):
-        pass
-    log.warning("%s: unreadable manifest; every case will be predicted again", path)
-    return {}
 
 
 def is_current(entry: dict[str, Any] | None, case: CaseInput, output: Path, model: str, settings: dict) -> bool:
@@ -465,6 +454,6 @@ def run_case(case, output, predictor, instances, min_size, min_volume, probabili
 
 def voxseg_version() -> str:
     """The installed voxseg version (recorded in manifests)."""
-    import voxseg
+    from voxseg._version import __version__
 
-    return voxseg.__version__
+    return __version__

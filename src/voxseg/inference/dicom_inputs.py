@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from voxseg.inference.inputs import CaseInput
+from voxseg.inference.case import CaseInput
 from voxseg.io.dicom_scan import MIN_SLICES, NON_IMAGE_MODALITIES, DicomSeries, find_series, safe_name
 
 __all__ = ["dicom_cases", "series_matches"]

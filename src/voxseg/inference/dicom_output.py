@@ -60,7 +60,7 @@ def series_sha256(case: CaseInput) -> str:
 
 
 def _algorithm(predictor: Predictor):
-    import voxseg
+    from voxseg._version import __version__ as ours
     from voxseg.io.dicom_seg import SegAlgorithm
 
     model_id = str(predictor.model_id)
@@ -68,7 +68,7 @@ def _algorithm(predictor: Predictor):
         name, version = model_id.rsplit("@", 1)
     else:
         name, version = predictor.plan.dataset_name, "work folder"
-    return SegAlgorithm(name, version, f"voxseg {voxseg.__version__}")
+    return SegAlgorithm(name, version, f"voxseg {ours}")
 
 
 def write_seg_output(labels: Volume, output: Path, case: CaseInput, predictor: Predictor) -> Path:

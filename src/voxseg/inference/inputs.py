@@ -18,27 +18,13 @@ from pathlib import Path
 
 from voxseg.dataset.layout import CHANNEL_RE
 from voxseg.errors import InputImageError
+from voxseg.inference.case import CaseInput
 from voxseg.io import image_suffix, is_image_file
 
 __all__ = ["CaseInput", "Selection", "collect_inputs", "select_inputs", "output_ending", "LIST_SUFFIXES"]
 
 LIST_SUFFIXES = (".txt", ".csv")
 _LOSSY_OR_READONLY = {".jpg": ".png", ".jpeg": ".png", ".dcm": ".nii.gz"}
-
-
-@dataclass(frozen=True)
-class CaseInput:
-    """One case to predict: its channel files in channel order and an optional mask file."""
-
-    case_id: str
-    images: tuple[Path, ...]
-    mask: Path | None = None
-    series_uid: str | None = None  # a DICOM series: images is its folder
-
-    @property
-    def is_dicom(self) -> bool:
-        """Whether the case is a DICOM series folder or a DICOM file (it can get a DICOM SEG output)."""
-        return self.series_uid is not None or image_suffix(self.images[0]) == ".dcm"
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from voxseg.inference.inputs import CaseInput, _case_name, output_ending
 from voxseg.io import image_suffix, write_json_atomic
 from voxseg.io.atomic import clean_stale_parts
 from voxseg.io.guard import check_outputs, same_file
+from voxseg.io.safe_json import read_json
 
 __all__ = [
     "case_outputs",
@@ -35,6 +37,8 @@ __all__ = [
     "case_lock",
     "merge_manifest",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def case_outputs(output: Path, *, instances: bool, probabilities: bool) -> list[Path]:
@@ -90,8 +94,6 @@ def check_batch_outputs(
     """Refuse the whole batch before anything is written: an output that is an input, an output
     folder that is (or is read as) an input folder, or a foreign file in the way (the files
     ``out/predictions.json`` lists are voxseg's own)."""
-    from voxseg.inference.batch import MANIFEST_NAME, load_manifest
-
     manifest = load_manifest(out / MANIFEST_NAME)
     folders = [Path(p).expanduser() for p in (inputs, mask_dir) if p is not None and Path(p).expanduser().is_dir()]
     outputs = [
@@ -137,11 +139,27 @@ def case_lock(out: Path, case_id: str, *, wait: bool) -> Iterator[bool]:
 
 def merge_manifest(path: Path, header: dict[str, Any], entries: dict[str, Any]) -> dict[str, Any]:
     """Under the manifest's lock: re-read ``path``, put ``entries`` in, replace it atomically."""
-    from voxseg.inference.batch import load_manifest
-
     with FileLock(_lock_dir(path.parent) / "manifest.lock"):
         cases = dict(load_manifest(path).get("cases", {}))
         cases.update(entries)
         data = {**header, "cases": cases}
         write_json_atomic(path, data)
     return data
+
+
+#: The batch run's manifest in the output folder.
+MANIFEST_NAME = "predictions.json"
+
+
+def load_manifest(path: Path) -> dict[str, Any]:
+    """A batch run's manifest (``{"cases": {}}`` when missing or unreadable: every case is redone)."""
+    try:
+        data = read_json(path)
+        if isinstance(data, dict) and isinstance(data.get("cases"), dict):
+            return data
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        pass
+    log.warning("%s: unreadable manifest; every case will be predicted again", path)
+    return {}

@@ -5,7 +5,7 @@ its bundle or work folder without loading weights), for every case:
 
 - validate: readable, channel count vs the model's channels, 2D/3D vs the model, one grid shape;
 - state the work: shape after resampling to the model's spacing, sliding-window tiles (the
-  tiling arithmetic of :mod:`voxseg.tiling`), time on this machine from a measured network speed
+  tiling arithmetic of :mod:`voxseg.inference.tiling`), time on this machine from a measured network speed
   (:mod:`voxseg.inference.rate`), peak memory;
 - warn when the spacing or field of view is far from the model's training domain, when a
   fixed-shape model sees only part of the image, or when an image records no spacing;
@@ -26,11 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 from voxseg.errors import InputImageError, VoxsegError
 from voxseg.fingerprint.domain import TrainingDomain
+from voxseg.inference.pipeline import FLOAT16_ABOVE_BYTES
+from voxseg.inference.tiling import auto_batch_size, tile_grid
 from voxseg.io.headers import ImageHeader, read_header
 from voxseg.planning import ConfigurationPlan, Plan
 from voxseg.preprocessing.pipeline import full_target_spacing
 from voxseg.preprocessing.resampling import resampled_shape
-from voxseg.tiling import FLOAT16_ABOVE_BYTES, auto_batch_size, tile_grid
 
 if TYPE_CHECKING:
     from voxseg.inference.inputs import CaseInput
@@ -214,7 +215,7 @@ def preflight(
         :class:`~voxseg.inference.inputs.CaseInput` (files: headers are read) or, for in-memory
         images, one list of Volumes (or :class:`ImageHeader`) per case.
     model
-        The model's facts (:func:`voxseg.inference.models.describe_model`).
+        The model's facts (:func:`voxseg.models.resolve.describe_model`).
     limits
         When to refuse.
     cache_dir
@@ -367,9 +368,9 @@ def _outside(values, low, high, factor: float) -> bool:
 def _peak_bytes(headers: list[ImageHeader], model: ModelFacts, shape: tuple[int, ...]) -> int:
     """Inputs + resampled volume + class probabilities (accumulated, weights, restored) + tiles.
 
-    The probabilities accumulate in float16 above :data:`~voxseg.tiling.FLOAT16_ABOVE_BYTES`, as the
-    Predictor does; with more than two classes and no probabilities kept, the classes go back to the
-    input grid one at a time (a running argmax: two float32 volumes and the labels), not all at once.
+    The probabilities accumulate in float16 above :data:`~voxseg.inference.pipeline.FLOAT16_ABOVE_BYTES`,
+    as the pipeline does; with more than two classes and no probabilities kept, the classes go back to
+    the input grid one at a time (a running argmax: two float32 volumes and the labels), not all at once.
     """
     channels = len(model.plan.channel_names)
     classes = max(2, model.plan.num_classes)

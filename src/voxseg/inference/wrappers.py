@@ -25,7 +25,7 @@ import torch
 
 from voxseg.errors import ConfigError
 from voxseg.inference.runtime import resolve_precision
-from voxseg.tiling import TILE_BATCH_VOXELS
+from voxseg.inference.tiling import TILE_BATCH_VOXELS
 
 __all__ = ["MirrorTTA", "Ensemble", "AutocastPredictor", "probabilities_to_labels", "ACTIVATIONS"]
 

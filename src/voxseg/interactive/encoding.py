@@ -20,9 +20,9 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from voxseg.errors import ConfigError
+from voxseg.fingerprint.cropping import CropBox, crop
 from voxseg.interactive.geodesic import geodesic_distance
 from voxseg.interactive.points import Click
-from voxseg.preprocessing.cropping import CropBox, crop
 from voxseg.registry import Registry
 
 __all__ = [
@@ -232,7 +232,7 @@ def crop_to_points(
     Returns
     -------
     (list of numpy.ndarray, CropBox)
-        Views of the arrays inside the box, and the box (:func:`voxseg.preprocessing.cropping.uncrop`
+        Views of the arrays inside the box, and the box (:func:`voxseg.fingerprint.cropping.uncrop`
         pastes a result back; subtract ``box.start`` from points to move them into the crop).
     """
     if not volumes:

@@ -123,14 +123,14 @@ def _automatic_dice(automatic: Any, channels: list[Volume], label: np.ndarray) -
 
 
 def _load_automatic(model: Any, **options: Any):
-    from voxseg.inference.models import resolve_model
     from voxseg.inference.predictor import Predictor
+    from voxseg.models.resolve import resolve_model
 
     if isinstance(model, Predictor):
         return model
     if isinstance(model, (str, Path)) and (Path(model) / "plan.json").is_file():
         return resolve_model(model, **options)
-    from voxseg.bundle import load_predictor
+    from voxseg.models import load_predictor
 
     return load_predictor(model, **options)
 

@@ -134,18 +134,9 @@ def load_interactive_model(model: Any, **options: Any):
     ConfigError
         The model is not interactive, or has input channels this pipeline cannot fill.
     """
-    from voxseg.inference.predictor import Predictor
+    from voxseg.models import resolve_model
 
-    if isinstance(model, Predictor):
-        predictor = model
-    elif isinstance(model, (str, Path)) and (Path(model) / "plan.json").is_file():
-        from voxseg.inference.models import resolve_model
-
-        predictor = resolve_model(model, **options)
-    else:
-        from voxseg.bundle import load_predictor
-
-        predictor = load_predictor(model, **options)
+    predictor = resolve_model(model, **options)
     plan = predictor.plan
     if not plan.interactive:
         raise ConfigError(
@@ -196,18 +187,9 @@ def _margin_box(points: np.ndarray, volume: Volume, margin_mm: float) -> tuple[s
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
 
 
-def _ensemble(predictor):
-    from voxseg.inference import AutocastPredictor, Ensemble, MirrorTTA
-
-    members = [AutocastPredictor(n, precision=predictor.precision, device=predictor.device) for n in predictor.networks]
-    axes = predictor.config.mirror_axes
-    wrapped = [MirrorTTA(m, axes) for m in members] if predictor.tta and axes else members
-    return Ensemble(wrapped, activation="softmax")
-
-
 def _predict(predictor, channels: list[Volume], points: np.ndarray) -> np.ndarray:
     """Foreground probability on the original grid (0 outside the prompt crop)."""
-    from voxseg.inference import sliding_window
+    from voxseg.inference.window import sliding_window
 
     plan, conf = predictor.plan, predictor.config
     case = preprocess_case(
@@ -225,13 +207,7 @@ def _predict(predictor, channels: list[Volume], points: np.ndarray) -> np.ndarra
     divisor = tuple(net.downsampling(a) for a in range(len(conf.patch_size))) if "strides" in net.kwargs else None
     tile = crop_tile(conf.patch_size, x.shape[1:], divisor)
     probs = sliding_window(
-        x,
-        _ensemble(predictor),
-        tile,
-        overlap=predictor.overlap,
-        device=predictor.device,
-        num_classes=2,
-        batch_size=predictor.batch_size,
+        x, predictor.patch_runner(), tile, overlap=predictor.overlap, num_classes=2, batch_size=predictor.batch_size
     )
     full = np.zeros((2, *data.shape[1:]), dtype=np.float32)
     full[0] = 1.0

@@ -35,7 +35,6 @@ __all__ = [
     "is_interactive",
     "check_interactive",
     "check_request",
-    "refuse_interactive",
 ]
 
 INTERACTIVE_PROMPTS = {"extreme-points": "extreme_points", "extreme_points": "extreme_points"}
@@ -160,15 +159,6 @@ def interactive_plan(
         default_configuration="3d",
         interactive=config.to_json(),
     )
-
-
-def refuse_interactive(plan: Plan, model: str) -> None:
-    """Raise ConfigError for an interactive plan asked for an automatic prediction (no points)."""
-    if plan.interactive:
-        raise ConfigError(
-            f"model {model} is interactive: it segments one object from six extreme points; give them with "
-            "`voxseg predict --points points.json` (one image as -i) or use segment_from_points"
-        )
 
 
 def check_interactive(plan: Plan) -> None:

@@ -20,10 +20,10 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from voxseg.errors import ConfigError
+from voxseg.fingerprint.cropping import CropBox
 from voxseg.interactive.config import PromptConfig
 from voxseg.interactive.encoding import crop_to_points, encode_points
 from voxseg.interactive.points import extreme_points, jitter_points
-from voxseg.preprocessing.cropping import CropBox
 
 __all__ = ["PromptSampler", "prompt_inputs", "LabelledObject", "find_objects"]
 

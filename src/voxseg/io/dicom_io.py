@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from voxseg.errors import InputImageError
-from voxseg.io.dicom_scan import SEG_SOP_CLASS, uneven_gaps
+from voxseg.io.dicom_scan import SEG_SOP_CLASS, _itk_warnings_off, uneven_gaps
 from voxseg.io.sitk_io import _itk_message, split_sitk_channels
 from voxseg.io.volume import Volume
 
 __all__ = ["read_dicom_series", "read_dicom_file"]
-
-
-@contextlib.contextmanager
-def _itk_warnings_off() -> Iterator[None]:
-    """Silence ITK's stderr warnings (e.g. "No Series were found") while scanning a folder."""
-    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
-    sitk.ProcessObject.SetGlobalWarningDisplay(False)
-    try:
-        yield
-    finally:
-        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
 def read_dicom_series(folder: Path, series_uid: str | None = None) -> list[Volume]:

@@ -9,8 +9,10 @@ skipped instead of failing later.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,8 +154,6 @@ def series_files(folder: Path, uid: str) -> tuple[Path, ...]:
 
 def scan_folder(folder: Path) -> list[DicomSeries]:
     """The DICOM series directly in ``folder`` (not its subfolders), ordered by series number."""
-    from voxseg.io.dicom_io import _itk_warnings_off
-
     try:
         with _itk_warnings_off():
             uids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
@@ -205,3 +205,14 @@ def find_series(root: Path) -> list[DicomSeries]:
 def safe_name(text: str) -> str:
     """``text`` reduced to characters safe in a file name."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "series"
+
+
+@contextlib.contextmanager
+def _itk_warnings_off() -> Iterator[None]:
+    """Silence ITK's stderr warnings (e.g. "No Series were found") while scanning a folder."""
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)

@@ -29,11 +29,13 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from voxseg.fingerprint.cropping import crop, crop_to_nonzero, uncrop
 from voxseg.inference.predictor import Prediction, Predictor
+from voxseg.inference.sliding_window import torch_runner
+from voxseg.inference.window import sliding_window
 from voxseg.inference.wrappers import MirrorTTA
 from voxseg.io import Volume
 from voxseg.postprocessing import apply_postprocessing
-from voxseg.preprocessing.cropping import crop, crop_to_nonzero, uncrop
 from voxseg.preprocessing.intensity import normalize
 from voxseg.preprocessing.pipeline import full_target_spacing
 
@@ -95,16 +97,16 @@ def resample_like_nnunet(
     return out
 
 
-def nnunet_gaussian(patch_size: Sequence[int]) -> torch.Tensor:
+def nnunet_gaussian(patch_size: Sequence[int]) -> np.ndarray:
     """nnU-Net's tile weights: a unit impulse at ``patch // 2`` blurred with ``sigma = patch / 8``,
     scaled to a maximum of 10, in float16, zeros replaced by the smallest nonzero weight."""
     tmp = np.zeros(patch_size)
     tmp[tuple(p // 2 for p in patch_size)] = 1
     g = ndimage.gaussian_filter(tmp, [p / 8 for p in patch_size], 0, mode="constant", cval=0)
     g /= g.max() / 10
-    t = torch.from_numpy(g).to(torch.float16)
-    t[t == 0] = t[t != 0].min()
-    return t
+    out = g.astype(np.float16)
+    out[out == 0] = out[out != 0].min()
+    return out
 
 
 def nnunet_steps(size: int, patch: int, step: float = 0.5) -> list[int]:
@@ -125,13 +127,17 @@ class NnunetExactPredictor(Predictor):
 
     @classmethod
     def from_bundle(cls, bundle: Any, *, folds: Sequence[int] | None = None, **options: Any) -> NnunetExactPredictor:
-        from voxseg.bundle import load_predictor
+        from voxseg.bundle import resolve_bundle
+        from voxseg.bundle.notice import terms
 
-        base = load_predictor(bundle, folds=folds, precision=options.pop("precision", "fp32"))
-        out = cls(base.networks, base.plan, configuration=base.configuration, precision=base.precision, **options)
-        if "postprocessing" not in options:
-            out.postprocessing = base.postprocessing
-        out.model_id, out.folds = base.model_id, base.folds
+        opened = resolve_bundle(bundle)
+        m = opened.manifest
+        chosen = m.folds if folds is None else tuple(int(f) for f in folds)
+        options.setdefault("postprocessing", m.postprocessing)
+        options.setdefault("precision", "fp32")
+        networks = [opened.network(f) for f in chosen]
+        out = cls(networks, m.plan, configuration=m.configuration, **options)
+        out.model_id, out.folds, out.model_sha256, out.model_terms = m.reference, chosen, opened.sha256, terms(m)
         return out
 
     def predict(
@@ -144,7 +150,7 @@ class NnunetExactPredictor(Predictor):
     ) -> Prediction:
         """Predict one case with nnU-Net's arithmetic; ``probabilities`` are the softmax of the logits."""
         t_start = time.perf_counter()
-        channels = self._channels(images, mask)
+        channels = self.channels(images, mask)
         first = channels[0]
         flat = first.ndim == 2  # 2D images: nnU-Net's (1, y, x) with a large slice spacing
         spacing = (999.0, *first.spacing) if flat else tuple(first.spacing)
@@ -159,10 +165,10 @@ class NnunetExactPredictor(Predictor):
         data = resample_like_nnunet(data, new_shape, spacing, target, order=3)
         seconds = {"preprocess": time.perf_counter() - t_start}
         t0 = time.perf_counter()
-        logits = self._fold_logits(torch.from_numpy(np.ascontiguousarray(data)))
+        logits = self._fold_logits(np.ascontiguousarray(data))
         seconds["network"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        logits = resample_like_nnunet(logits.numpy(), cropped, target, spacing, order=1)
+        logits = resample_like_nnunet(logits, cropped, target, spacing, order=1)
         labels = self._labels_from_logits(logits)
         full = uncrop(labels, box, raw.shape[1:], fill=0)
         probs = None
@@ -189,13 +195,12 @@ class NnunetExactPredictor(Predictor):
         values = np.asarray(self.plan.class_values, dtype=np.uint16 if max(self.plan.class_values) > 255 else np.uint8)
         return values[idx]
 
-    @torch.inference_mode()
-    def _fold_logits(self, data: torch.Tensor) -> torch.Tensor:
+    def _fold_logits(self, data: np.ndarray) -> np.ndarray:
         total = None
         for net in self.networks:
             net.eval()
             logits = self._sliding_window(data, net)
-            total = logits if total is None else total.add_(logits)
+            total = logits if total is None else np.add(total, logits, out=total)
         if len(self.networks) > 1:
             total /= len(self.networks)
         return total
@@ -208,31 +213,24 @@ class NnunetExactPredictor(Predictor):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             return MirrorTTA(net, axes)(x)
 
-    @torch.inference_mode()
-    def _sliding_window(self, data: torch.Tensor, net: torch.nn.Module) -> torch.Tensor:
+    def _sliding_window(self, data: np.ndarray, net: torch.nn.Module) -> np.ndarray:
+        """nnU-Net's tiling (its steps on the zero-padded grid, its Gaussian, float16 sums) run by
+        voxseg's one window; a 2D model on 3D data goes slice by slice."""
         patch = tuple(self.config.patch_size)
         nd = len(patch)
         spatial = tuple(data.shape[1:])
-        lead = spatial[: len(spatial) - nd]  # 2D models on 3D data: one slice at a time
+        lead = spatial[: len(spatial) - nd]
         grid = spatial[len(spatial) - nd :]
-        padded = [max(s, p) for s, p in zip(grid, patch, strict=True)]
-        below = [(q - s) // 2 for s, q in zip(grid, padded, strict=True)]
-        image = torch.zeros((data.shape[0], *lead, *padded), dtype=torch.float32)
-        image[
-            (slice(None), *(slice(None) for _ in lead), *(slice(b, b + s) for b, s in zip(below, grid, strict=True)))
-        ] = data
+        starts = []
+        for size, p in zip(grid, patch, strict=True):
+            padded = max(size, p)
+            below = (padded - size) // 2
+            starts.append([s - below for s in nnunet_steps(padded, p, 1.0 - self.overlap)])
         gaussian = nnunet_gaussian(patch)
-        step = 1.0 - self.overlap
-        starts = [nnunet_steps(s, p, step) for s, p in zip(padded, patch, strict=True)]
-        logits = torch.zeros((self._num_outputs(), *lead, *padded), dtype=torch.half)
-        weight = torch.zeros((*lead, *padded), dtype=torch.half)
+        run = torch_runner(lambda x: self._mirrored(net, x), self.device)
+        out = np.empty((self.num_classes, *spatial), dtype=np.float16)
         for prefix in itertools.product(*[range(n) for n in lead]):
-            for start in itertools.product(*starts):
-                region = (*prefix, *(slice(a, a + p) for a, p in zip(start, patch, strict=True)))
-                pred = self._mirrored(net, image[(slice(None), *region)][None].to(self.device)).cpu()[0]
-                pred *= gaussian
-                logits[(slice(None), *region)] += pred
-                weight[region] += gaussian
-        torch.div(logits, weight, out=logits)
-        inner = tuple(slice(b, b + s) for b, s in zip(below, grid, strict=True))
-        return logits[(slice(None), *(slice(None) for _ in lead), *inner)].contiguous()
+            out[(slice(None), *prefix)] = sliding_window(
+                data[(slice(None), *prefix)], run, patch, grid=starts, weights=gaussian, out_dtype=np.float16
+            )
+        return out

@@ -20,6 +20,7 @@ from voxseg.errors import BundleError, ConfigError
 from voxseg.nnunet.checkpoint import NnunetCheckpoint, check_trainer, load_checkpoint
 from voxseg.nnunet.model_folder import ModelFolder, opened_model
 from voxseg.nnunet.plans import translate_plans
+from voxseg.nnunet.plugin import NNUNET_EXACT
 from voxseg.nnunet.postprocessing import read_postprocessing_pkl, translate_postprocessing
 from voxseg.planning import Plan
 from voxseg.postprocessing import PostprocessingSpec
@@ -183,6 +184,7 @@ def import_nnunet(
             metrics={},
             versions=_versions(),
             created=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+            arithmetic=NNUNET_EXACT,
         )
         notes = _card_notes(model, trainer, cfg)
         files[CARD_NAME] = make_card(manifest, notes=notes, dataset=model.dataset).encode("utf-8")

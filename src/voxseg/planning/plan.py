@@ -16,10 +16,10 @@ from typing import Any
 
 from voxseg.errors import ConfigError
 from voxseg.io.safe_json import read_json
-from voxseg.nets import NetworkSpec
+from voxseg.planning.network import NetworkSpec
 from voxseg.planning.normalization import Normalization
 
-__all__ = ["ConfigurationPlan", "Plan", "PLAN_SCHEMA_VERSION"]
+__all__ = ["ConfigurationPlan", "Plan", "PLAN_SCHEMA_VERSION", "refuse_interactive"]
 
 PLAN_SCHEMA_VERSION = 1
 
@@ -303,3 +303,12 @@ class Plan:
 
     def replace(self, **changes: Any) -> Plan:
         return replace(self, **changes)
+
+
+def refuse_interactive(plan: Plan, model: str) -> None:
+    """Raise ConfigError for an interactive plan asked for an automatic prediction (no points)."""
+    if plan.interactive:
+        raise ConfigError(
+            f"model {model} is interactive: it segments one object from six extreme points; give them with "
+            "`voxseg predict --points points.json` (one image as -i) or use segment_from_points"
+        )

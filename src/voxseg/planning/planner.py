@@ -17,8 +17,8 @@ import numpy as np
 
 from voxseg.errors import ConfigError
 from voxseg.fingerprint import Fingerprint
-from voxseg.nets import NetworkSpec
 from voxseg.planning.cost import StepCost, step_cost
+from voxseg.planning.network import NetworkSpec
 from voxseg.planning.normalization import Normalization
 from voxseg.planning.plan import ConfigurationPlan, Plan
 from voxseg.planning.topology import Topology, fit_patch

@@ -4,8 +4,8 @@ numpy/scipy only (no torch). The same code runs at training and at prediction ti
 ``docs/preprocessing.md``.
 """
 
+from voxseg.fingerprint.cropping import CropBox, crop, crop_to_nonzero, fill_holes, nonzero_region, uncrop
 from voxseg.preprocessing.batch import PreprocessReport, case_settings, preprocess_dataset
-from voxseg.preprocessing.cropping import CropBox, crop, crop_to_nonzero, fill_holes, nonzero_region, uncrop
 from voxseg.preprocessing.intensity import mean_std, normalize, normalize_channel
 from voxseg.preprocessing.pipeline import (
     CaseProperties,

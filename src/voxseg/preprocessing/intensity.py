@@ -21,9 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from voxseg.errors import InputImageError
+from voxseg.fingerprint.cropping import fill_holes, nonzero_region
 from voxseg.planning.normalization import Normalization
-
-from .cropping import fill_holes, nonzero_region
 
 __all__ = ["normalize", "normalize_channel", "mean_std"]
 
@@ -150,7 +149,7 @@ def normalize(
 
     ``percentile_minmax`` masks come from the *input* values of their mask channel (``> 0``), so
     channel order does not matter. ``nonzero_mask`` defaults to the nonzero region of all channels
-    with holes filled (see :mod:`voxseg.preprocessing.cropping`).
+    with holes filled (see :mod:`voxseg.fingerprint.cropping`).
     """
     out = np.array(data, dtype=np.float32, copy=True, order="C")
     _normalize_inplace(out, normalization, nonzero_mask=nonzero_mask, name=name)

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from voxseg.errors import ConfigError, InputImageError
+from voxseg.fingerprint.cropping import CropBox, crop, crop_to_nonzero, uncrop
 from voxseg.io import Geometry, Volume, require_same_grid
 from voxseg.planning.normalization import Normalization
 
-from .cropping import CropBox, crop, crop_to_nonzero, uncrop
 from .intensity import _normalize_inplace
 from .resampling import lowres_axis, resample_to_shape, resampled_shape
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from voxseg.fingerprint.cropping import crop
 from voxseg.io import Volume, atomic_path
-from voxseg.visualize import render_overview
+from voxseg.io.pictures import render_overview
 
-from .cropping import crop
 from .pipeline import PreprocessedCase
 from .resampling import resample_to_shape
 

@@ -19,7 +19,6 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from voxseg._procs import parent_watch
 from voxseg.augment import build_augmentation
-from voxseg.distributed.ddp import DataParallel
 from voxseg.errors import ConfigError
 from voxseg.io import write_json_atomic
 from voxseg.io.safe_json import read_json
@@ -33,6 +32,7 @@ from voxseg.training.checkpoint import (
 )
 from voxseg.training.config import TrainConfig
 from voxseg.training.losses import DeepSupervisionLoss, build_loss
+from voxseg.training.parallel import DataParallel
 from voxseg.training.report import plot_history
 from voxseg.training.sampling import PatchSampler, load_cases
 
@@ -254,7 +254,7 @@ def train(
         Called after each epoch; may return metrics to add to that epoch's history entry.
     distributed
         Data-parallel context (default: the initialized ``torch.distributed`` group, if any; see
-        :mod:`voxseg.distributed.ddp`): each rank trains on its slice of every batch, rank 0 writes.
+        :mod:`voxseg.training.parallel`): each rank trains on its slice of every batch, rank 0 writes.
     sampler
         Batch-source hook: ``sampler(cases, patch_size, ignore_label=...)`` returns an object with
         ``batch(rng, batch_size) -> (images, targets)`` (default: a foreground-oversampling

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from voxseg.dataset.phantoms import generate_case
-from voxseg.experiment.layout import WorkDir
 from voxseg.io import Volume
 from voxseg.nets import NetworkSpec, build_network
 from voxseg.planning import ConfigurationPlan, Normalization, Plan
@@ -26,6 +25,7 @@ from voxseg.preprocessing import preprocess_case
 from voxseg.preprocessing.store import write_preprocessed
 from voxseg.training.config import TrainConfig
 from voxseg.training.loop import train
+from voxseg.workdir.layout import WorkDir
 
 PET_SIZE = (128, 64)
 PET_SPACING = (4.0, 4.0)

@@ -11,7 +11,7 @@ from PIL import Image
 from voxseg.apps.web.render import intensity_window, render_slice, report_png, slice_of
 from voxseg.errors import ConfigError
 from voxseg.io import Volume
-from voxseg.visualize import LABEL_COLORS
+from voxseg.io.pictures import LABEL_COLORS
 
 
 def _volume_3d():

@@ -2,8 +2,7 @@
 
 A model is an installed bundle (``voxseg install NAME``), a bundle folder or ``.zip``, or a
 training work folder (``voxseg plan`` + ``voxseg train``). Listing never downloads; loading
-goes through :func:`voxseg.bundle.load_predictor` or
-:func:`voxseg.inference.models.resolve_model`. No Qt or napari import here.
+goes through the one resolver, :func:`voxseg.models.resolve_model`. No Qt or napari import here.
 """
 
 from __future__ import annotations
@@ -214,13 +213,9 @@ def load_model(choice: ModelChoice, **options: Any) -> Predictor:
     VoxsegError
         The model cannot be found, verified or loaded (one line, naming the model).
     """
-    if choice.kind == "work":
-        from voxseg.inference.models import resolve_model
+    from voxseg.models import resolve_model
 
-        return resolve_model(choice.ref, **options)
-    from voxseg.bundle import load_predictor
-
-    return load_predictor(choice.ref, **options)
+    return resolve_model(choice.ref, **options)
 
 
 def _modality_words(text: str) -> set[str]:

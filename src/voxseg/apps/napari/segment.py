@@ -1,7 +1,7 @@
 """The "Segment" widget: run a voxseg model on an image layer, off the GUI thread.
 
-Thin over the library: the model is loaded with :func:`voxseg.bundle.load_predictor` or
-:func:`voxseg.inference.models.resolve_model`, the image is predicted by
+Thin over the library: the model is loaded with :func:`voxseg.models.load_predictor` or
+:func:`voxseg.models.resolve.resolve_model`, the image is predicted by
 :meth:`voxseg.inference.Predictor.predict`, objects are split with
 :func:`voxseg.postprocessing.instances` and measured with :func:`voxseg.postprocessing.object_table`.
 The result is a Labels layer with the image's scale and translate, named after the model, whose
@@ -46,15 +46,14 @@ from voxseg.apps.napari._layers import METADATA_KEY, layer_volume
 from voxseg.apps.napari._models import ModelChoice, load_model
 from voxseg.apps.napari._picker import ModelPicker
 from voxseg.errors import VoxsegError
+from voxseg.inference.options import PredictOptions
 from voxseg.io import Volume
 
-__all__ = ["SegmentWidget", "SegmentOptions", "FAST_OVERLAP"]
+__all__ = ["SegmentWidget", "SegmentOptions"]
 
 log = logging.getLogger(__name__)
 
 _NONE = "(none)"
-#: Sliding-window overlap in fast mode (no mirror TTA either); the normal mode uses 0.5.
-FAST_OVERLAP = 0.25
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,8 @@ class SegmentOptions:
     Attributes
     ----------
     fast
-        No mirror test-time augmentation and a sliding-window overlap of :data:`FAST_OVERLAP`.
+        ``voxseg predict --fast``'s profile (:meth:`voxseg.inference.options.PredictOptions.fast`):
+        no mirror test-time augmentation, less tile overlap, the first fold only.
     threshold
         Probability threshold of binary models (0.5 = argmax); ignored by multi-class models.
     min_size
@@ -80,6 +80,10 @@ class SegmentOptions:
     min_size: int = 0
     split_objects: bool = True
     force: bool = False
+
+    def predict_options(self, **changes: Any) -> PredictOptions:
+        """The prediction options these controls mean (``changes``: PredictOptions fields)."""
+        return PredictOptions.fast(**changes) if self.fast else PredictOptions(**changes)
 
 
 class _Cancelled(Exception):
@@ -139,7 +143,7 @@ class SegmentWidget(ModelPicker, QWidget):
         self.image_combo.currentTextChanged.connect(self._follow_image)  # a 2D image gets a 2D model
         self.mask_combo = QComboBox()
         self.model_row = self._build_model_controls("A training work folder or a model bundle folder")
-        self.fast_check = QCheckBox("Fast mode (no mirroring, less tile overlap)")
+        self.fast_check = QCheckBox("Fast mode (no mirroring, less tile overlap, first fold only)")
         self.threshold_spin = QDoubleSpinBox()
         self.threshold_spin.setRange(0.01, 0.99)
         self.threshold_spin.setSingleStep(0.05)
@@ -259,31 +263,20 @@ class SegmentWidget(ModelPicker, QWidget):
         return layer, image, mask, choice
 
     def _predictor(self, choice: ModelChoice, options: SegmentOptions) -> Any:
-        from voxseg.inference import Predictor
-
         base = self._loaded.get(choice.ref)
         if base is None:
             base = load_model(choice, tta=False)
             self._loaded[choice.ref] = base
         binary = base.plan.num_classes <= 2
-        predictor = Predictor(
-            base.networks,
-            base.plan,
-            configuration=base.configuration,
-            postprocessing=base.postprocessing,
-            tta=not options.fast,
-            overlap=FAST_OVERLAP if options.fast else 0.5,
-            threshold=options.threshold if binary and abs(options.threshold - 0.5) > 1e-9 else None,
-        )
-        predictor.model_id = base.model_id
-        return predictor
+        threshold = options.threshold if binary and abs(options.threshold - 0.5) > 1e-9 else None
+        return base.with_options(options.predict_options(threshold=threshold))
 
     def _preflight(
         self, choice: ModelChoice, image: Volume, mask: Volume | None, options: SegmentOptions, name: str
     ) -> None:
         """Worker thread, before the model loads: warnings become notifications, a refusal an error."""
-        from voxseg.inference.api import preflight_volumes
         from voxseg.inference.preflight import PreflightLimits
+        from voxseg.models.api import preflight_volumes
 
         self._bridge.phase.emit("Pre-flight check...")
         limits = PreflightLimits(
@@ -292,15 +285,8 @@ class SegmentWidget(ModelPicker, QWidget):
             time_limit_hint="30 min per image",
             memory_limit_hint="the free memory",
         )
-        overlap = FAST_OVERLAP if options.fast else 0.5
         report = preflight_volumes(
-            [image],
-            choice.ref,
-            mask_given=mask is not None,
-            limits=limits,
-            name=name,
-            tta=not options.fast,
-            overlap=overlap,
+            [image], choice.ref, options.predict_options(), mask_given=mask is not None, limits=limits, name=name
         )
         for warning in report.warnings:
             self._bridge.warning.emit(warning)
@@ -411,7 +397,7 @@ def _preload() -> None:
 
     import voxseg.bundle
     import voxseg.inference
-    import voxseg.inference.models
+    import voxseg.models.resolve
     import voxseg.nets  # noqa: F401
 
 

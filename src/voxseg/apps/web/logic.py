@@ -189,18 +189,6 @@ def _work_card(path: Path, predictor: Predictor) -> str:
     )
 
 
-def _load_bundle(reference: str, options: Mapping[str, Any]) -> tuple[Predictor, str, str]:
-    try:
-        from voxseg.bundle import load_predictor, resolve_bundle
-    except ImportError:
-        raise ConfigError(
-            f"{reference}: this voxseg cannot load model bundles yet; give a work folder to `voxseg web --model`"
-        ) from None
-    bundle = resolve_bundle(reference, offline=True)
-    predictor = load_predictor(reference, **options)
-    return predictor, bundle.manifest.reference, bundle.card
-
-
 def load_model(reference: str, **options: Any) -> LoadedModel:
     """Load a work folder (has ``plan.json``), a bundle folder/zip, or an installed ``NAME[@VERSION]``.
 
@@ -212,17 +200,17 @@ def load_model(reference: str, **options: Any) -> LoadedModel:
         No such model, no trained fold, a bundle that fails its checks.
     """
     path = Path(reference).expanduser()
-    if path.is_dir() and (path / "plan.json").is_file():
-        from voxseg.inference import Predictor
-
-        predictor = Predictor.from_work(path, **options)
-        name, card = path.name, _work_card(path, predictor)
-    elif path.exists() or not any(c in reference for c in "/\\") or reference.endswith(".zip"):
-        predictor, name, card = _load_bundle(reference, options)
-    else:
+    if not path.exists() and any(c in reference for c in "/\\") and not reference.endswith(".zip"):
         raise ConfigError(
             f"{reference}: no such model (give a work folder, a bundle folder or .zip, or NAME[@VERSION])"
         )
+    from voxseg.models import resolve_model
+
+    predictor = resolve_model(reference, offline=True, **options)
+    if predictor.model_card is None:  # a work folder: a card made from its plan
+        name, card = path.name, _work_card(path, predictor)
+    else:
+        name, card = predictor.model_id, predictor.model_card
     names = {int(v): str(k) for k, v in predictor.plan.labels.items()}
     return LoadedModel(reference, name, predictor, card, names)
 
@@ -318,8 +306,8 @@ def preflight(model: LoadedModel, upload: UploadedImage) -> Any:
     """The pre-flight check of an upload, before any tile: its report (warnings, stated work);
     :class:`~voxseg.inference.preflight.PreflightError` when it would take over 30 min or more
     memory than is free (the web app has no "run anyway": use the command line's ``--force``)."""
-    from voxseg.inference.api import preflight_volumes
     from voxseg.inference.preflight import PreflightLimits
+    from voxseg.models.api import preflight_volumes
 
     limits = PreflightLimits(
         force_hint="run it from the command line with --force",

@@ -2,7 +2,7 @@
 
 Slices are shown with their physical aspect ratio (anisotropic voxels are stretched), the
 intensity window is the image's 0.5-99.5 percentile range, and label colours are those of
-:data:`voxseg.visualize.LABEL_COLORS`. Views along axis 1 and 2 of a 3D image put axis 0 (z) up.
+:data:`voxseg.io.pictures.LABEL_COLORS`. Views along axis 1 and 2 of a 3D image put axis 0 (z) up.
 numpy + Pillow only.
 """
 
@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from voxseg.errors import ConfigError
 from voxseg.io import Volume
-from voxseg.visualize import LABEL_COLORS, ascii_text, render_overview
+from voxseg.io.pictures import LABEL_COLORS, ascii_text, render_overview
 
 __all__ = [
     "OVERLAY_MODES",

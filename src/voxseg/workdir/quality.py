@@ -9,8 +9,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from voxseg.experiment.layout import WorkDir
 from voxseg.io.safe_json import read_json
+from voxseg.workdir.layout import WorkDir
 
 __all__ = ["MIN_EPOCHS", "LOW_DICE", "fold_records", "fold_warnings", "crossval_warnings", "cv_dice", "next_step"]
 

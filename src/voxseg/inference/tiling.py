@@ -1,8 +1,5 @@
-"""Tiling rules shared by every sliding-window implementation (torch and the torch-free ONNX path).
-
-numpy only: :mod:`voxseg.inference.sliding_window` (torch) and :mod:`voxseg.bundle.onnx_backend`
-(onnxruntime, must not import torch) both use these, so their tiles and weights are identical.
-"""
+"""Tiling rules of the sliding window (:mod:`voxseg.inference.window`): tile starts, Gaussian
+weights, overlap slices, fixed-shape crop/pad, tiles per call. numpy only (no torch)."""
 
 from __future__ import annotations
 
@@ -14,7 +11,6 @@ import numpy as np
 from voxseg.errors import ConfigError
 
 __all__ = [
-    "FLOAT16_ABOVE_BYTES",
     "fit_shape",
     "unfit_shape",
     "MIN_WEIGHT",
@@ -26,10 +22,6 @@ __all__ = [
     "overlap_slices",
     "gaussian_weights",
 ]
-
-#: Predictions accumulate class probabilities in float16 when ``K * voxels * 4`` bytes would exceed
-#: this (the Predictor; the pre-flight's memory estimate follows the same rule).
-FLOAT16_ABOVE_BYTES = 1 << 28
 
 #: Smallest Gaussian weight relative to the map's own scale, as MONAI: tile borders keep a
 #: positive weight so that every voxel is covered and no division by zero can happen.

@@ -15,64 +15,96 @@ from typing import TYPE_CHECKING, Any
 from voxseg.errors import VoxsegError
 
 if TYPE_CHECKING:
-    from voxseg.inference.predictor import Predictor
+    from voxseg.inference.options import PredictOptions
+    from voxseg.inference.pipeline import Pipeline
     from voxseg.inference.preflight import ModelFacts
+    from voxseg.postprocessing import PostprocessingSpec
 
 __all__ = ["resolve_model", "describe_model"]
 
 
+def _options(options: PredictOptions | None, changes: dict[str, Any]) -> PredictOptions:
+    """``options`` (default :class:`PredictOptions`) with ``changes`` (field names only)."""
+    from voxseg.inference.options import PredictOptions
+
+    base = options if options is not None else PredictOptions()
+    return base.replace(**changes) if changes else base
+
+
 def resolve_model(
-    model: str | Path | Predictor,
+    model: str | Path | Pipeline,
+    options: PredictOptions | None = None,
     *,
-    folds: list[int] | tuple[int, ...] | None = None,
-    configuration: str | None = None,
-    **options: Any,
-) -> Predictor:
-    """A ready :class:`~voxseg.inference.predictor.Predictor` for ``model``.
+    offline: bool = False,
+    postprocessing: PostprocessingSpec | None = None,
+    **changes: Any,
+) -> Pipeline:
+    """A ready predictor (:class:`~voxseg.inference.pipeline.Pipeline`) for ``model``.
 
     Parameters
     ----------
     model
         A training work folder (holds ``plan.json``; its finished folds are used), a bundle
         folder or ``.zip``, an installed/installable model name ``NAME[@VERSION]``, or a
-        Predictor (returned unchanged; ``folds``/``configuration``/``options`` must then be empty).
-    folds
-        Folds to ensemble (default: every trained fold).
-    configuration
-        Plan configuration (default: the plan's default).
-    **options
-        Predictor options: ``tta``, ``overlap``, ``precision``, ``device``, ``threshold``,
-        ``batch_size``, ``num_threads``, ``postprocessing``.
+        predictor (returned unchanged; no options may then be given).
+    options
+        How to predict (:class:`~voxseg.inference.options.PredictOptions`: TTA, overlap, precision,
+        device, folds, ``max_folds``, configuration, backend...).
+    offline
+        Never download (a name must be installed).
+    postprocessing
+        Replaces the model's own postprocessing.
+    **changes
+        :class:`~voxseg.inference.options.PredictOptions` fields changed from ``options``
+        (``tta=False``, ``folds=[0]``...); a name that is not a field is a one-line error.
 
     Raises
     ------
     VoxsegError
         Nothing called ``model`` was found; the message lists what was tried.
     """
-    from voxseg.inference.predictor import Predictor
+    from voxseg.inference.pipeline import Pipeline
 
-    if isinstance(model, Predictor):
-        if folds is not None or configuration is not None or options:
+    if isinstance(model, Pipeline):
+        if options is not None or changes or postprocessing is not None:
             raise VoxsegError("options cannot change an existing Predictor; build a new one with those options")
         return model
+    opts = _options(options, changes)
     if not isinstance(model, (str, Path)) or not str(model).strip():
         raise VoxsegError(f"model must be a path or a name, got {model!r}")
     path = Path(model).expanduser()
     tried = []
     if path.is_dir() and (path / "plan.json").is_file():
-        return Predictor.from_work(path, configuration=configuration, folds=folds, **options)
+        return _from_work(path, opts, postprocessing)
     tried.append(f"a work folder at {path.resolve()} ({_why_not_work(path)})")
     from voxseg.bundle.cache import looks_like_path
 
     if (path / "bundle.json").is_file() or path.suffix.lower() == ".zip" or not looks_like_path(str(model)):
-        from voxseg.bundle import load_predictor
+        from voxseg.models.load import load_onnx_predictor, load_predictor
 
         index = os.environ.get("VOXSEG_INDEX") or None
-        return load_predictor(str(model), folds=folds, configuration=configuration, index=index, **options)
+        if opts.backend == "onnxruntime":
+            return load_onnx_predictor(str(model), options=opts, index=index, offline=offline)
+        return load_predictor(str(model), options=opts, index=index, offline=offline, postprocessing=postprocessing)
     raise VoxsegError(
         f"model {str(model)!r} not found: tried {'; '.join(tried)}; pass a training work folder "
         "(`voxseg plan` + `voxseg train`) or a model bundle"
     )
+
+
+def _from_work(path: Path, opts: PredictOptions, postprocessing: PostprocessingSpec | None) -> Pipeline:
+    from voxseg.inference.predictor import Predictor
+
+    if opts.backend != "torch":
+        raise VoxsegError(f"{path}: a work folder runs with the torch backend; export a bundle with --onnx first")
+    predictor = Predictor.from_work(
+        path,
+        configuration=opts.configuration,
+        folds=opts.folds,
+        postprocessing=postprocessing,
+        **opts.predictor_kwargs(),
+    )
+    return predictor.first_folds(opts.max_folds) if opts.max_folds and opts.folds is None else predictor
 
 
 def _why_not_work(path: Path) -> str:
@@ -83,20 +115,11 @@ def _why_not_work(path: Path) -> str:
     return "no plan.json"
 
 
-def describe_model(
-    model: str | Path | Predictor,
-    *,
-    folds: list[int] | tuple[int, ...] | None = None,
-    configuration: str | None = None,
-    max_folds: int | None = None,
-    **options: Any,
-) -> ModelFacts:
+def describe_model(model: str | Path | Pipeline, options: PredictOptions | None = None, **changes: Any) -> ModelFacts:
     """What the pre-flight check needs of ``model``, without loading its weights or torch.
 
-    ``model`` as for :func:`resolve_model` (a bundle is verified and, for a name, installed);
-    ``max_folds`` keeps the first folds only (``--fast``); ``options`` are the Predictor options
-    (``tta``, ``overlap``, ``batch_size``, ``precision``, ``device``, ``num_threads``, ``probabilities``:
-    whether they are kept; others are ignored).
+    ``model`` and ``options``/``changes`` as for :func:`resolve_model` (a bundle is verified and, for
+    a name, installed); ``max_folds`` keeps the first folds only (``--fast``).
     """
     from voxseg.fingerprint.domain import TrainingDomain
     from voxseg.inference.preflight import ModelFacts
@@ -104,11 +127,13 @@ def describe_model(
 
     if not isinstance(model, (str, Path)):
         return ModelFacts.from_predictor(model)
+    opts = _options(options, changes)
+    configuration = opts.configuration
     path = Path(model).expanduser()
     domain = None
     if path.is_dir() and (path / "plan.json").is_file():
-        from voxseg.experiment.layout import WorkDir
         from voxseg.fingerprint import Fingerprint
+        from voxseg.workdir.layout import WorkDir
 
         wd = WorkDir(path)
         plan = Plan.load(wd.require_plan())
@@ -126,12 +151,14 @@ def describe_model(
         manifest = resolve_bundle(str(model), index=os.environ.get("VOXSEG_INDEX") or None).manifest
         plan, cfg, available = manifest.plan, manifest.configuration, list(manifest.folds)
         reference, domain = manifest.reference, manifest.domain()
-    count = len(folds) if folds is not None else max(1, len(available))
-    if max_folds is not None and folds is None:
-        count = min(count, max_folds)
+    count = len(opts.folds) if opts.folds is not None else max(1, len(available))
+    if opts.max_folds is not None and opts.folds is None:
+        count = min(count, opts.max_folds)
     picked = {
-        k: options[k]
-        for k in ("tta", "overlap", "batch_size", "precision", "device", "probabilities")
-        if options.get(k) is not None
+        "tta": opts.tta,
+        "overlap": opts.overlap,
+        "batch_size": opts.batch_size,
+        "precision": opts.precision,
+        "device": opts.device,
     }
-    return ModelFacts(reference, plan, cfg, count, threads=options.get("num_threads"), domain=domain, **picked)
+    return ModelFacts(reference, plan, cfg, count, threads=opts.num_threads, domain=domain, **picked)

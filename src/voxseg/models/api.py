@@ -5,12 +5,13 @@
 >>> instances = postprocess(mask)                                          # doctest: +SKIP
 
 Arrays in, array out (same shape); Volumes in, Volume out (same geometry); a path in, a Volume
-out. For many images, build the model once (:func:`voxseg.inference.models.resolve_model`) and
+out. For many images, build the model once (:func:`voxseg.models.resolve.resolve_model`) and
 pass the Predictor as ``model``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ from voxseg.errors import InputImageError
 from voxseg.io import Volume, read_image
 
 if TYPE_CHECKING:
+    from voxseg.inference.options import PredictOptions
     from voxseg.inference.predictor import Predictor
 
 __all__ = ["predict", "preflight_volumes", "preflight_files"]
@@ -37,7 +39,8 @@ def predict(
     mask: ImageLike | None = None,
     force: bool = False,
     max_minutes: float | None = 30.0,
-    **options: Any,
+    options: PredictOptions | None = None,
+    **changes: Any,
 ) -> np.ndarray | Volume:
     """Segment one image with a trained model.
 
@@ -59,9 +62,10 @@ def predict(
         warns (``logging``) about spacing or field of view far from the model's training images
         and raises :class:`~voxseg.inference.preflight.PreflightError` when a case would take
         longer than ``max_minutes`` or more memory than is free, unless ``force``.
-    **options
-        ``folds``, ``configuration``, ``tta``, ``overlap``, ``precision``, ``device``,
-        ``threshold``, ``batch_size``, ``num_threads`` (see :class:`~voxseg.inference.predictor.Predictor`).
+    options, changes
+        How to predict (:class:`~voxseg.inference.options.PredictOptions`); ``changes`` are its
+        fields (``folds``, ``configuration``, ``tta``, ``overlap``, ``precision``, ``device``,
+        ``threshold``, ``batch_size``, ``num_threads``...), e.g. ``tta=False``.
 
     Returns
     -------
@@ -69,24 +73,24 @@ def predict(
         The label map: an array of the input's shape for array input, else a Volume on the
         input's geometry.
     """
-    from voxseg.inference.models import resolve_model
+    from voxseg.inference.options import PredictOptions
+    from voxseg.models.resolve import resolve_model
 
+    opts = (options or PredictOptions()).replace(**changes)
     items = list(image) if isinstance(image, (list, tuple)) else [image]
     if not items:
         raise InputImageError(None, "no image given", "pass an array, a Volume or a path")
     volumes = [_as_volume(item, spacing, None) for item in items]
     mask_volume = None if mask is None else _as_volume(mask, spacing, volumes[0])
-    _preflight(
-        volumes, model, spacing is not None or not isinstance(items[0], np.ndarray), mask, options, force, max_minutes
-    )
-    predictor = resolve_model(
-        model, **{k: options.pop(k) for k in ("folds", "configuration") if k in options}, **options
-    )
+    given = opts if isinstance(model, (str, Path)) or options is not None or changes else None
+    known = spacing is not None or not isinstance(items[0], np.ndarray)
+    _preflight(volumes, model, known, mask, given, force, max_minutes)
+    predictor = resolve_model(model, given)
     result = predictor.predict(volumes, mask=mask_volume)
     return result.labels.array if isinstance(items[0], np.ndarray) else result.labels
 
 
-def _preflight(volumes, model, spacing_known: bool, mask, options: dict, force: bool, max_minutes) -> None:
+def _preflight(volumes, model, spacing_known: bool, mask, options, force: bool, max_minutes) -> None:
     from voxseg.inference.preflight import PreflightLimits
 
     limits = PreflightLimits(
@@ -97,7 +101,7 @@ def _preflight(volumes, model, spacing_known: bool, mask, options: dict, force: 
         memory_limit_hint="free memory",
     )
     report = preflight_volumes(
-        volumes, model, spacing_known=spacing_known, mask_given=mask is not None, limits=limits, **options
+        volumes, model, options, spacing_known=spacing_known, mask_given=mask is not None, limits=limits
     )
     for warning in report.warnings:
         logging.getLogger(__name__).warning("%s", warning)
@@ -107,24 +111,25 @@ def _preflight(volumes, model, spacing_known: bool, mask, options: dict, force: 
 def preflight_volumes(
     volumes: Sequence[Volume],
     model: Any,
+    options: PredictOptions | None = None,
     *,
     spacing_known: bool = True,
     mask_given: bool = False,
     limits: Any = None,
     name: str = "image",
-    **options: Any,
+    **changes: Any,
 ) -> Any:
     """The pre-flight check of one in-memory case (its channel Volumes) for ``model`` (a name, a path
     or a Predictor), before the model loads: a :class:`~voxseg.inference.preflight.PreflightReport`
     (warnings, stated work, refusals; ``report.check()`` raises the first refusal). Used by the API,
     napari and the web app; the CLI checks files (headers only) the same way. ``name`` names the
     case in messages."""
-    from voxseg.inference.models import describe_model
     from voxseg.inference.preflight import PreflightLimits, preflight
     from voxseg.io.headers import ImageHeader
+    from voxseg.models.resolve import describe_model
     from voxseg.settings import resolve_paths
 
-    facts = describe_model(model, **options)
+    facts = describe_model(model, options, **changes)
     headers = [
         ImageHeader.of_volume(v, name if k == 0 else f"{name} channel {k}", spacing_known=spacing_known)
         for k, v in enumerate(volumes)
@@ -141,25 +146,28 @@ def preflight_volumes(
 def preflight_files(
     inputs: str | Path,
     model: Any,
+    options: PredictOptions | None = None,
     *,
     mask_dir: str | Path | None = None,
     file_ending: str | None = None,
     series: str | None = None,
     limits: Any = None,
     measure: bool = True,
-    **facts: Any,
+    probabilities: bool = False,
+    **changes: Any,
 ) -> Any:
     """The pre-flight check of the cases an input names (a file, a folder, a list; headers only) for
-    ``model``, before it loads: a :class:`~voxseg.inference.preflight.PreflightReport`. ``facts``
-    are :func:`~voxseg.inference.models.describe_model`'s (``folds``, ``tta``, ``overlap``...).
+    ``model``, before it loads: a :class:`~voxseg.inference.preflight.PreflightReport`. ``options``
+    (and ``changes``, its fields) say how it will predict (folds, TTA, overlap...); ``probabilities``:
+    the class probabilities are kept too (they then count in full in the memory estimate).
     Used by ``voxseg predict`` and the Ray engine."""
     from voxseg.inference.inputs import select_inputs
-    from voxseg.inference.models import describe_model
     from voxseg.inference.preflight import PreflightLimits, preflight
+    from voxseg.models.resolve import describe_model
     from voxseg.settings import resolve_paths
 
     cases = select_inputs(inputs, file_ending=file_ending, mask_dir=mask_dir, series=series).cases
-    described = describe_model(model, **facts)
+    described = dataclasses.replace(describe_model(model, options, **changes), probabilities=bool(probabilities))
     return preflight(
         cases, described, limits=limits or PreflightLimits(), cache_dir=resolve_paths().cache, measure=measure
     )

@@ -113,10 +113,10 @@ def run_demo(
     DemoResult
         Paths written and a summary (nodules found vs the phantom truth, Dice).
     """
-    from voxseg.bundle import load_predictor
     from voxseg.errors import BundleError
     from voxseg.evaluation import dice
     from voxseg.evaluation.detection import detection_metrics
+    from voxseg.models import load_predictor
     from voxseg.postprocessing import instances, object_table, write_object_table
 
     say = progress or (lambda _msg: None)
@@ -209,7 +209,7 @@ def demo_overview(
     """Write a PNG overview atomically: orthogonal slices through the largest nodule area with
     contours (red: predicted and true, green: true but missed, yellow: predicted but not true),
     then a table of the largest nodules."""
-    from voxseg.visualize import render_overview
+    from voxseg.io.pictures import render_overview
 
     p, t = pred.array > 0, truth.array > 0
     overlay = np.zeros(p.shape, np.uint8)
