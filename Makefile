@@ -5,9 +5,9 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 DEMO   ?= voxseg-demo
 # Everything the test suite exercises: napari (headless Qt), the web app (+ Playwright), ONNX,
-# bioimage.io, MLflow, Ray. nnU-Net's network package is installed without its dependencies (they pull timm and
+# OpenVINO, bioimage.io, MLflow, Ray. nnU-Net's network package is installed without its dependencies (they pull timm and
 # a CUDA torchvision that does not import on a CPU machine; see docs/nnunet.md).
-TEST_EXTRAS ?= dev,mlflow,onnx,bioimageio,ray,dicom,napari-test,web-test
+TEST_EXTRAS ?= dev,mlflow,onnx,openvino,bioimageio,ray,dicom,napari-test,web-test
 
 .PHONY: install install-test system-deps demo test deps architecture clean-room lint format clean
 

@@ -106,6 +106,16 @@ manifest = npe2.PluginManifest.from_distribution("voxseg")
 print("napari plug-in", manifest.name, "with", len(manifest.contributions.commands or []), "commands")
 """
 
+OPENVINO_SMOKE = """
+from importlib.resources import files
+from voxseg.bundle.golden import run_golden
+from voxseg.bundle.load import open_bundle
+bundle = open_bundle(files("voxseg.bundle") / "models" / "mouse-lung-nodules-v2.zip")
+(result,) = run_golden(bundle, backends=["openvino"])
+assert result.ok and not result.skipped, result.line()
+print(result.line())
+"""
+
 NNUNET_SMOKE = f"""
 import sys
 import dynamic_network_architectures  # noqa: F401
@@ -174,6 +184,7 @@ ROWS = (
     ),
     Row("bioimageio", "bioimageio", (_py(BIOIMAGEIO_SMOKE),), no_deps=(BIOIMAGEIO_SPEC,)),
     Row("dicom", "dicom", (_py(DICOM_SMOKE),)),
+    Row("openvino", "openvino", (_py(OPENVINO_SMOKE),)),
     Row("mlflow", "mlflow", (_py("import mlflow, voxseg.experiment.tracking; print('mlflow', mlflow.__version__)"),)),
     Row("ray", "ray", (_py("import ray, voxseg.distributed.ray_engine; print('ray', ray.__version__)"),)),
     Row(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from importlib.util import find_spec
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 
 from voxseg.bundle import BundleManifest, builtin_index_path, load_index, open_bundle
 from voxseg.bundle.export import write_bundle
-from voxseg.bundle.golden import BACKENDS, run_golden
+from voxseg.bundle.golden import BACKENDS, DEFAULT_TOLERANCES, run_golden
 from voxseg.cli.main import app
 
 INDEX = json.loads(builtin_index_path().read_text())
@@ -62,10 +63,12 @@ def test_builtin_passes_its_golden_test_with_every_backend(name, version):
     interactive = bundle.manifest.task == "interactive"
     if interactive:  # six extreme points, stored with the input; onnxruntime does not run prompts yet
         assert results["onnxruntime"].skipped and "interactive" in results["onnxruntime"].skipped
-    for backend in ("torch-fp32",) if interactive else ("torch-fp32", "onnxruntime"):  # installed for tests
+    engines = ("onnxruntime", "openvino") if find_spec("openvino") else ("onnxruntime",)  # the [openvino] extra
+    for backend in ("torch-fp32",) if interactive else ("torch-fp32", *engines):
         r = results[backend]
         assert r.skipped is None and r.ok, r.line()
-        assert r.dice >= 0.99 and r.probability_max_error <= golden["tolerances"][backend]["probability_max_error"]
+        tolerance = golden["tolerances"].get(backend) or DEFAULT_TOLERANCES[backend]
+        assert r.dice >= 0.99 and r.probability_max_error <= tolerance["probability_max_error"]
     assert results["torch-bf16"].ok, results["torch-bf16"].line()  # passes, or is skipped without native bf16
 
 

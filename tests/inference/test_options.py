@@ -39,4 +39,11 @@ def test_frozen_and_validated():
 def test_kwargs_for_each_backend():
     opts = PredictOptions(tta=False, overlap=0.3, precision="fp32", num_threads=2)
     assert opts.predictor_kwargs()["precision"] == "fp32"
-    assert "precision" not in opts.onnx_kwargs() and opts.onnx_kwargs()["overlap"] == 0.3
+    onnx = opts.onnx_kwargs()
+    assert onnx["overlap"] == 0.3 and onnx["backend"] == "onnxruntime" and onnx["precision"] == "fp32"
+    bf16 = PredictOptions(precision="bf16", backend="onnxruntime").onnx_kwargs()
+    assert bf16["precision"] == "fp32"  # onnxruntime computes fp32
+    int8 = PredictOptions(precision="int8", backend="openvino").onnx_kwargs()
+    assert int8["backend"] == "openvino" and int8["precision"] == "int8"
+    with pytest.raises(ConfigError, match="int8 needs the openvino backend"):
+        PredictOptions(precision="int8")

@@ -45,7 +45,15 @@ from voxseg.errors import BundleError
 from voxseg.io import write_json_atomic
 from voxseg.io.safe_json import loads_json, read_json
 
-__all__ = ["InstalledModel", "ModelInfo", "install", "installed_models", "list_models", "resolve_bundle"]
+__all__ = [
+    "InstalledModel",
+    "ModelInfo",
+    "install",
+    "installed_models",
+    "list_models",
+    "next_version",
+    "resolve_bundle",
+]
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +204,8 @@ def install(
         if have is not None:  # NAME without version: the latest installed one will do
             return have
         raise
+    if version is None and have is not None and version_key(have.version) > version_key(entry.version):
+        return have  # NAME without version: a local version newer than the index's (e.g. fine-tuned)
     have = find_installed(models_dir, name, entry.version)
     if have is not None:
         if have.sha256 != entry.sha256:
@@ -479,3 +489,22 @@ def list_models(
                 )
             )
     return rows
+
+
+def next_version(name: str, *, index: IndexArg = None, models: str | Path | None = None) -> str:
+    """The version after the newest ``name`` installed or listed in the index(es): ``v2`` -> ``v3``,
+    ``1.0.3`` -> ``1.0.4`` (its last number plus one); ``v1`` when there is none."""
+    cache_dir, models_dir = _dirs(None, models)
+    known = [m.version for m in installed_models(models_dir) if m.name == name]
+    try:
+        known += load_index(index, cache=cache_dir, offline=True).versions(name)
+    except BundleError as exc:
+        log.warning("%s; numbering from the installed versions only", exc)
+    if not known:
+        return "v1"
+    newest = max(known, key=version_key)
+    numbers = list(re.finditer(r"\d+", newest))
+    if not numbers:
+        return f"{newest}-2"
+    last = numbers[-1]
+    return f"{newest[: last.start()]}{int(last.group()) + 1}{newest[last.end() :]}"

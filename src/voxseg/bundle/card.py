@@ -137,6 +137,7 @@ def provenance_lines(m: BundleManifest) -> list[str]:
         )
         lines.append(f"- Plan sha256: {p.get('plan_sha256') or 'not recorded'}")
         lines.append(f"- Fine-tuned from: {p.get('parent') or 'none (trained from scratch)'}")
+        lines += _finetune_lines(p.get("finetune"))
     if cv:
         lines.append(f"- Cross-validation (mean over foreground classes): {cv}")
     if m.golden is not None:
@@ -145,6 +146,20 @@ def provenance_lines(m: BundleManifest) -> list[str]:
         )
     lines += ["- Weights: safetensors (no pickles); every file's sha256 is in `bundle.json`.", ""]
     return lines
+
+
+def _finetune_lines(record: Any) -> list[str]:
+    """The fine-tuning record (``provenance.finetune``): cases seen and held-out validation."""
+    if not isinstance(record, Mapping):
+        return []
+    cases = record.get("cases") or {}
+    val = record.get("validation") or {}
+    if isinstance(val.get("before"), (int, float)) and isinstance(val.get("after"), (int, float)):
+        held = ", ".join(val.get("held_out", []))
+        dice = f"held-out Dice {val['before']:.3f} before, {val['after']:.3f} after ({held})"
+    else:
+        dice = str(val.get("note") or "no held-out case")
+    return [f"- Fine-tuning: {len(cases)} case(s) (sha256 in bundle.json), {record.get('minutes', '?')} min; {dice}"]
 
 
 def replace_provenance(card: str, m: BundleManifest) -> str:

@@ -16,7 +16,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -126,6 +126,7 @@ def export_bundle(
     parent: str | None = None,
     intended_use: str = "",
     min_dice: float | None = None,
+    lineage: Mapping[str, Any] | None = None,
 ) -> Path:
     """Package a trained work folder as a bundle.
 
@@ -153,6 +154,9 @@ def export_bundle(
         dataset is gone; for interactive models, the six extreme points of its largest object).
     parent
         The model this one was fine-tuned from (``NAME@VERSION``, recorded in ``provenance``).
+    lineage
+        More ``provenance`` entries (a fine-tuned version's ``parent_model`` and ``finetune``
+        record: case hashes and before/after validation; see :mod:`voxseg.experiment.finetune`).
     min_dice
         Refuse (:class:`BundleError`) when the cross-validation mean Dice is under this or unknown.
         Low figures and folds trained only a few epochs are logged as warnings either way.
@@ -202,7 +206,8 @@ def export_bundle(
         training_domain=_training_domain(work_dir),
     )
     files: dict[str, bytes | Path] = {BundleManifest.weights_file(f): p for f, p in weights.items()}
-    manifest = dataclasses.replace(manifest, provenance=provenance(manifest, work_dir.root, parent=parent))
+    record = {**provenance(manifest, work_dir.root, parent=parent), **dict(lineage or {})}
+    manifest = dataclasses.replace(manifest, provenance=record)
     if golden:
         case = validation_case(work_dir.root, cfg)
         if case is not None:

@@ -9,8 +9,8 @@ the preprocessed input (so a changed normalization is named as such) and the tol
 backend; the two files' sha256 are in its ``files``.
 
 :func:`run_golden` runs the case with every backend available here (torch fp32, torch bf16 where
-the CPU has native bf16, onnxruntime when the bundle has ONNX models) and compares. No torch is
-imported unless a torch backend is asked for.
+the CPU has native bf16, onnxruntime and OpenVINO when installed and the bundle has ONNX models)
+and compares. No torch is imported unless a torch backend is asked for.
 """
 
 from __future__ import annotations
@@ -44,17 +44,18 @@ log = logging.getLogger(__name__)
 
 GOLDEN_INPUT = "golden/input.safetensors"
 GOLDEN_EXPECTED = "golden/expected.safetensors"
-BACKENDS = ("torch-fp32", "torch-bf16", "onnxruntime")
+BACKENDS = ("torch-fp32", "torch-bf16", "onnxruntime", "openvino")
 #: Largest golden input (voxels): keeps the test at a second or two and the files small.
 MAX_GOLDEN_VOXELS = 48**3
 #: Per backend: label voxels allowed to differ (per million) and the largest probability error.
-#: fp32 and onnxruntime compute the same float32 arithmetic (errors ~1e-6; the expected
+#: fp32, onnxruntime and OpenVINO (fp32) compute the same float32 arithmetic (errors ~1e-6; the expected
 #: probabilities are float16, 5e-4 of rounding; a label flips only at P = 0.5). bf16 autocast
 #: measured on four built-in golden cases: up to 258 label voxels per million and P errors up to
 #: 0.018; the bounds leave room for other CPUs' bf16 kernels.
 DEFAULT_TOLERANCES: dict[str, dict[str, float]] = {
     "torch-fp32": {"labels_per_million": 200.0, "probability_max_error": 0.002},
     "onnxruntime": {"labels_per_million": 200.0, "probability_max_error": 0.002},
+    "openvino": {"labels_per_million": 200.0, "probability_max_error": 0.002},
     "torch-bf16": {"labels_per_million": 10000.0, "probability_max_error": 0.15},
 }
 _STATS_ATOL = 1e-3
@@ -217,28 +218,26 @@ def available_backends(bundle) -> dict[str, str | None]:
         out["torch-bf16"] = None if cpu_supports_bf16() else "this CPU has no native bf16"
     except ImportError:
         out["torch-fp32"] = out["torch-bf16"] = "torch is not installed"
-    m = bundle.manifest
-    if m.task == "interactive":
-        out["onnxruntime"] = "the onnxruntime backend does not run interactive models yet"
-    elif not all(m.onnx_file(f) in m.files for f in m.folds):
-        out["onnxruntime"] = "the bundle has no ONNX models"
-    else:
-        try:
-            import onnxruntime  # noqa: F401
+    from voxseg.inference.runners import available_runners
 
-            out["onnxruntime"] = None
-        except ImportError:
-            out["onnxruntime"] = "onnxruntime is not installed (pip install 'voxseg[onnx]')"
+    m = bundle.manifest
+    for name, why in available_runners().items():
+        if m.task == "interactive":
+            out[name] = f"the {name} backend does not run interactive models yet"
+        elif not all(m.onnx_file(f) in m.files for f in m.folds):
+            out[name] = "the bundle has no ONNX models"
+        else:
+            out[name] = why
     return out
 
 
 def _predictor(bundle, backend: str, settings: Mapping[str, Any]):
     m = bundle.manifest
     options = {"tta": bool(settings.get("tta", True)), "overlap": float(settings.get("overlap", 0.5))}
-    if backend == "onnxruntime":
+    if backend in ("onnxruntime", "openvino"):
         from voxseg.bundle.onnx_backend import OnnxPredictor
 
-        return OnnxPredictor.from_bundle(bundle, **options)
+        return OnnxPredictor.from_bundle(bundle, backend=backend, **options)
     from voxseg.inference.predictor import Predictor
 
     networks = [bundle.network(f) for f in m.folds]

@@ -1,9 +1,11 @@
-"""Prediction with a bundle's ONNX models and onnxruntime, without importing torch.
+"""Prediction with a bundle's ONNX models (onnxruntime or OpenVINO), without importing torch.
 
 An :class:`OnnxPredictor` is the one pipeline (:class:`voxseg.inference.pipeline.Pipeline`:
 preprocessing, voxseg's one sliding window, restoration to the input's geometry, labels,
-postprocessing, all data from ``bundle.json``) with an onnxruntime patch runner: each fold's
-session over the mirrorings (logits averaged), softmax/sigmoid, the folds averaged. Fixed-shape
+postprocessing, all data from ``bundle.json``) over engine runners (:mod:`voxseg.inference.runners`:
+onnxruntime or OpenVINO): each fold's runner over the mirrorings (logits averaged), softmax/sigmoid,
+the folds averaged; optionally, tiles that :func:`background_tile_test` finds to be background are
+not run (``skip_background``). Fixed-shape
 models are centre-cropped / zero-padded to their shape and back; a plan channel named ``mask`` may
 come from the ``mask`` input. Not supported (yet): interactive models (prompt channels).
 """
@@ -21,13 +23,39 @@ from voxseg.bundle.load import Bundle, open_bundle
 from voxseg.bundle.notice import terms
 from voxseg.errors import BundleError
 from voxseg.inference.pipeline import Pipeline, Prediction
-from voxseg.planning import Plan
+from voxseg.planning import Normalization, Plan
 from voxseg.postprocessing import PostprocessingSpec
 
 __all__ = [
     "OnnxPredictor",
     "OnnxPrediction",
+    "background_tile_test",
 ]
+
+#: CT voxels below this (HU) are air: a tile of air only is background (``skip_background``).
+AIR_HU = -500.0
+
+
+def background_tile_test(normalization: Sequence[Normalization]) -> Callable[[np.ndarray], bool]:
+    """A cheap test that a preprocessed tile ``(C, *part)`` holds only background: every CT channel
+    at or below air (-500 HU, or the plan's lower clip when higher) and every other channel constant
+    (the zero background outside the body, after normalization). Measured for agreement in
+    ``benchmarks/cpu_less_arithmetic.py``; off by default."""
+    limits = []
+    for norm in normalization:
+        if norm.scheme == "ct":
+            limits.append((max(AIR_HU, float(norm.clip_low)) - float(norm.mean)) / float(norm.std) + 1e-4)
+        else:
+            limits.append(None)
+
+    def test(tile: np.ndarray) -> bool:
+        for channel, limit in zip(tile, limits, strict=True):
+            low, high = float(channel.min()), float(channel.max())
+            if (high > limit) if limit is not None else (high - low > 1e-6):
+                return False
+        return True
+
+    return test
 
 
 def _softmax(y: np.ndarray) -> np.ndarray:
@@ -42,23 +70,24 @@ OnnxPrediction = Prediction
 
 
 class OnnxPredictor(Pipeline):
-    """A bundle's fold ensemble run by onnxruntime (see the module docstring).
+    """A bundle's fold ensemble run by onnxruntime or OpenVINO (see the module docstring).
 
     Parameters
     ----------
-    sessions
-        One ``onnxruntime.InferenceSession`` per fold.
+    runners
+        One patch runner per fold (:mod:`voxseg.inference.runners`: raw logits of a tile batch).
     plan, configuration, postprocessing
         From ``bundle.json``.
     tta, overlap, threshold, batch_size
         As for :class:`voxseg.inference.predictor.Predictor`.
+    skip_background
+        Do not run tiles that :func:`background_tile_test` finds to be background (they count as
+        background outputs). Off by default: see its agreement in ``benchmarks/README.md``.
     """
-
-    backend = "onnxruntime"
 
     def __init__(
         self,
-        sessions: Sequence[Any],
+        runners: Sequence[Any],
         plan: Plan,
         *,
         configuration: str,
@@ -67,10 +96,17 @@ class OnnxPredictor(Pipeline):
         overlap: float = 0.5,
         threshold: float | None = None,
         batch_size: int = 1,
+        skip_background: bool = False,
     ):
-        self.sessions = list(sessions)
+        self.runners = list(runners)
+        self.backend = getattr(self.runners[0], "name", "onnxruntime") if self.runners else "onnxruntime"
+        self.precision = getattr(self.runners[0], "precision", "fp32") if self.runners else "fp32"
+        self.calibration: dict[str, Any] | None = None
+        self.skip_background = bool(skip_background)
         if plan.interactive:
-            raise BundleError("the onnxruntime backend does not support interactive models yet; use --backend torch")
+            raise BundleError(
+                f"the {self.backend} backend does not support interactive models yet; use --backend torch"
+            )
         batch_size = 1 if batch_size == "auto" else batch_size  # onnxruntime: one tile per call (measured)
         super().__init__(
             plan,
@@ -93,10 +129,18 @@ class OnnxPredictor(Pipeline):
         folds: Sequence[int] | None = None,
         cache: str | Path | None = None,
         num_threads: int | None = None,
+        backend: str = "onnxruntime",
+        precision: str = "fp32",
         **options: Any,
     ) -> OnnxPredictor:
-        """Sessions for the bundle's ``model_fold_K.onnx`` files (export with ``onnx=True``)."""
-        import onnxruntime as ort
+        """Runners for the bundle's ``model_fold_K.onnx`` files (export with ``onnx=True``).
+
+        ``backend``: ``onnxruntime``, ``openvino`` or ``auto`` (the fastest here for this model, from
+        a short calibration cached in the voxseg cache folder, see :mod:`voxseg.bundle.calibrate`);
+        ``precision``: ``fp32``, or for OpenVINO ``bf16`` (native bf16 CPUs) or ``int8`` (calibrated
+        on the bundle's golden input).
+        """
+        from voxseg.inference.runners import make_runner
 
         if not isinstance(bundle, Bundle):
             bundle = open_bundle(bundle, cache=cache)
@@ -106,14 +150,23 @@ class OnnxPredictor(Pipeline):
         missing = [n for n in names.values() if n not in m.files]
         if missing:
             raise BundleError(f"{bundle.source}: no {missing[0]}; export the bundle with --onnx")
-        opts = ort.SessionOptions()
-        if num_threads:
-            opts.intra_op_num_threads = int(num_threads)
-        sessions = [
-            ort.InferenceSession(bundle.read(n), sess_options=opts, providers=["CPUExecutionProvider"])
+        calibration = None
+        if backend == "auto":
+            from voxseg.bundle.calibrate import choose_backend
+
+            calibration = choose_backend(bundle, threads=num_threads, cache=cache)
+            backend = calibration["backend"]
+        extra = {}
+        if precision == "int8":
+            from voxseg.bundle.calibrate import golden_tiles
+
+            extra["calibration"] = golden_tiles(bundle)
+        runners = [
+            make_runner(backend, bundle.read(n), threads=num_threads, precision=precision, **extra)
             for n in names.values()
         ]
-        out = cls(sessions, m.plan, configuration=m.configuration, postprocessing=m.postprocessing, **options)
+        out = cls(runners, m.plan, configuration=m.configuration, postprocessing=m.postprocessing, **options)
+        out.calibration = calibration
         out.model_id, out.folds, out.model_sha256 = m.reference, chosen, bundle.sha256
         out.model_terms = terms(m)
         return out
@@ -122,12 +175,15 @@ class OnnxPredictor(Pipeline):
         """The options that shape a prediction (JSON-ready; recorded in batch manifests)."""
         return {
             "backend": self.backend,
+            "precision": self.precision,
+            **({"backend_choice": self.calibration} if self.calibration else {}),
             "configuration": self.config.name,
             "folds": None if self.folds is None else list(self.folds),
-            "networks": len(self.sessions),
+            "networks": len(self.runners),
             "tta": self.tta,
             "overlap": self.overlap,
             "threshold": self.threshold,
+            "skip_background": self.skip_background,
             "postprocessing": self.postprocessing.to_json(),
             "model_sha256": self.model_sha256,
         }
@@ -135,18 +191,25 @@ class OnnxPredictor(Pipeline):
     # ---- network -----------------------------------------------------------------------
     def _run_tiles(self, x: np.ndarray) -> np.ndarray:
         total = None
-        for sess in self.sessions:
-            name = sess.get_inputs()[0].name
+        for runner in self.runners:
             logits = None
             for dims in self._flips:
                 xin = np.ascontiguousarray(np.flip(x, dims)) if dims else x
-                y = sess.run(None, {name: xin})[0].astype(np.float32, copy=False)
+                y = runner(xin)
                 y = np.flip(y, dims) if dims else y
                 logits = y.copy() if logits is None else logits + y
             probs = _softmax(logits / len(self._flips))
             total = probs if total is None else total + probs
-        return total / len(self.sessions)
+        return total / len(self.runners)
 
     def patch_runner(self) -> Callable[[np.ndarray], np.ndarray]:
-        """Each fold's session over the mirrorings (logits averaged), softmax (sigmoid), folds averaged."""
+        """Each fold's runner over the mirrorings (logits averaged), softmax (sigmoid), folds averaged."""
         return self._run_tiles
+
+    def window_options(self) -> dict[str, Any]:
+        """``skip_background``: the sliding window's tile test and a skipped tile's outputs."""
+        if not self.skip_background:
+            return {}
+        k = self.num_classes
+        background = [0.0] if k == 1 else [1.0] + [0.0] * (k - 1)  # sigmoid / softmax outputs
+        return {"skip": background_tile_test(self.plan.normalization), "background": background}

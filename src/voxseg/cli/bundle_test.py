@@ -49,7 +49,7 @@ def report_golden(bundle, backends: list[str] | None = None, *, as_json: bool = 
 def test(
     bundle: str = typer.Argument(..., help="Bundle .zip or folder, or an installed NAME[@VERSION]."),
     backend: list[str] = typer.Option(
-        None, "--backend", help="torch-fp32, torch-bf16 or onnxruntime (repeatable; default: all available)."
+        None, "--backend", help="torch-fp32, torch-bf16, onnxruntime or openvino (repeatable; default: all available)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
     models_dir: Path = typer.Option(None, "--models-dir", "--models", help="Installed models folder."),

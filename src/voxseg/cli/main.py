@@ -14,6 +14,7 @@ from voxseg.cli._common import err_console
 from voxseg.cli.bundle_test import test as bundle_test
 from voxseg.cli.demo import demo
 from voxseg.cli.evaluate import evaluate
+from voxseg.cli.finetune import finetune
 from voxseg.cli.info import info
 from voxseg.cli.interactive import evaluate_interactive
 from voxseg.cli.nnunet import import_nnunet
@@ -38,6 +39,7 @@ app.command(cls=PlanCommand)(plan)
 app.command()(predict)
 app.command()(train)
 app.command()(crossval)
+app.command()(finetune)
 app.command()(bundle_cli.export)
 app.command()(bundle_cli.install)
 app.command()(bundle_cli.models)

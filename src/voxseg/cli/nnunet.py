@@ -32,6 +32,9 @@ def import_nnunet(
     postprocessing: str = typer.Option("auto", "--postprocessing", help="auto (translate postprocessing.pkl) or none."),
     license: str = typer.Option("", "--license", help="License of the weights, e.g. CC-BY-4.0."),
     author: list[str] = typer.Option(None, "--author", help="Author (repeatable)."),
+    onnx: bool = typer.Option(
+        False, "--onnx", help="Also write model_fold_K.onnx, for --backend onnxruntime|openvino|auto (needs [onnx])."
+    ),
 ) -> None:
     """Import an nnU-Net v2 model as a voxseg bundle (safe checkpoint loading; see docs/nnunet.md)."""
     from voxseg.bundle._util import sha256_file
@@ -50,6 +53,7 @@ def import_nnunet(
         postprocessing=postprocessing,
         license=license,
         authors=author or (),
+        onnx=onnx,
     )
     console.print(f"wrote {path}")
     if path.is_file():

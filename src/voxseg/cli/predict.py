@@ -42,11 +42,16 @@ def predict(
     min_size: int = typer.Option(None, "--min-size", min=0, help="Drop objects under N voxels."),
     min_volume: float = typer.Option(None, "--min-volume", min=0.0, help="Drop objects under this volume (mm³)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-    precision: str = typer.Option("auto", "--precision", help="auto (bf16 where supported), bf16 or fp32."),
+    precision: str = typer.Option(
+        "auto", "--precision", help="auto (bf16 where supported), bf16 or fp32; int8 with --backend openvino."
+    ),
     fast: bool = typer.Option(False, "--fast", help="No TTA, overlap 0.25, first fold only (see docs/inference.md)."),
     threads: int = typer.Option(None, "--threads", min=1, help="CPU threads (default: one per physical core)."),
     backend: str = typer.Option(
-        "torch", "--backend", help="torch, or onnxruntime (a bundle exported with --onnx; torch is not imported)."
+        "torch",
+        "--backend",
+        help="torch, onnxruntime, openvino, or auto (the faster of the last two here, calibrated once and cached); "
+        "all but torch need a bundle exported with --onnx and never import torch.",
     ),
     batch_size: str = typer.Option(
         "auto", "--batch-size", help="Tiles per network call, or auto (as many as fit 262,144 voxels, 1-8)."
@@ -80,8 +85,8 @@ def predict(
         raise ConfigError("give --min-size or --min-volume, not both")
     _check_output_format(output_format, input, output)
     opts = _options(fast, tta, overlap, threshold, folds, config, device, precision, batch_size, threads, backend)
-    if opts.backend == "onnxruntime" and (points is not None or engine != "local"):
-        raise ConfigError("--backend onnxruntime works with the local engine and without --points")
+    if opts.backend != "torch" and (points is not None or engine != "local"):
+        raise ConfigError(f"--backend {opts.backend} works with the local engine and without --points")
     if points is not None:  # interactive model: one image, six extreme points (docs/interactive.md)
         from voxseg.cli.interactive import predict_with_points
 
@@ -99,7 +104,7 @@ def predict(
         check_writable(output)
     options = {"instances": instances, "min_size": min_size, "min_volume": min_volume, "probabilities": probabilities}
     limits = {"max_minutes": max_minutes, "max_memory_gb": max_memory, "force": force}
-    _preflight(input, mask, file_ending, series, model, opts, limits, probabilities=probabilities)
+    _preflight(input, mask, file_ending, series, model, opts, limits, probabilities)
     if dry_run:
         return
     if opts.backend == "torch":  # the onnxruntime backend never imports torch; these settings do
@@ -188,7 +193,7 @@ def _configure_torch(threads: int | None) -> None:
     configure_threads(threads)
 
 
-def _preflight(input, mask, file_ending, series, model, opts, limits, *, probabilities: bool = False) -> None:
+def _preflight(input, mask, file_ending, series, model, opts, limits, probabilities: bool) -> None:
     """Headers only, before the model loads: print the work and the warnings, refuse beyond the limits."""
     from voxseg.inference.preflight import PreflightLimits
     from voxseg.models.api import preflight_files
@@ -292,9 +297,8 @@ def _load(model, opts):
     t0 = time.perf_counter()
     predictor = resolve_model(model, opts)
     folds = len(predictor.folds) if predictor.folds is not None else "?"
-    precision = f", {predictor.precision}" if opts.backend == "torch" else ""
     err_console.print(
-        f"model {predictor.model_id} ({opts.backend}, {folds} fold(s){precision}, "
+        f"model {predictor.model_id} ({predictor.backend}, {folds} fold(s), {predictor.precision}, "
         f"tta {'on' if predictor.tta else 'off'}, overlap {predictor.overlap}) "
         f"loaded in {time.perf_counter() - t0:.1f} s",
         highlight=False,

@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from voxseg.errors import ConfigError
 from voxseg.experiment.overrides import flatten
 from voxseg.experiment.reserve import ValidationChoice, choose_validation
 from voxseg.experiment.tracking import MlflowTracker
 from voxseg.experiment.validation import PatchValidator, json_safe, validate_cases
 from voxseg.io import write_json_atomic
 from voxseg.io.safe_json import read_json
-from voxseg.nets import build_network, count_parameters
+from voxseg.nets import build_network, count_parameters, encoder_parameters
 from voxseg.training.checkpoint import TrainState, latest_checkpoint
 from voxseg.training.config import TrainConfig
 from voxseg.training.loop import train
@@ -59,6 +60,21 @@ def _tracker(ctx: WorkContext, fold: int, cfg: TrainConfig, meta: Mapping[str, A
     tracker.log_params(params)
     tracker.log_artifact(ctx.work.plan_path)
     return tracker
+
+
+def _starting_point(model: torch.nn.Module, network: str, cfg: TrainConfig) -> None:
+    """Fine-tuning: load ``cfg.init_weights`` (strictly) and freeze the encoder when asked."""
+    if cfg.init_weights:
+        from safetensors.torch import load_file
+
+        try:
+            model.load_state_dict(load_file(cfg.init_weights), strict=True)
+        except (OSError, RuntimeError) as exc:
+            first = " ".join(str(exc).split())[:300]
+            raise ConfigError(f"{cfg.init_weights}: not weights of this network ({first})") from None
+    if cfg.freeze_encoder:
+        for param in encoder_parameters(model, network):
+            param.requires_grad_(False)
 
 
 def _epoch_end(validator: PatchValidator | None, model: torch.nn.Module, tracker) -> Callable:
@@ -205,6 +221,7 @@ def run_fold(
     run_dir = wd.run_dir(name, fold)
     torch.manual_seed(cfg.seed)
     model = build_network(conf.network)
+    _starting_point(model, conf.network.name, cfg)
     meta = {**meta, "parameters": count_parameters(model)}
     validator = None
     if patch_validation > 0 and split.val and not plan.interactive:

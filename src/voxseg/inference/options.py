@@ -19,9 +19,10 @@ __all__ = ["PredictOptions", "FAST_OVERLAP", "BACKENDS"]
 
 #: The ``--fast`` profile's sliding-window overlap (docs/inference.md: ~2.4x fewer tiles than 0.5).
 FAST_OVERLAP = 0.25
-#: Prediction backends: torch, or torch-free onnxruntime (a bundle exported with ``--onnx``).
-BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
-_PRECISIONS = ("auto", "bf16", "fp32")
+#: Prediction backends: torch, or torch-free onnxruntime / OpenVINO (a bundle exported with ``--onnx``),
+#: or ``auto``: the faster of those two here, from a short cached calibration (voxseg.bundle.calibrate).
+BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "openvino", "auto")
+_PRECISIONS = ("auto", "bf16", "fp32", "int8")
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,9 @@ class PredictOptions:
     overlap
         Sliding-window overlap in ``[0, 1)``.
     precision
-        ``auto`` (bf16 where the hardware has it natively), ``bf16`` or ``fp32`` (torch backend).
+        ``auto`` (bf16 where the hardware has it natively), ``bf16`` or ``fp32`` (torch and openvino
+        backends; onnxruntime computes fp32), ``int8`` (openvino only: NNCF quantization calibrated on
+        the bundle's golden input).
     device
         ``cpu`` or ``cuda[:N]`` (torch backend).
     threshold
@@ -51,7 +54,7 @@ class PredictOptions:
     configuration
         The plan configuration (work folders; a bundle holds one).
     backend
-        ``torch`` or ``onnxruntime``.
+        ``torch``, ``onnxruntime``, ``openvino`` or ``auto`` (see :data:`BACKENDS`).
     """
 
     tta: bool = True
@@ -72,7 +75,9 @@ class PredictOptions:
         if self.precision not in _PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r} (choose from {', '.join(_PRECISIONS)})")
         if self.backend not in BACKENDS:
-            raise ConfigError(f"backend {self.backend!r}: choose {' or '.join(BACKENDS)}")
+            raise ConfigError(f"backend {self.backend!r}: choose {', '.join(BACKENDS)}")
+        if self.precision == "int8" and self.backend != "openvino":
+            raise ConfigError("precision int8 needs the openvino backend (--backend openvino)")
         if self.folds is not None:
             object.__setattr__(self, "folds", tuple(int(f) for f in self.folds))
         if self.max_folds is not None and (not isinstance(self.max_folds, int) or self.max_folds < 1):
@@ -113,8 +118,15 @@ class PredictOptions:
         }
 
     def onnx_kwargs(self) -> dict[str, Any]:
-        """The onnxruntime predictor's keyword arguments (no precision or device there)."""
+        """The ONNX predictor's keyword arguments (backend and engine precision; no device there)."""
+        precision = "fp32" if self.backend != "openvino" or self.precision == "auto" else self.precision
+        if self.backend == "openvino" and self.precision == "auto":
+            from voxseg.inference.runners import native_bf16
+
+            precision = "bf16" if native_bf16() else "fp32"
         return {
+            "backend": "onnxruntime" if self.backend == "torch" else self.backend,
+            "precision": precision,
             "tta": self.tta,
             "overlap": self.overlap,
             "threshold": self.threshold,

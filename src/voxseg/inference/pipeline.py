@@ -15,7 +15,7 @@ other arithmetic (:class:`voxseg.nnunet.exact.NnunetExactPredictor`) overrides t
 differently. A 2D configuration applied to a 3D image runs slice by slice along axis 0.
 Probabilities are accumulated per class in float32 (float16 above :data:`FLOAT16_ABOVE_BYTES`).
 With more than two classes and no probabilities asked for, the classes go back to the input grid one
-at a time into a running argmax (:func:`voxseg.preprocessing.restore_argmax`), so the memory grows
+at a time into a running argmax (:func:`voxseg.preprocessing.restore_argmax`): the memory then grows
 with the classes on the preprocessed grid only.
 """
 
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from voxseg.errors import ConfigError, InputImageError
-from voxseg.inference.tiling import auto_batch_size, fit_shape, tile_grid, unfit_shape
+from voxseg.inference.tiling import FLOAT16_ABOVE_BYTES, auto_batch_size, fit_shape, tile_grid, unfit_shape
 from voxseg.inference.window import PatchRunner, sliding_window
 from voxseg.io import Volume, require_same_grid
 from voxseg.planning import ConfigurationPlan, Plan
@@ -39,8 +39,6 @@ from voxseg.preprocessing import preprocess_case, restore_argmax, restore_probab
 
 __all__ = ["Prediction", "Pipeline", "FLOAT16_ABOVE_BYTES", "MASK_CHANNEL_NAME", "labels_from_probabilities"]
 
-#: Probabilities are accumulated in float16 when ``K * voxels * 4`` bytes would exceed this.
-FLOAT16_ABOVE_BYTES = 1 << 28
 MASK_CHANNEL_NAME = "mask"
 
 
@@ -127,6 +125,10 @@ class Pipeline:
 
     def check_model(self) -> None:
         """Refuse a prediction this model cannot make (e.g. an interactive model without points)."""
+
+    def window_options(self) -> dict[str, Any]:
+        """Extra :func:`~voxseg.inference.window.sliding_window` options (e.g. a tile ``skip`` test)."""
+        return {}
 
     # ---- prediction ------------------------------------------------------------------------
     def predict(
@@ -267,6 +269,7 @@ class Pipeline:
             batch_size=self.batch_size,
             out_dtype=dtype,
             progress=progress,
+            **self.window_options(),
         )
         if refit:
             probs = unfit_shape(probs, spatial, background=0 if self.activation == "softmax" else None)
@@ -287,7 +290,7 @@ class Pipeline:
         return labels
 
     def class_values(self, labels: np.ndarray) -> np.ndarray:
-        """Channel indices (an argmax) -> the plan's label values."""
+        """Channel indices (argmax) -> the plan's label values."""
         values = self.plan.class_values
         if values != tuple(range(len(values))):
             lut = np.asarray(values, dtype=np.uint16 if max(values) > 255 else np.uint8)

@@ -26,8 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from voxseg.errors import InputImageError, VoxsegError
 from voxseg.fingerprint.domain import TrainingDomain
-from voxseg.inference.pipeline import FLOAT16_ABOVE_BYTES
-from voxseg.inference.tiling import auto_batch_size, tile_grid
+from voxseg.inference.tiling import FLOAT16_ABOVE_BYTES, auto_batch_size, tile_grid
 from voxseg.io.headers import ImageHeader, read_header
 from voxseg.planning import ConfigurationPlan, Plan
 from voxseg.preprocessing.pipeline import full_target_spacing
@@ -368,9 +367,9 @@ def _outside(values, low, high, factor: float) -> bool:
 def _peak_bytes(headers: list[ImageHeader], model: ModelFacts, shape: tuple[int, ...]) -> int:
     """Inputs + resampled volume + class probabilities (accumulated, weights, restored) + tiles.
 
-    The probabilities accumulate in float16 above :data:`~voxseg.inference.pipeline.FLOAT16_ABOVE_BYTES`,
-    as the pipeline does; with more than two classes and no probabilities kept, the classes go back to
-    the input grid one at a time (a running argmax: two float32 volumes and the labels), not all at once.
+    The probabilities accumulate in float16 above :data:`~voxseg.inference.tiling.FLOAT16_ABOVE_BYTES`, as the
+    Predictor does; with more than two classes and no probabilities kept, the classes go back to the
+    input grid one at a time (a running argmax: two float32 volumes and the labels), not all at once.
     """
     channels = len(model.plan.channel_names)
     classes = max(2, model.plan.num_classes)

@@ -85,6 +85,8 @@ def sliding_window(
     progress: Callable[[int, int], None] | None = None,
     grid: Sequence[Sequence[int]] | None = None,
     weights: np.ndarray | None = None,
+    skip: Callable[[np.ndarray], bool] | None = None,
+    background: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Predict a whole image tile by tile with ``run`` and blend the tiles' outputs.
 
@@ -117,6 +119,9 @@ def sliding_window(
     weights
         The importance map itself (shape ``patch_size``), instead of ``blend``/``sigma_scale``;
         accumulated in ``out_dtype`` like the output.
+    skip, background
+        A cheap test on a tile's in-image input ``(C, *part)``: a tile it accepts is not run and
+        contributes ``background`` (the ``K`` outputs of a background tile) instead.
 
     Returns
     -------
@@ -138,7 +143,11 @@ def sliding_window(
     out: np.ndarray | None = None
     scratch: np.ndarray | None = None  # one tile's weighted output, reused (no per-tile temporaries)
     done = 0
-    for starts in _batches(itertools.product(*starts_per_axis), batch_size):
+    tiles_iter: Any = itertools.product(*starts_per_axis)
+    if skip is not None:
+        out, scratch, tiles_iter, done = _skip_tiles(image, skip, background, tiles_iter, weights, weight_sum)
+        num_classes = num_classes or out.shape[0]
+    for starts in _batches(tiles_iter, batch_size):
         tiles = batch[: len(starts)]
         for tile, start in zip(tiles, starts, strict=True):
             _fill_tile(tile, image, start, pad_value)
@@ -220,6 +229,28 @@ def _fill_tile(tile: np.ndarray, image: np.ndarray, start: tuple[int, ...], pad_
     if any(t.start != 0 or t.stop != p for t, p in zip(tile_sl, tile.shape[1:], strict=True)):
         tile.fill(pad_value)
     tile[(slice(None), *tile_sl)] = image[(slice(None), *img_sl)]  # casts any dtype, any strides
+
+
+def _skip_tiles(image, skip, background, tiles, weights: np.ndarray, weight_sum: np.ndarray):
+    """Add ``background`` for every tile ``skip`` accepts; return the output, scratch, the tiles
+    left to run and the number skipped."""
+    if background is None:
+        raise ConfigError("sliding_window: skip needs background (the outputs of a skipped tile)")
+    patch, spatial = weights.shape, image.shape[1:]
+    fill = np.broadcast_to(
+        np.asarray(background, np.float32).reshape(-1, *(1,) * len(patch)), (len(background), *patch)
+    )
+    out = np.zeros((len(background), *spatial), dtype=weight_sum.dtype)
+    scratch = np.empty((len(background), *patch), dtype=np.float32)
+    keep, skipped = [], 0
+    for start in tiles:
+        if skip(image[(slice(None), *overlap_slices(start, patch, spatial)[0])]):
+            _accumulate(out, weight_sum, fill, weights, start, scratch)
+            skipped += 1
+        else:
+            keep.append(start)
+    log.debug("sliding window: %d background tiles skipped", skipped)
+    return out, scratch, iter(keep), skipped
 
 
 def _run(run: PatchRunner, tiles: np.ndarray, patch: tuple[int, ...], num_classes: int | None) -> np.ndarray:

@@ -11,7 +11,6 @@ pass the Predictor as ``model``.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -117,6 +116,7 @@ def preflight_volumes(
     mask_given: bool = False,
     limits: Any = None,
     name: str = "image",
+    probabilities: bool = False,
     **changes: Any,
 ) -> Any:
     """The pre-flight check of one in-memory case (its channel Volumes) for ``model`` (a name, a path
@@ -129,7 +129,7 @@ def preflight_volumes(
     from voxseg.models.resolve import describe_model
     from voxseg.settings import resolve_paths
 
-    facts = describe_model(model, options, **changes)
+    facts = describe_model(model, options, probabilities=probabilities, **changes)
     headers = [
         ImageHeader.of_volume(v, name if k == 0 else f"{name} channel {k}", spacing_known=spacing_known)
         for k, v in enumerate(volumes)
@@ -158,8 +158,7 @@ def preflight_files(
 ) -> Any:
     """The pre-flight check of the cases an input names (a file, a folder, a list; headers only) for
     ``model``, before it loads: a :class:`~voxseg.inference.preflight.PreflightReport`. ``options``
-    (and ``changes``, its fields) say how it will predict (folds, TTA, overlap...); ``probabilities``:
-    the class probabilities are kept too (they then count in full in the memory estimate).
+    (and ``changes``, its fields) say how it will predict (folds, TTA, overlap...).
     Used by ``voxseg predict`` and the Ray engine."""
     from voxseg.inference.inputs import select_inputs
     from voxseg.inference.preflight import PreflightLimits, preflight
@@ -167,7 +166,7 @@ def preflight_files(
     from voxseg.settings import resolve_paths
 
     cases = select_inputs(inputs, file_ending=file_ending, mask_dir=mask_dir, series=series).cases
-    described = dataclasses.replace(describe_model(model, options, **changes), probabilities=bool(probabilities))
+    described = describe_model(model, options, probabilities=probabilities, **changes)
     return preflight(
         cases, described, limits=limits or PreflightLimits(), cache_dir=resolve_paths().cache, measure=measure
     )

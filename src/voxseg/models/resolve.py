@@ -83,7 +83,7 @@ def resolve_model(
         from voxseg.models.load import load_onnx_predictor, load_predictor
 
         index = os.environ.get("VOXSEG_INDEX") or None
-        if opts.backend == "onnxruntime":
+        if opts.backend != "torch":  # onnxruntime, openvino, auto: the bundle's ONNX networks
             return load_onnx_predictor(str(model), options=opts, index=index, offline=offline)
         return load_predictor(str(model), options=opts, index=index, offline=offline, postprocessing=postprocessing)
     raise VoxsegError(
@@ -115,11 +115,14 @@ def _why_not_work(path: Path) -> str:
     return "no plan.json"
 
 
-def describe_model(model: str | Path | Pipeline, options: PredictOptions | None = None, **changes: Any) -> ModelFacts:
+def describe_model(
+    model: str | Path | Pipeline, options: PredictOptions | None = None, *, probabilities: bool = False, **changes: Any
+) -> ModelFacts:
     """What the pre-flight check needs of ``model``, without loading its weights or torch.
 
     ``model`` and ``options``/``changes`` as for :func:`resolve_model` (a bundle is verified and, for
-    a name, installed); ``max_folds`` keeps the first folds only (``--fast``).
+    a name, installed); ``max_folds`` keeps the first folds only (``--fast``); ``probabilities``:
+    whether the class probabilities will be kept (they cost memory).
     """
     from voxseg.fingerprint.domain import TrainingDomain
     from voxseg.inference.preflight import ModelFacts
@@ -160,5 +163,6 @@ def describe_model(model: str | Path | Pipeline, options: PredictOptions | None 
         "batch_size": opts.batch_size,
         "precision": opts.precision,
         "device": opts.device,
+        "probabilities": probabilities,
     }
     return ModelFacts(reference, plan, cfg, count, threads=opts.num_threads, domain=domain, **picked)

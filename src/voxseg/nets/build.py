@@ -26,7 +26,7 @@ from voxseg.registry import Registry
 if TYPE_CHECKING:  # importing this module (and NetworkSpec) must not import torch
     import torch
 
-__all__ = ["NETWORKS", "NetworkSpec", "build_network", "count_parameters"]
+__all__ = ["NETWORKS", "NetworkSpec", "build_network", "count_parameters", "encoder_parameters", "ENCODER_PREFIXES"]
 
 NETWORKS: Registry[Callable[..., Any]] = Registry("network", plugins="voxseg.networks")
 
@@ -108,3 +108,33 @@ def _signature(name: str) -> str:
 def count_parameters(model: torch.nn.Module) -> int:
     """Trainable parameters of ``model``."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+#: Parameter-name prefixes of each network's encoder (the contracting path and the bottleneck);
+#: plug-ins add their networks' (voxseg.nnunet.plugin).
+ENCODER_PREFIXES: dict[str, tuple[str, ...]] = {
+    "dynunet": ("input_block.", "downsamples.", "bottleneck."),
+}
+
+
+def encoder_parameters(model: torch.nn.Module, name: str) -> list[torch.nn.Parameter]:
+    """The encoder's parameters of a network built from a spec named ``name`` (for a frozen-encoder
+    fine-tuning).
+
+    Raises
+    ------
+    ConfigError
+        The network has no known encoder (the message names those that have one).
+    """
+    if name not in ENCODER_PREFIXES:
+        NETWORKS._load_plugins()  # a plug-in's network registers its encoder with it
+    prefixes = ENCODER_PREFIXES.get(name)
+    if prefixes is None:
+        raise ConfigError(
+            f"freeze_encoder: network {name!r} has no known encoder (supported: {', '.join(ENCODER_PREFIXES)}); "
+            "fine-tune without --freeze-encoder"
+        )
+    found = [p for n, p in model.named_parameters() if n.startswith(prefixes)]
+    if not found:
+        raise ConfigError(f"freeze_encoder: network {name!r} has no parameter named {' / '.join(prefixes)}")
+    return found

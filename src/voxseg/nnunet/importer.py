@@ -121,6 +121,7 @@ def import_nnunet(
     description: str = "",
     license: str = "",
     authors: Sequence[str] = (),
+    onnx: bool = False,
 ) -> Path:
     """Convert an nnU-Net v2 trained model into a voxseg bundle (``.zip`` or folder).
 
@@ -144,6 +145,9 @@ def import_nnunet(
         ``"none"``: ignore it.
     description, license, authors
         Written into ``bundle.json`` and the model card.
+    onnx
+        Also write ``model_fold_K.onnx`` (needs the ``[onnx]`` extra), so that the torch-free
+        backends (onnxruntime, OpenVINO) can run the imported model.
 
     Returns
     -------
@@ -188,6 +192,11 @@ def import_nnunet(
         )
         notes = _card_notes(model, trainer, cfg)
         files[CARD_NAME] = make_card(manifest, notes=notes, dataset=model.dataset).encode("utf-8")
+        if onnx:  # for the torch-free backends (voxseg predict --backend onnxruntime|openvino|auto)
+            from voxseg.bundle.attach import attach_onnx
+
+            weights = {f: files[BundleManifest.weights_file(f)] for f in manifest.folds}
+            files.update(attach_onnx(manifest, weights))
         path = write_bundle(manifest, files, out)
     log.info("imported nnU-Net %s (%s, folds %s) to %s", model.root.name, cfg, list(manifest.folds), path)
     return path

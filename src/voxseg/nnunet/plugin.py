@@ -29,11 +29,12 @@ def _factory(name: str) -> Callable[..., Any]:
 
 
 def register_networks() -> None:
-    from voxseg.nets import NETWORKS
+    from voxseg.nets.build import ENCODER_PREFIXES, NETWORKS
 
     for name in NNUNET_NETWORKS:
         if name not in NETWORKS:
             NETWORKS.register(name, _factory(name))
+        ENCODER_PREFIXES.setdefault(name, ("encoder.",))
 
 
 def _exact() -> type:

@@ -51,6 +51,9 @@ TRAIN_KEYS = (
     "num_workers",
     "precision",
     "device",
+    "init_weights",
+    "warmup_steps",
+    "freeze_encoder",
 )
 """:class:`voxseg.training.TrainConfig` fields (kept equal to it by a test; planning imports no torch)."""
 

@@ -46,6 +46,14 @@ class TrainConfig:
         ``fp32`` or ``bf16`` (autocast; faster on CPUs with AVX-512 bf16 and on GPUs).
     device
         ``cpu`` or ``cuda``.
+    init_weights
+        A ``.safetensors`` file of the same network to start from instead of random weights
+        (fine-tuning, :mod:`voxseg.experiment.finetune`); a resumed run starts from its checkpoint.
+    warmup_steps
+        Optimizer steps over which the learning rate ramps up linearly to its schedule (0: none).
+    freeze_encoder
+        Train only the decoder: the encoder's parameters (:func:`voxseg.nets.encoder_parameters`)
+        keep their starting values.
     """
 
     epochs: int = 50
@@ -64,6 +72,9 @@ class TrainConfig:
     num_workers: int = 0
     precision: str = "fp32"
     device: str = "cpu"
+    init_weights: str | None = None
+    warmup_steps: int = 0
+    freeze_encoder: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.iterations_per_epoch < 1 or self.batch_size < 1:
@@ -82,6 +93,8 @@ class TrainConfig:
             raise ConfigError("oversample_foreground must be in [0, 1]")
         if self.num_workers < 0:
             raise ConfigError("num_workers must be >= 0")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

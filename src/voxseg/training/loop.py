@@ -115,6 +115,16 @@ def _lr_factor(cfg: TrainConfig) -> Callable[[int], float]:
     return lambda e: 1.0
 
 
+def _warm_up(cfg: TrainConfig, step: int, optimizer, scheduler) -> None:
+    """Scale the scheduled learning rate by ``(step + 1) / warmup_steps`` for the first steps (a
+    function of the step alone: a resumed run continues the same ramp)."""
+    if cfg.warmup_steps <= 0 or step > cfg.warmup_steps:
+        return
+    scale = min(1.0, (step + 1) / cfg.warmup_steps)
+    for group, lr in zip(optimizer.param_groups, scheduler.get_last_lr(), strict=True):
+        group["lr"] = lr * scale
+
+
 def _refit_epochs(
     cfg: TrainConfig, epoch: int, budget: Budget, scheduler: torch.optim.lr_scheduler.LambdaLR
 ) -> TrainConfig:
@@ -137,8 +147,9 @@ def _check_resume(run_dir: Path, cfg: TrainConfig) -> None:
     if not path.exists():
         return
     old = read_json(path).get("config", {})
-    now = cfg.to_json()
-    changed = sorted(k for k in now if k not in ("epochs", "minutes", "num_workers") and old.get(k) != now[k])
+    now, default = cfg.to_json(), TrainConfig().to_json()  # a key a run predates had its default
+    skip = ("epochs", "minutes", "num_workers")
+    changed = sorted(k for k in now if k not in skip and old.get(k, default[k]) != now[k])
     if changed:
         raise ConfigError(
             f"{path}: cannot resume with different settings ({', '.join(changed)}); "
@@ -329,6 +340,7 @@ def train(
         model.train()
         losses, t0 = [], time.monotonic()
         for i in range(cfg.iterations_per_epoch):
+            _warm_up(cfg, state.step, optimizer, scheduler)
             losses.append(_step(next(batches), net, model, optimizer, (loss_fn, ds_loss), device, autocast, par, state))
             state.step += 1
             budget.step_done()
