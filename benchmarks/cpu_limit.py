@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.nnunet.synthetic builds nnU-Net's network
 from real.machine import describe, load
 
 FEATURES = (32, 64, 128, 256, 320, 320)
@@ -138,7 +139,7 @@ def measure_limit(shapes, threads: int, repeats: int) -> tuple[list[dict], dict[
 
 
 def nnunet_network(patch: int, features=FEATURES):
-    from voxseg.nnunet import synthetic
+    from tests.nnunet import synthetic
 
     plans = synthetic.plans_json(
         "3d_fullres", patch_size=(patch,) * 3, spacing=(0.1,) * 3, arch=synthetic.architecture(3, features=features)
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     import torch
 
-    warnings.filterwarnings("ignore", module="torch.onnx")  # the legacy exporter's deprecation notices
+    warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")  # we want one file
     torch.set_num_threads(args.threads)
     patch = args.patch or (32 if args.quick else 96)
     repeats = args.repeats or (2 if args.quick else 3)

@@ -98,6 +98,26 @@ def test_interactive_builtin_ships_onnx_networks():
     assert all(bundle.manifest.onnx_file(f) in bundle.manifest.files for f in bundle.manifest.folds)
 
 
+def test_onnxruntime_predicts_the_interactive_builtin_from_points_without_torch(tmp_path):
+    """The six-point model through the same runner as the others: ``--points`` with ``--backend
+    onnxruntime`` in a process where torch cannot be imported, against its golden labels."""
+    path = _zip("interactive-soft-tissue", "v1")
+    section, images, expected = read_golden(open_bundle(path))
+    write_image(images[0], tmp_path / "image.nii.gz")
+    points = {"space": "voxel", "points": np.asarray(expected["points"]).tolist(), "labels": [1] * 6}
+    (tmp_path / "points.json").write_text(json.dumps(points))
+    settings = ["--tta" if section["settings"]["tta"] else "--no-tta", "--overlap", str(section["settings"]["overlap"])]
+    args = ["predict", "-i", str(tmp_path / "image.nii.gz"), "-o", str(tmp_path / "mask.nii.gz"), "-m", str(path)]
+    args += ["--points", str(tmp_path / "points.json"), "--backend", "onnxruntime", *settings]
+    run = subprocess.run(
+        [sys.executable, "-c", BLOCKED_CLI, *args], capture_output=True, text=True, timeout=600, env=_env(tmp_path)
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    labels = np.asarray(read_image(tmp_path / "mask.nii.gz").array)
+    assert labels.shape == expected["labels"].shape and labels.any()
+    assert _dice(labels, expected["labels"]) >= 0.99
+
+
 def test_install_prints_terms_and_runs_the_golden_test(tmp_path):
     from typer.testing import CliRunner
 

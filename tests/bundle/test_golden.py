@@ -60,11 +60,9 @@ def test_builtin_passes_its_golden_test_with_every_backend(name, version):
     assert {golden["input"], golden["expected"]} <= set(bundle.manifest.files)  # their sha256 in bundle.json
     results = {r.backend: r for r in run_golden(bundle)}
     assert set(results) == set(BACKENDS)
-    interactive = bundle.manifest.task == "interactive"
-    if interactive:  # six extreme points, stored with the input; onnxruntime does not run prompts yet
-        assert results["onnxruntime"].skipped and "interactive" in results["onnxruntime"].skipped
+    # interactive models too: six extreme points stored with the input, run by every backend's runner
     engines = ("onnxruntime", "openvino") if find_spec("openvino") else ("onnxruntime",)  # the [openvino] extra
-    for backend in ("torch-fp32",) if interactive else ("torch-fp32", *engines):
+    for backend in ("torch-fp32", *engines):
         r = results[backend]
         assert r.skipped is None and r.ok, r.line()
         tolerance = golden["tolerances"].get(backend) or DEFAULT_TOLERANCES[backend]

@@ -222,9 +222,7 @@ def available_backends(bundle) -> dict[str, str | None]:
 
     m = bundle.manifest
     for name, why in available_runners().items():
-        if m.task == "interactive":
-            out[name] = f"the {name} backend does not run interactive models yet"
-        elif not all(m.onnx_file(f) in m.files for f in m.folds):
+        if not all(m.onnx_file(f) in m.files for f in m.folds):
             out[name] = "the bundle has no ONNX models"
         else:
             out[name] = why

@@ -7,7 +7,8 @@ onnxruntime or OpenVINO): each fold's runner over the mirrorings (logits average
 the folds averaged; optionally, tiles that :func:`background_tile_test` finds to be background are
 not run (``skip_background``). Fixed-shape
 models are centre-cropped / zero-padded to their shape and back; a plan channel named ``mask`` may
-come from the ``mask`` input. Not supported (yet): interactive models (prompt channels).
+come from the ``mask`` input. Interactive models run through the same runner with their prompt
+channel (:func:`voxseg.interactive.pipeline.predict_points`), one patch-sized tile at a time.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from voxseg.bundle.notice import terms
 from voxseg.errors import BundleError
 from voxseg.inference.pipeline import Pipeline, Prediction
 from voxseg.planning import Normalization, Plan
+from voxseg.planning.plan import refuse_interactive
 from voxseg.postprocessing import PostprocessingSpec
 
 __all__ = [
@@ -85,6 +87,9 @@ class OnnxPredictor(Pipeline):
         background outputs). Off by default: see its agreement in ``benchmarks/README.md``.
     """
 
+    #: ONNX networks are exported for the plan's patch (only the batch axis is dynamic).
+    tiles_any_size = False
+
     def __init__(
         self,
         runners: Sequence[Any],
@@ -103,10 +108,6 @@ class OnnxPredictor(Pipeline):
         self.precision = getattr(self.runners[0], "precision", "fp32") if self.runners else "fp32"
         self.calibration: dict[str, Any] | None = None
         self.skip_background = bool(skip_background)
-        if plan.interactive:
-            raise BundleError(
-                f"the {self.backend} backend does not support interactive models yet; use --backend torch"
-            )
         batch_size = 1 if batch_size == "auto" else batch_size  # onnxruntime: one tile per call (measured)
         super().__init__(
             plan,
@@ -201,6 +202,9 @@ class OnnxPredictor(Pipeline):
             probs = _softmax(logits / len(self._flips))
             total = probs if total is None else total + probs
         return total / len(self.runners)
+
+    def check_model(self) -> None:
+        refuse_interactive(self.plan, self.model_id)
 
     def patch_runner(self) -> Callable[[np.ndarray], np.ndarray]:
         """Each fold's runner over the mirrorings (logits averaged), softmax (sigmoid), folds averaged."""

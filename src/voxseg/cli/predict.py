@@ -85,12 +85,13 @@ def predict(
         raise ConfigError("give --min-size or --min-volume, not both")
     _check_output_format(output_format, input, output)
     opts = _options(fast, tta, overlap, threshold, folds, config, device, precision, batch_size, threads, backend)
-    if opts.backend != "torch" and (points is not None or engine != "local"):
-        raise ConfigError(f"--backend {opts.backend} works with the local engine and without --points")
+    if opts.backend != "torch" and engine != "local":
+        raise ConfigError(f"--backend {opts.backend} works with the local engine")
     if points is not None:  # interactive model: one image, six extreme points (docs/interactive.md)
         from voxseg.cli.interactive import predict_with_points
 
-        _configure_torch(threads)
+        if opts.backend == "torch":
+            _configure_torch(threads)
         _check_file_output(output)
         return predict_with_points(input, output, _load(model, opts), points, points_space)
     single = _is_single(input, output)

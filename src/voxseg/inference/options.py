@@ -75,7 +75,7 @@ class PredictOptions:
         if self.precision not in _PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r} (choose from {', '.join(_PRECISIONS)})")
         if self.backend not in BACKENDS:
-            raise ConfigError(f"backend {self.backend!r}: choose {', '.join(BACKENDS)}")
+            raise ConfigError(f"--backend {self.backend!r}: choose {', '.join(BACKENDS)}")
         if self.precision == "int8" and self.backend != "openvino":
             raise ConfigError("precision int8 needs the openvino backend (--backend openvino)")
         if self.folds is not None:

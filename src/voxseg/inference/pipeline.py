@@ -84,6 +84,8 @@ class Pipeline:
     """
 
     backend = "none"
+    #: Whether the runner takes tiles of any (divisible) size; ONNX networks take the plan's patch only.
+    tiles_any_size = True
 
     def __init__(
         self,

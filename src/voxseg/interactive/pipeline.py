@@ -204,7 +204,8 @@ def _predict(predictor, channels: list[Volume], points: np.ndarray) -> np.ndarra
     config = PromptConfig.from_json(plan.interactive)
     x, box = prompt_inputs(data, grid, config=config, spacing=conf.target_spacing)
     net = conf.network
-    divisor = tuple(net.downsampling(a) for a in range(len(conf.patch_size))) if "strides" in net.kwargs else None
+    flexible = "strides" in net.kwargs and getattr(predictor, "tiles_any_size", True)
+    divisor = tuple(net.downsampling(a) for a in range(len(conf.patch_size))) if flexible else None
     tile = crop_tile(conf.patch_size, x.shape[1:], divisor)
     probs = sliding_window(
         x, predictor.patch_runner(), tile, overlap=predictor.overlap, num_classes=2, batch_size=predictor.batch_size
