@@ -11,6 +11,7 @@ import numpy as np
 from voxseg.errors import ConfigError
 
 __all__ = [
+    "FLOAT16_ABOVE_BYTES",
     "fit_shape",
     "unfit_shape",
     "MIN_WEIGHT",
@@ -22,6 +23,10 @@ __all__ = [
     "overlap_slices",
     "gaussian_weights",
 ]
+
+#: Predictions accumulate class probabilities in float16 when ``K * voxels * 4`` bytes would exceed
+#: this (the Predictor; the pre-flight's memory estimate follows the same rule).
+FLOAT16_ABOVE_BYTES = 1 << 28
 
 #: Smallest Gaussian weight relative to the map's own scale, as MONAI: tile borders keep a
 #: positive weight so that every voxel is covered and no division by zero can happen.
