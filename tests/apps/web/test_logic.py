@@ -57,6 +57,7 @@ def test_model_choices_put_the_cli_model_first(no_installed_models, work_2d):
 
 def test_load_work_folder_with_card(model, work_2d):
     assert model.name == work_2d.name and model.spatial_dims == 2 and model.num_channels == 1
+    assert model.terms == ""  # a work folder has no licence of its own
     assert model.label_names == {0: "background", 1: "tumor"}
     assert "pet-mip-web-test" in model.card and "Folds: 0" in model.card
 
@@ -168,6 +169,8 @@ def test_bundle_zip_loads_with_its_card_and_predicts_like_the_work_folder(
 ):
     loaded = logic.load_model(str(bundle_zip))
     assert loaded.name == "pet-test@v1" and "# pet-test v1" in loaded.card
+    # the licence and intended use under the picker: an export without them says so
+    assert loaded.terms == "Licence: not stated. Intended use: not stated."
     up = _upload(pet_case(5)[0], "pet.nii.gz", tmp_path)
     expected = Predictor.from_work(work_2d).predict(up.image).labels
     np.testing.assert_array_equal(logic.segment(loaded, up).labels.array, expected.array)

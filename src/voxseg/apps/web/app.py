@@ -44,6 +44,8 @@ def _sidebar_model(config: logic.WebConfig) -> logic.LoadedModel | None:
     except VoxsegError as exc:
         st.sidebar.error(f"Cannot load this model: {exc}")
         return None
+    if model.terms:  # where people decide: the licence and intended use under the picker
+        st.sidebar.caption(model.terms)
     with st.sidebar.expander("Model card", expanded=False):
         st.markdown(model.card)
     return model

@@ -160,6 +160,17 @@ class LoadedModel:
         return self.predictor.plan.num_channels
 
     @property
+    def terms(self) -> str:
+        """The model's licence and intended use, as shown under the model picker ("" for a work folder)."""
+        info = getattr(self.predictor, "model_terms", None) or {}
+        parts = []
+        if info.get("license"):
+            parts.append(f"Licence: {info['license']}.")
+        if info.get("intended_use"):
+            parts.append(f"Intended use: {info['intended_use']}.")
+        return " ".join(parts)
+
+    @property
     def interactive(self) -> bool:
         """A model prompted with extreme points and clicks (see :mod:`voxseg.apps.web.prompts`)."""
         return bool(self.predictor.plan.interactive)
