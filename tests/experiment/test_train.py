@@ -97,15 +97,23 @@ def test_settings_resolution_order():
         resolve_train_config(plan, "3d", {"loss.bogus": 1})
 
 
-def test_network_override_is_saved_in_the_plan(tmp_path):
+def test_network_override_is_recorded_in_the_run_not_in_plan_json(tmp_path):
+    from voxseg.inference.predictor import Predictor
+    from voxseg.planning.work import work_plan
+
     work = make_work(tmp_path)
+    before = WorkDir(work).plan_path.read_bytes()
     s = train_fold(work, 1, config_overrides={**FAST, "epochs": 1, "network.name": "attention_unet"}, validate=False)
-    plan = Plan.load(WorkDir(work).plan_path)
-    assert plan.configuration("3d").network.name == "attention_unet"
+    assert WorkDir(work).plan_path.read_bytes() == before  # plan.json has one writer: voxseg plan
     run = json.loads((WorkDir(work).run_dir("3d", 1) / "run.json").read_text())
     assert run["network"]["name"] == "attention_unet" and run["seed"] == 1  # seed + fold
+    assert run["plan_changes"] == {"network.name": "attention_unet"} and run["schema_version"] == 1
     assert s["status"] == "finished"
-    # another fold may not switch the network back: inference builds all folds from plan.json
+    # every reader of the trained folder sees the network the fold was trained with
+    assert work_plan(work).configuration("3d").network.name == "attention_unet"
+    predictor = Predictor.from_work(work, folds=[1])
+    assert predictor.config.network.name == "attention_unet"
+    # another fold may not switch the network back: every fold of a configuration has one network
     with pytest.raises(ConfigError, match="fold"):
         train_fold(work, 0, config_overrides={**FAST, "network.name": "unet"})
     with pytest.raises(ConfigError, match="unknown key"):

@@ -33,6 +33,7 @@ from voxseg.fingerprint.domain import TrainingDomain
 from voxseg.io import atomic_path
 from voxseg.io.safe_json import read_json
 from voxseg.planning import Plan
+from voxseg.planning.work import work_plan
 from voxseg.postprocessing import PostprocessingSpec
 from voxseg.workdir.layout import WorkDir
 
@@ -168,7 +169,7 @@ def export_bundle(
     """
     work_dir = WorkDir(Path(work))
     try:
-        plan = Plan.load(work_dir.require_plan())
+        plan = work_plan(work_dir, configuration)
         cfg = plan.configuration(configuration).name
     except ConfigError as exc:
         raise BundleError(str(exc)) from None

@@ -27,7 +27,7 @@ from voxseg.evaluation import evaluate_case, summarize
 from voxseg.experiment.validation import json_safe
 from voxseg.io import atomic_path, read_image, write_json_atomic
 from voxseg.io.safe_json import read_json
-from voxseg.planning import Plan
+from voxseg.planning.work import work_plan
 from voxseg.postprocessing import apply_postprocessing, choose_postprocessing
 from voxseg.workdir.layout import WorkDir
 
@@ -118,7 +118,7 @@ def crossval(
         Some fold is not trained or lacks validation predictions (the message lists them).
     """
     wd = WorkDir(Path(work))
-    plan = Plan.load(wd.require_plan())
+    plan = work_plan(wd, configuration)
     cfg = plan.configuration(configuration).name
     dataset = read_dataset(wd.source_dataset())
     folds = read_splits(wd.splits_path) if wd.splits_path.is_file() else None

@@ -19,13 +19,13 @@ from voxseg.errors import ConfigError
 from voxseg.experiment.overrides import flatten
 from voxseg.experiment.reserve import ValidationChoice, choose_validation
 from voxseg.experiment.tracking import MlflowTracker
-from voxseg.experiment.validation import PatchValidator, json_safe, validate_cases
-from voxseg.io import write_json_atomic
+from voxseg.experiment.validation import PatchValidator, validate_cases
 from voxseg.io.safe_json import read_json
 from voxseg.nets import build_network, count_parameters, encoder_parameters
 from voxseg.training.checkpoint import TrainState, latest_checkpoint
 from voxseg.training.config import TrainConfig
 from voxseg.training.loop import train
+from voxseg.workdir.run_record import RunRecord, write_run_record
 
 if TYPE_CHECKING:
     from voxseg.experiment.train import WorkContext
@@ -192,11 +192,10 @@ def _interactive_sampler(plan, conf):
 
 def _finish_status(run_dir: Path, cfg: TrainConfig, state: TrainState) -> str:
     """A run that stopped at its time budget is complete: mark it finished (with why)."""
-    data = read_json(run_dir / "run.json")
-    if data.get("status") == "stopped" and cfg.minutes is not None:
-        data.update(status="finished", ended="time budget", epochs_planned=cfg.epochs)
-        write_json_atomic(run_dir / "run.json", data)
-    return data["status"]
+    record = RunRecord.read(run_dir)
+    if record.status == "stopped" and cfg.minutes is not None:
+        record = write_run_record(run_dir, status="finished", ended="time budget", epochs_planned=cfg.epochs)
+    return record.status
 
 
 def run_fold(
@@ -293,31 +292,29 @@ def _timed_validation(
 
 
 def _update_record(run_dir: Path, **validation: Any) -> None:
-    data = read_json(run_dir / "run.json")
-    data["validation"] = {**(data.get("validation") or {}), **validation}
-    write_json_atomic(run_dir / "run.json", data)
+    write_run_record(run_dir, validation={**RunRecord.read(run_dir).validation, **validation})
 
 
 def _validated_epochs(run_dir: Path) -> int | None:
     """Epochs of a finished and validated run (None: not finished or not validated)."""
     try:
-        data = read_json(run_dir / "run.json")
+        record = RunRecord.read(run_dir)
     except (OSError, ValueError):
         return None
-    if data.get("status") != "finished" or data.get("val_dice") is None:
+    if record.status != "finished" or record.val_dice is None:
         return None
-    return int(data.get("epoch", -1))
+    return record.epoch
 
 
 def _previous_validation(run_dir: Path, done_before: int | None) -> dict[str, Any] | None:
     """The validation result of a run that was already finished and validated before ``--resume``."""
     if done_before is None:
         return None
-    data = read_json(run_dir / "run.json")
-    if int(data.get("epoch", -2)) != done_before or not (run_dir / "validation" / "metrics.json").is_file():
+    record = RunRecord.read(run_dir)
+    if record.epoch != done_before or not (run_dir / "validation" / "metrics.json").is_file():
         return None
     log.info("%s: finished and validated already", run_dir)
-    return {"val_dice": data["val_dice"], "per_class": data.get("val_dice_per_class", {})}
+    return {"val_dice": record.val_dice, "per_class": dict(record.val_dice_per_class)}
 
 
 def _summary(ctx: WorkContext, fold: int, cfg: TrainConfig, state: TrainState, status: str) -> dict[str, Any]:
@@ -341,10 +338,8 @@ def _skip_validation(ctx: WorkContext, fold: int, choice: ValidationChoice, stat
     """No validation case fits the budget's share: ``val_dice`` is the last per-epoch patch estimate."""
     patch_dice = next((e["val_dice"] for e in reversed(state.history) if e.get("val_dice") is not None), None)
     run_dir = ctx.work.run_dir(ctx.configuration, fold)
-    data = read_json(run_dir / "run.json")
     record = {"cases": [], "of": choice.total, "subsampled": choice.subsampled, "val_dice_from": "patches"}
-    data.update(json_safe({"val_dice": patch_dice, "val_dice_per_class": {}, "validation": record}))
-    write_json_atomic(run_dir / "run.json", data)
+    write_run_record(run_dir, val_dice=patch_dice, val_dice_per_class={}, validation=record)
     return {"val_dice": patch_dice, "per_class": {}}
 
 
@@ -368,25 +363,16 @@ def _validate(
     )
     per_class = {k: v["dice"]["mean"] for k, v in report["summary"]["per_class"].items()}
     run_dir = wd.run_dir(name, fold)
-    data = read_json(run_dir / "run.json")
-    data.update(
-        json_safe(
-            {
-                "val_dice": report["mean_dice"],
-                "val_dice_per_class": per_class,
-                "validation": {
-                    "metrics": str(wd.validation_dir(name, fold) / "metrics.json"),
-                    "seconds": report["seconds"],
-                    "tiles": report["tiles"],
-                    "overlap": report["overlap"],
-                    "cases": cases,
-                    "of": len(val),
-                    "subsampled": None if choice is None else choice.subsampled,
-                },
-            }
-        )
-    )
-    write_json_atomic(run_dir / "run.json", data)
+    validation = {
+        "metrics": str(wd.validation_dir(name, fold) / "metrics.json"),
+        "seconds": report["seconds"],
+        "tiles": report["tiles"],
+        "overlap": report["overlap"],
+        "cases": cases,
+        "of": len(val),
+        "subsampled": None if choice is None else choice.subsampled,
+    }
+    write_run_record(run_dir, val_dice=report["mean_dice"], val_dice_per_class=per_class, validation=validation)
     return {"val_dice": report["mean_dice"], "per_class": per_class}
 
 
@@ -400,10 +386,8 @@ def _validate_interactive(ctx: WorkContext, fold: int, model: torch.nn.Module, c
     out = wd.validation_dir(name, fold)
     report = validate_interactive(predictor, ctx.dataset, ctx.folds[fold].val, out, seed=cfg.seed)
     run_dir = wd.run_dir(name, fold)
-    data = read_json(run_dir / "run.json")
     validation = {"metrics": str(out / "metrics.json"), "seconds": report["seconds"], "prompt": "six points"}
-    data.update(json_safe({"val_dice": report["mean_dice"], "validation": validation}))
-    write_json_atomic(run_dir / "run.json", data)
+    write_run_record(run_dir, val_dice=report["mean_dice"], validation=validation)
     return {"val_dice": report["mean_dice"], "per_class": {}}
 
 

@@ -32,13 +32,14 @@ from voxseg.dataset.verify import errors_only, verify_dataset
 from voxseg.errors import ConfigError, DatasetFormatError, InputImageError
 from voxseg.experiment.overrides import PREPROCESSING_FIELDS, as_mapping, resolve_train_config, split_overrides
 from voxseg.experiment.validation import json_safe
-from voxseg.io import write_json_atomic
 from voxseg.io.safe_json import read_json
 from voxseg.planning import Plan, apply_overrides
+from voxseg.planning.work import recorded_changes, work_plan
 from voxseg.preprocessing import case_settings
 from voxseg.preprocessing.store import read_case_record
 from voxseg.training.config import TrainConfig
 from voxseg.workdir.layout import WorkDir
+from voxseg.workdir.run_record import write_run_record
 
 __all__ = ["train_fold", "train_folds", "open_work", "check_inputs", "plan_hash"]
 
@@ -65,7 +66,7 @@ def plan_hash(plan: Plan) -> str:
 def open_work(work: str | Path, *, configuration: str | None = None) -> tuple[WorkDir, Plan, str]:
     """The work folder, its plan and the configuration name (default: the plan's default)."""
     wd = WorkDir(Path(work))
-    plan = Plan.load(wd.require_plan())
+    plan = work_plan(wd, configuration)
     return wd, plan, plan.configuration(configuration).name
 
 
@@ -137,8 +138,9 @@ def check_inputs(work: str | Path, *, configuration: str | None = None, verify: 
 
 
 def _apply_plan_changes(ctx: WorkContext, changes: Mapping[str, Any], fold: int) -> WorkContext:
-    """Apply plan ``--set`` keys (``network.name=...``) and save plan.json, unless that would contradict
-    the preprocessed data or another fold's run (inference builds every fold from plan.json)."""
+    """Apply plan ``--set`` keys (``network.name=...``) for this fold's run (recorded in its run.json as
+    ``plan_changes``; plan.json is only written by ``voxseg plan``), unless that would contradict the
+    preprocessed data or another fold's run (every fold of a configuration has one network)."""
     if not changes:
         return ctx
     plan = apply_overrides(ctx.plan, changes)
@@ -161,8 +163,9 @@ def _apply_plan_changes(ctx: WorkContext, changes: Mapping[str, Any], fold: int)
             f"{ctx.work.root}: fold(s) {', '.join(map(str, others))} of {ctx.configuration!r} were trained with "
             f"another network or patch size; --set {', '.join(changes)} needs a new work folder (or retrain them)"
         )
-    plan.save(ctx.work.plan_path)
-    log.info("plan.json updated (%s)", ", ".join(f"{k}={v}" for k, v in changes.items()))
+    log.info(
+        "network changes for this run, recorded in run.json (%s)", ", ".join(f"{k}={v}" for k, v in changes.items())
+    )
     return WorkContext(ctx.work, plan, ctx.configuration, ctx.dataset, ctx.folds)
 
 
@@ -247,11 +250,7 @@ def _meta(ctx: WorkContext, fold: int, cfg: TrainConfig) -> dict[str, Any]:
 
 
 def _update_run_json(run_dir: Path, **fields: Any) -> dict[str, Any]:
-    path = run_dir / "run.json"
-    data = read_json(path)
-    data.update(json_safe(fields))
-    write_json_atomic(path, data)
-    return data
+    return write_run_record(run_dir, **json_safe(fields)).to_json()
 
 
 def train_fold(
@@ -281,7 +280,8 @@ def train_fold(
         Plan configuration (default: the plan's default).
     config_overrides
         Dotted ``TrainConfig`` keys (``{"epochs": 5, "loss": "dice_focal", "loss.lambda_other": 10}``);
-        ``network.*`` keys change the plan's network (saved in ``plan.json``).
+        ``network.*`` keys change the plan's network for this configuration's runs (recorded in
+        ``run.json`` as ``plan_changes``; :func:`voxseg.planning.work.work_plan` applies them).
     resume
         Continue an interrupted run from its last finished epoch.
     mlflow
@@ -313,6 +313,7 @@ def train_fold(
     if not 0 <= fold < len(ctx.folds):
         raise ConfigError(f"fold {fold} does not exist: {ctx.work.splits_path} has folds 0..{len(ctx.folds) - 1}")
     ctx = _apply_plan_changes(ctx, plan_changes, fold)
+    changes = {**recorded_changes(ctx.work, ctx.configuration), **plan_changes}
     cfg = _resolved_config(ctx, fold, training, resume)
     _budget_warning(ctx.plan, cfg)
     sized = _sized_by_budget(ctx, fold, training, cfg, resume)
@@ -321,7 +322,11 @@ def train_fold(
             ctx,
             fold,
             cfg,
-            meta={**_meta(ctx, fold, cfg), "epochs_from_budget": sized},
+            meta={
+                **_meta(ctx, fold, cfg),
+                "epochs_from_budget": sized,
+                **({"plan_changes": changes} if changes else {}),
+            },
             resume=resume,
             mlflow=mlflow,
             progress=progress,
@@ -329,6 +334,11 @@ def train_fold(
             validate=validate,
             patch_validation=patch_validation,
         )
+
+
+def _changes(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``plan_changes`` for run.json (nothing when the run uses plan.json as it is)."""
+    return {"plan_changes": dict(changes)} if changes else {}
 
 
 def _hold_run(ctx: WorkContext, fold: int) -> contextlib.AbstractContextManager:

@@ -24,6 +24,7 @@ from voxseg.inference.window import PatchRunner
 from voxseg.inference.wrappers import AutocastPredictor, Ensemble, MirrorTTA
 from voxseg.planning import Plan
 from voxseg.planning.plan import refuse_interactive
+from voxseg.planning.work import work_plan
 from voxseg.postprocessing import PostprocessingSpec
 
 __all__ = [
@@ -176,7 +177,7 @@ class Predictor(Pipeline):
         from voxseg.workdir.layout import WorkDir
 
         wd = WorkDir(Path(work))
-        plan = Plan.load(wd.require_plan())
+        plan = work_plan(wd, configuration)
         cfg = plan.configuration(configuration).name
         trained = wd.trained_folds(cfg)
         chosen = list(trained) if folds is None else [int(f) for f in folds]

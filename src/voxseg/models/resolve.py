@@ -126,7 +126,6 @@ def describe_model(
     """
     from voxseg.fingerprint.domain import TrainingDomain
     from voxseg.inference.preflight import ModelFacts
-    from voxseg.planning import Plan
 
     if not isinstance(model, (str, Path)):
         return ModelFacts.from_predictor(model)
@@ -136,10 +135,11 @@ def describe_model(
     domain = None
     if path.is_dir() and (path / "plan.json").is_file():
         from voxseg.fingerprint import Fingerprint
+        from voxseg.planning.work import work_plan
         from voxseg.workdir.layout import WorkDir
 
         wd = WorkDir(path)
-        plan = Plan.load(wd.require_plan())
+        plan = work_plan(wd, configuration)
         cfg = plan.configuration(configuration).name
         available = wd.trained_folds(cfg)
         reference = f"work:{wd.root.resolve()}#{cfg}"

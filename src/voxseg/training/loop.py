@@ -20,8 +20,6 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from voxseg._procs import parent_watch
 from voxseg.augment import build_augmentation
 from voxseg.errors import ConfigError
-from voxseg.io import write_json_atomic
-from voxseg.io.safe_json import read_json
 from voxseg.training.budget import Budget, format_seconds
 from voxseg.training.checkpoint import (
     TrainState,
@@ -35,6 +33,7 @@ from voxseg.training.losses import DeepSupervisionLoss, build_loss
 from voxseg.training.parallel import DataParallel
 from voxseg.training.report import plot_history
 from voxseg.training.sampling import PatchSampler, load_cases
+from voxseg.workdir.run_record import RunRecord, write_run_record
 
 __all__ = ["train", "StepInfo"]
 
@@ -146,7 +145,7 @@ def _check_resume(run_dir: Path, cfg: TrainConfig) -> None:
     path = run_dir / "run.json"
     if not path.exists():
         return
-    old = read_json(path).get("config", {})
+    old = RunRecord.read(run_dir).config
     now, default = cfg.to_json(), TrainConfig().to_json()  # a key a run predates had its default
     skip = ("epochs", "minutes", "num_workers")
     changed = sorted(k for k in now if k not in skip and old.get(k, default[k]) != now[k])
@@ -211,24 +210,22 @@ def _close_run(run_dir: Path, cfg: TrainConfig, state: TrainState, meta: dict) -
     """Resumed with nothing left to train: record the end unless run.json says so already (a kill
     between the last checkpoint and the last run.json write leaves it ``running``)."""
     with contextlib.suppress(OSError, ValueError, AttributeError):
-        if read_json(run_dir / "run.json").get("status") == "finished":
+        if RunRecord.read(run_dir).status == "finished":
             return
     _write_run(run_dir, cfg, state, meta, "finished" if state.epoch >= cfg.epochs else "stopped")
 
 
 def _write_run(run_dir: Path, cfg: TrainConfig, state: TrainState, meta: dict, status: str) -> None:
-    write_json_atomic(
-        run_dir / "run.json",
-        {
-            "schema_version": 1,
-            "status": status,
-            "config": cfg.to_json(),
-            "epoch": state.epoch,
-            "step": state.step,
-            "seconds_trained": state.extra.get("seconds_trained", 0.0),
-            "history": state.history,
-            **meta,
-        },
+    write_run_record(
+        run_dir,
+        replace=True,  # the loop's record starts the file: a resumed run's old validation is stale
+        status=status,
+        config=cfg.to_json(),
+        epoch=state.epoch,
+        step=state.step,
+        seconds_trained=state.extra.get("seconds_trained", 0.0),
+        history=state.history,
+        **meta,
     )
     plot_history(state.history, run_dir / "progress.png")
 
