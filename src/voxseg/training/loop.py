@@ -296,71 +296,26 @@ def train(
     model = model.to(device)
     optimizer = _optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(cfg))
-    state = TrainState()
-    if writes:
-        recover_checkpoint(ckpt)  # a kill inside a checkpoint write left the last good one aside
-    if resume and has_checkpoint(ckpt):
-        _check_resume(run_dir, cfg)
-        state = load_checkpoint(ckpt, model, optimizer, scheduler=scheduler)
-        log.info("resuming %s at epoch %d", run_dir, state.epoch)
-    elif resume:
-        log.warning("%s: no checkpoint to resume from; starting from scratch", run_dir)
-    elif has_checkpoint(ckpt):
-        raise ConfigError(f"{run_dir}: holds a training run already; pass --resume to continue it or use a new folder")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    state = _start_state(run_dir, cfg, model, optimizer, scheduler, resume=resume, writes=writes)
     trained = float(state.extra.get("seconds_trained", 0.0))  # by the runs this one resumes
     budget.trained = trained
     if state.epoch >= cfg.epochs or _out_of_time(cfg, trained) or _budget_spent(cfg, state):
         if writes and resume and final:
             _close_run(run_dir, cfg, state, meta or {})
         return state
-    loss_fn = build_loss(cfg.loss, ignore_label=ignore_label)
-    net = model if par is None else par.wrap(model)
-    loss_fn = loss_fn if par is None else par.adapt_loss(loss_fn)
-    ds_loss = DeepSupervisionLoss(loss_fn, [0.5**k for k in range(8)])
+    run_step = _stepper(cfg, model, optimizer, par, device, state, ignore_label)
     fill = bool(fill_minutes and cfg.minutes is not None and par is None)
     stream = _BatchStream(train_cases, patch_size, cfg, ignore_label, state.epoch, sampler, endless=fill)
-    loader = DataLoader(
-        stream,
-        batch_size=None,
-        num_workers=cfg.num_workers,
-        multiprocessing_context="spawn" if cfg.num_workers else None,
-        worker_init_fn=parent_watch() if cfg.num_workers else None,  # workers die with this process
-    )
-    autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16) if cfg.precision == "bf16" else contextlib.nullcontext()
-    )
+    batches = iter(_loader(stream, cfg))
     per_step = cfg.minutes is not None and par is None  # data-parallel ranks agree once an epoch
-    batches = iter(loader)
     meta = meta or {}
     while state.epoch < cfg.epochs:
         model.train()
-        losses, t0 = [], time.monotonic()
-        for i in range(cfg.iterations_per_epoch):
-            _warm_up(cfg, state.step, optimizer, scheduler)
-            losses.append(_step(next(batches), net, model, optimizer, (loss_fn, ds_loss), device, autocast, par, state))
-            state.step += 1
-            budget.step_done()
-            if progress is not None:
-                progress(StepInfo(state.epoch, i + 1, cfg.iterations_per_epoch, cfg.epochs, losses[-1],
-                                  (time.monotonic() - t0) / (i + 1)))  # fmt: skip
-            if per_step and i + 1 < cfg.iterations_per_epoch and budget.stop_now():
-                break  # out of time mid-epoch: end it here (checkpoint, validation) within budget
+        t0 = time.monotonic()
+        losses = _epoch_steps(cfg, state, batches, run_step, (optimizer, scheduler), budget, progress, per_step)
         tail_start = time.monotonic()
-        entry = {
-            "epoch": state.epoch,
-            "loss": float(np.mean(losses)),
-            "lr": optimizer.param_groups[0]["lr"],
-            "seconds": round(tail_start - t0, 3),
-        }
-        if len(losses) < cfg.iterations_per_epoch:
-            entry["iterations"] = len(losses)
-        scheduler.step()
-        state.epoch += 1
-        if epoch_end is not None:
-            entry.update(epoch_end(state.epoch, state) or {})
-        state.history.append(entry)
-        state.extra["seconds_trained"] = round(budget.elapsed(), 3)
+        entry = _epoch_entry(state, losses, optimizer, tail_start - t0, cfg.iterations_per_epoch)
+        _close_epoch(state, entry, scheduler, epoch_end, budget)
         # out of time: stopped mid-epoch, or no step and epoch end fit any more (data-parallel: below)
         out_of_time = "iterations" in entry or (per_step and budget.stop_now())
         if out_of_time:
@@ -383,3 +338,83 @@ def train(
     if par is not None:
         par.barrier()  # the other ranks return once run.json is written
     return state
+
+
+def _start_state(run_dir: Path, cfg: TrainConfig, model, optimizer, scheduler, *, resume: bool, writes: bool):
+    """The state to train from: a resumed checkpoint's, or a fresh one (refusing to overwrite a run)."""
+    ckpt = run_dir / "checkpoint"
+    state = TrainState()
+    if writes:
+        recover_checkpoint(ckpt)  # a kill inside a checkpoint write left the last good one aside
+    if resume and has_checkpoint(ckpt):
+        _check_resume(run_dir, cfg)
+        state = load_checkpoint(ckpt, model, optimizer, scheduler=scheduler)
+        log.info("resuming %s at epoch %d", run_dir, state.epoch)
+    elif resume:
+        log.warning("%s: no checkpoint to resume from; starting from scratch", run_dir)
+    elif has_checkpoint(ckpt):
+        raise ConfigError(f"{run_dir}: holds a training run already; pass --resume to continue it or use a new folder")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return state
+
+
+def _loader(stream: IterableDataset, cfg: TrainConfig) -> DataLoader:
+    return DataLoader(
+        stream,
+        batch_size=None,
+        num_workers=cfg.num_workers,
+        multiprocessing_context="spawn" if cfg.num_workers else None,
+        worker_init_fn=parent_watch() if cfg.num_workers else None,  # workers die with this process
+    )
+
+
+def _epoch_steps(cfg: TrainConfig, state, batches, run_step, schedule, budget: Budget, progress, per_step: bool):
+    """One epoch's steps (fewer when a per-step budget check says time is up); their losses."""
+    optimizer, scheduler = schedule
+    losses: list[float] = []
+    t0 = time.monotonic()
+    for i in range(cfg.iterations_per_epoch):
+        _warm_up(cfg, state.step, optimizer, scheduler)
+        losses.append(run_step(next(batches)))
+        state.step += 1
+        budget.step_done()
+        if progress is not None:
+            progress(StepInfo(state.epoch, i + 1, cfg.iterations_per_epoch, cfg.epochs, losses[-1],
+                              (time.monotonic() - t0) / (i + 1)))  # fmt: skip
+        if per_step and i + 1 < cfg.iterations_per_epoch and budget.stop_now():
+            break  # out of time mid-epoch: end it here (checkpoint, validation) within budget
+    return losses
+
+
+def _epoch_entry(state, losses: list[float], optimizer, seconds: float, planned: int) -> dict:
+    """The epoch's history entry (``iterations`` when it was cut short)."""
+    entry = {
+        "epoch": state.epoch,
+        "loss": float(np.mean(losses)),
+        "lr": optimizer.param_groups[0]["lr"],
+        "seconds": round(seconds, 3),
+    }
+    if len(losses) < planned:
+        entry["iterations"] = len(losses)
+    return entry
+
+
+def _stepper(cfg: TrainConfig, model, optimizer, par, device, state, ignore_label):
+    """One training step on a batch (loss with deep supervision, data-parallel when ``par``): its loss."""
+    loss_fn = build_loss(cfg.loss, ignore_label=ignore_label)
+    net = model if par is None else par.wrap(model)
+    loss_fn = loss_fn if par is None else par.adapt_loss(loss_fn)
+    losses = (loss_fn, DeepSupervisionLoss(loss_fn, [0.5**k for k in range(8)]))
+    bf16 = cfg.precision == "bf16"
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    return lambda batch: _step(batch, net, model, optimizer, losses, device, autocast, par, state)
+
+
+def _close_epoch(state, entry: dict, scheduler, epoch_end, budget: Budget) -> None:
+    """The epoch is done: the schedule steps, the epoch-end results join its history entry."""
+    scheduler.step()
+    state.epoch += 1
+    if epoch_end is not None:
+        entry.update(epoch_end(state.epoch, state) or {})
+    state.history.append(entry)
+    state.extra["seconds_trained"] = round(budget.elapsed(), 3)
