@@ -47,3 +47,37 @@ def test_cycle_finder_finds_a_cycle(tmp_path, monkeypatch):
     finally:
         sys.path.remove(str(ROOT / "tools"))
     assert cycles("loopy") == [["loopy.a", "loopy.b"]]
+
+
+MAX_FUNCTION_LINES = 60
+
+
+def _code_lines(lines: list[str], node) -> int:
+    """Lines of code in a function's body: no signature, docstring, blank or comment lines."""
+    import ast
+
+    body = node.body
+    skip = set()
+    first = body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        skip = set(range(first.lineno, first.end_lineno + 1))
+    count = 0
+    for number in range(body[0].lineno, node.end_lineno + 1):
+        text = lines[number - 1].strip()
+        count += bool(number not in skip and text and not text.startswith("#"))
+    return count
+
+
+def test_no_function_is_longer_than_sixty_lines_of_code():
+    import ast
+
+    long = []
+    for path in sorted((ROOT / "src" / "voxseg").rglob("*.py")):
+        text = path.read_text()
+        lines = text.splitlines()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = _code_lines(lines, node)
+                if n > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({n} lines)")
+    assert not long, "split these functions: " + "; ".join(long)

@@ -183,22 +183,8 @@ def _readme(bundle: Bundle, pre: list | None, fold: int) -> str:
             "input of this package is given normalized."
         ),
         "",
-        "## What the format cannot express (voxseg does it; this package does not)",
-        "",
-        f"- **Resampling**: voxseg resamples the image to {list(cfg.target_spacing)} mm first; give this "
-        "network images at that spacing.",
-        f"- **Sliding window**: voxseg tiles the image in {list(cfg.patch_size)} patches with 50% overlap and "
-        "Gaussian blending; tools that tile (deepImageJ, bioimageio.core's blockwise prediction) approximate it.",
-        f"- **Test-time augmentation** (mirroring over axes {list(cfg.mirror_axes)}) and the **fold "
-        f"ensemble** (folds {list(m.folds)} averaged): this package holds fold {fold} only, without TTA.",
+        *_not_expressed(m, fold),
     ]
-    if cfg.fixed_shape:
-        lines.append(f"- **Fixed input shape** {list(cfg.fixed_shape)}: voxseg centre-crops or zero-pads to it.")
-    if not m.postprocessing.is_identity:
-        lines.append(
-            f"- **Postprocessing** `{json.dumps(m.postprocessing.to_json())}` (connected components, "
-            "small-object removal, instances): not applied here."
-        )
     lines += [
         "",
         "For voxseg's exact pipeline use the voxseg bundle: `voxseg predict -m BUNDLE.zip` (torch) or "
@@ -218,6 +204,29 @@ def _readme(bundle: Bundle, pre: list | None, fold: int) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _not_expressed(m, fold: int) -> list[str]:
+    """The README section on what voxseg does and the bioimage.io format cannot say."""
+    cfg = m.config
+    lines = [
+        "## What the format cannot express (voxseg does it; this package does not)",
+        "",
+        f"- **Resampling**: voxseg resamples the image to {list(cfg.target_spacing)} mm first; give this "
+        "network images at that spacing.",
+        f"- **Sliding window**: voxseg tiles the image in {list(cfg.patch_size)} patches with 50% overlap and "
+        "Gaussian blending; tools that tile (deepImageJ, bioimageio.core's blockwise prediction) approximate it.",
+        f"- **Test-time augmentation** (mirroring over axes {list(cfg.mirror_axes)}) and the **fold "
+        f"ensemble** (folds {list(m.folds)} averaged): this package holds fold {fold} only, without TTA.",
+    ]
+    if cfg.fixed_shape:
+        lines.append(f"- **Fixed input shape** {list(cfg.fixed_shape)}: voxseg centre-crops or zero-pads to it.")
+    if not m.postprocessing.is_identity:
+        lines.append(
+            f"- **Postprocessing** `{json.dumps(m.postprocessing.to_json())}` (connected components, "
+            "small-object removal, instances): not applied here."
+        )
+    return lines
 
 
 def _rdf(bundle: Bundle, pre: list | None, files: dict[str, bytes], out_channels: int) -> dict[str, Any]:
@@ -260,37 +269,29 @@ def _rdf(bundle: Bundle, pre: list | None, files: dict[str, bytes], out_channels
         "documentation": {"source": "README.md", "sha256": sha256_bytes(files["README.md"])},
         "covers": [{"source": "cover.png", "sha256": sha256_bytes(files["cover.png"])}],
         "tags": ["voxseg", "segmentation", f"{nd}d", *(t.lower() for t in channel_names)],
-        "inputs": [
-            {
-                "id": INPUT_ID,
-                "axes": [
-                    {"type": "batch"},
-                    {"type": "channel", "channel_names": [c.lower() for c in channel_names]},
-                    *space_in,
-                ],
-                "test_tensor": {"source": "test_input.npy", "sha256": sha256_bytes(files["test_input.npy"])},
-                "data": {"type": "float32"},
-                "preprocessing": pre or [],
-            }
-        ],
+        "inputs": [_tensor(INPUT_ID, [c.lower() for c in channel_names], space_in, files, "test_input.npy", pre)],
         "outputs": [
-            {
-                "id": OUTPUT_ID,
-                "axes": [
-                    {"type": "batch"},
-                    {"type": "channel", "channel_names": [c.lower().replace(" ", "_") for c in out_names]},
-                    *space_out,
-                ],
-                "test_tensor": {"source": "test_output.npy", "sha256": sha256_bytes(files["test_output.npy"])},
-                "data": {"type": "float32"},
-                "postprocessing": post,
-            }
+            _tensor(OUTPUT_ID, [c.lower().replace(" ", "_") for c in out_names], space_out, files, "test_output.npy")
+            | {"postprocessing": post}
         ],
         "weights": {"onnx": {"source": "model.onnx", "sha256": sha256_bytes(files["model.onnx"]), "opset_version": 17}},
         "config": {
             "voxseg": {"bundle": m.reference, "bundle_sha256": bundle.sha256, "plan_configuration": m.configuration}
         },
     }
+
+
+def _tensor(tid: str, channels: list[str], space: list, files: dict, test: str, pre: list | None = None) -> dict:
+    """One input/output tensor description (batch, channel and space axes, its test tensor)."""
+    out: dict[str, Any] = {
+        "id": tid,
+        "axes": [{"type": "batch"}, {"type": "channel", "channel_names": channels}, *space],
+        "test_tensor": {"source": test, "sha256": sha256_bytes(files[test])},
+        "data": {"type": "float32"},
+    }
+    if tid == INPUT_ID:
+        out["preprocessing"] = pre or []
+    return out
 
 
 #: bioimageio.spec versions before this fail to write packages with pydantic 2.14 (core 0.11 pins 0.5.12)

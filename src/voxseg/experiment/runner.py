@@ -222,17 +222,7 @@ def run_fold(
     model = build_network(conf.network)
     _starting_point(model, conf.network.name, cfg)
     meta = {**meta, "parameters": count_parameters(model)}
-    validator = None
-    if patch_validation > 0 and split.val and not plan.interactive:
-        validator = PatchValidator(
-            [str(pre / c) for c in split.val],
-            conf.patch_size,
-            plan.class_values,
-            ignore_label=plan.ignore_label,
-            patches=patch_validation,
-            seed=cfg.seed,
-            device=cfg.device,
-        )
+    validator = _patch_validator(plan, conf, split, pre, cfg, patch_validation)
     done_before = _validated_epochs(run_dir) if resume else None
     keep = 0.0  # seconds of the budget kept for the validation after training
     choice = None  # without a time budget: every validation case
@@ -276,6 +266,21 @@ def run_fold(
     finally:
         if tracker is not None:
             tracker.finish(status)
+
+
+def _patch_validator(plan, conf, split, pre: Path, cfg: TrainConfig, patches: int) -> PatchValidator | None:
+    """The per-epoch patch Dice of the fold's validation cases (None: asked off, none, or interactive)."""
+    if patches <= 0 or not split.val or plan.interactive:
+        return None
+    return PatchValidator(
+        [str(pre / c) for c in split.val],
+        conf.patch_size,
+        plan.class_values,
+        ignore_label=plan.ignore_label,
+        patches=patches,
+        seed=cfg.seed,
+        device=cfg.device,
+    )
 
 
 def _timed_validation(

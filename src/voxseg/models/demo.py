@@ -113,10 +113,8 @@ def run_demo(
     DemoResult
         Paths written and a summary (nodules found vs the phantom truth, Dice).
     """
-    from voxseg.errors import BundleError
     from voxseg.evaluation import dice
     from voxseg.evaluation.detection import detection_metrics
-    from voxseg.models import load_predictor
     from voxseg.postprocessing import instances, object_table, write_object_table
 
     say = progress or (lambda _msg: None)
@@ -136,13 +134,7 @@ def run_demo(
     image, truth = case.images[0], case.label
     lap("phantom")
     say(f"loading {model} (installed from the built-in index on first use)")
-    try:
-        predictor = load_predictor(model, models=models, cache=cache, offline=True, tta=False)
-    except BundleError as exc:
-        raise BundleError(
-            f"{exc}; the demo needs the built-in model {model}: make it with "
-            f"`python tools/train_builtin_models.py --model {model}` or pass --model BUNDLE.zip"
-        ) from None
+    predictor = _demo_model(model, models, cache)
     lap("model")
     say("segmenting the nodules")
     pred = predictor.predict([image]).labels
@@ -179,6 +171,20 @@ def run_demo(
         dice=float(d),
         seconds=seconds,
     )
+
+
+def _demo_model(model: str | Path, models, cache):
+    """The demo's model, offline (a built-in installs from the package itself)."""
+    from voxseg.errors import BundleError
+    from voxseg.models import load_predictor
+
+    try:
+        return load_predictor(model, models=models, cache=cache, offline=True, tta=False)
+    except BundleError as exc:
+        raise BundleError(
+            f"{exc}; the demo needs the built-in model {model}: make it with "
+            f"`python tools/train_builtin_models.py --model {model}` or pass --model BUNDLE.zip"
+        ) from None
 
 
 def _table_image(rows: Sequence[ObjectRow], width: int, max_rows: int = 8) -> Image.Image:
