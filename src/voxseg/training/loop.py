@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from voxseg._procs import parent_watch
 from voxseg.augment import build_augmentation
 from voxseg.errors import ConfigError
+from voxseg.io.pictures import plot_history
 from voxseg.training.budget import Budget, format_seconds
 from voxseg.training.checkpoint import (
     TrainState,
@@ -31,7 +32,6 @@ from voxseg.training.checkpoint import (
 from voxseg.training.config import TrainConfig
 from voxseg.training.losses import DeepSupervisionLoss, build_loss
 from voxseg.training.parallel import DataParallel
-from voxseg.training.report import plot_history
 from voxseg.training.sampling import PatchSampler, load_cases
 from voxseg.workdir.run_record import RunRecord, write_run_record
 
