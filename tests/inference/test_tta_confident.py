@@ -119,3 +119,20 @@ def test_builtin_bundle_with_confident_tta_agrees_with_full_tta_on_its_golden_ca
     labels = fast.predict(padded).labels.array
     assert 0 < fast.tiles[1] < fast.tiles[0]  # some tiles kept their first pass, not all
     assert np.count_nonzero(labels != full) <= labels.size * 1e-3
+
+
+def test_cli_flag_runs_and_needs_tta(tmp_path, capsys):
+    from tests.cli.test_predict import ball
+    from tests.inference.helpers import write_work
+    from voxseg.cli.main import main
+    from voxseg.io import read_image, write_image
+
+    work = write_work(tmp_path / "work", make_plan(target_spacing=(1.0, 1.0, 1.0)))
+    write_image(ball(), tmp_path / "img.nii.gz")
+    base = ["predict", "-i", str(tmp_path / "img.nii.gz"), "-m", str(work), "--threads", "1"]
+    assert main([*base, "-o", str(tmp_path / "full.nii.gz")]) == 0
+    assert main([*base, "-o", str(tmp_path / "sure.nii.gz"), "--tta-confident"]) == 0
+    full, sure = read_image(tmp_path / "full.nii.gz").array, read_image(tmp_path / "sure.nii.gz").array
+    assert np.count_nonzero(full != sure) <= full.size * 1e-3
+    assert main([*base, "-o", str(tmp_path / "no.nii.gz"), "--no-tta", "--tta-confident"]) == 2
+    assert "needs mirror TTA" in capsys.readouterr().err and not (tmp_path / "no.nii.gz").exists()
