@@ -1,6 +1,9 @@
 """voxseg vs ``nnUNetv2_predict`` on the same nnU-Net model, cases and settings (one command, one table).
 
     python benchmarks/vs_nnunet.py --work /tmp/vs_nnunet [--nnunet-bin PATH] [--cases 2] [--size 32,64,64]
+    python benchmarks/vs_nnunet.py --work /tmp/vs_real --real-size [--sizes 160,256] [--backends ...]
+
+(``--real-size``: nnU-Net plans its own network, cases of 160^3 and 256^3; see ``vs_nnunet_real.py``.)
 
 1. writes a small nnU-Net v2 model folder (plans.json, dataset.json, fold_0/checkpoint_final.pth saved
    the way nnU-Net saves it; :mod:`tests.nnunet.synthetic`) and trains it briefly on
@@ -35,7 +38,9 @@ from voxseg.dataset.phantoms import generate_case
 from voxseg.io import Volume, read_image, write_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tests.nnunet.synthetic import make_model_folder, train_briefly
+from vs_nnunet_real import add_arguments, real_size
 
 PHANTOM = "mouse-spinal-cord"
 
@@ -155,7 +160,13 @@ def main() -> None:
     ap.add_argument("--size", default="32,64,64")
     ap.add_argument("--iterations", type=int, default=30)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    add_arguments(ap)
     args = ap.parse_args()
+    if args.real_size:
+        if args.nnunet_bin.endswith("nnUNetv2_predict_from_modelfolder"):
+            args.nnunet_bin = str(Path(args.nnunet_bin).parent)
+        real_size(args)
+        return
     size = tuple(int(v) for v in args.size.split(","))
     work = args.work
     work.mkdir(parents=True, exist_ok=True)

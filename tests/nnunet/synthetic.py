@@ -257,13 +257,15 @@ def train_briefly(
     fold: int = 0,
     seed: int = 0,
     lr: float = 1e-2,
+    patch_size: Sequence[int] | None = None,
 ) -> None:
     """Fit fold ``fold`` of a :func:`make_model_folder` model a little (cross-entropy, Adam), in place.
 
     Random weights give near-tied class scores almost everywhere, so comparisons of two inference
     pipelines on them measure noise; a few dozen steps on phantom data give confident, structured
     outputs. ``images`` are z-scored per case (the plans' ZScoreNormalization) and sampled in
-    patches of the plans' patch size; the checkpoint is saved back in nnU-Net's format.
+    patches of the plans' patch size (``patch_size``: smaller ones, for a real-sized network whose
+    full-patch step takes many seconds on a CPU); the checkpoint is saved back in nnU-Net's format.
     """
     path = folder / f"fold_{fold}" / "checkpoint_final.pth"
     plans = json.loads((folder / "plans.json").read_text())
@@ -275,7 +277,7 @@ def train_briefly(
     net = build_network(plans, cfg, len(dataset["channel_names"]), len(dataset["labels"]))
     net.load_state_dict(ckpt["network_weights"])
     net.decoder.deep_supervision = False
-    patch = plans["configurations"][cfg]["patch_size"]
+    patch = list(patch_size or plans["configurations"][cfg]["patch_size"])
     rng = np.random.default_rng(seed)
     data = [((x - x.mean()) / max(float(x.std()), 1e-8)).astype(np.float32) for x in images]
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)

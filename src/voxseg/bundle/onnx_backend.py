@@ -24,6 +24,7 @@ from voxseg.bundle.load import Bundle, open_bundle
 from voxseg.bundle.notice import terms
 from voxseg.errors import BundleError
 from voxseg.inference.pipeline import Pipeline, Prediction
+from voxseg.inference.tiling import confident_tiles
 from voxseg.planning import Normalization, Plan
 from voxseg.planning.plan import refuse_interactive
 from voxseg.postprocessing import PostprocessingSpec
@@ -85,6 +86,9 @@ class OnnxPredictor(Pipeline):
     skip_background
         Do not run tiles that :func:`background_tile_test` finds to be background (they count as
         background outputs). Off by default: see its agreement in ``benchmarks/README.md``.
+    tta_confident
+        Confident-tile TTA: a tile whose un-flipped pass is confident everywhere
+        (:func:`~voxseg.inference.tiling.confident_tiles`) skips its other mirrorings. Off by default.
     """
 
     #: ONNX networks are exported for the plan's patch (only the batch axis is dynamic).
@@ -102,12 +106,15 @@ class OnnxPredictor(Pipeline):
         threshold: float | None = None,
         batch_size: int = 1,
         skip_background: bool = False,
+        tta_confident: bool = False,
     ):
         self.runners = list(runners)
         self.backend = getattr(self.runners[0], "name", "onnxruntime") if self.runners else "onnxruntime"
         self.precision = getattr(self.runners[0], "precision", "fp32") if self.runners else "fp32"
         self.calibration: dict[str, Any] | None = None
         self.skip_background = bool(skip_background)
+        self.tta_confident = bool(tta_confident)
+        self.tiles = [0, 0]  # confident-tile TTA: [tiles seen, tiles kept confident]
         batch_size = 1 if batch_size == "auto" else batch_size  # onnxruntime: one tile per call (measured)
         super().__init__(
             plan,
@@ -182,6 +189,7 @@ class OnnxPredictor(Pipeline):
             "folds": None if self.folds is None else list(self.folds),
             "networks": len(self.runners),
             "tta": self.tta,
+            "tta_confident": self.tta_confident,
             "overlap": self.overlap,
             "threshold": self.threshold,
             "skip_background": self.skip_background,
@@ -193,15 +201,28 @@ class OnnxPredictor(Pipeline):
     def _run_tiles(self, x: np.ndarray) -> np.ndarray:
         total = None
         for runner in self.runners:
-            logits = None
-            for dims in self._flips:
-                xin = np.ascontiguousarray(np.flip(x, dims)) if dims else x
-                y = runner(xin)
-                y = np.flip(y, dims) if dims else y
-                logits = y.copy() if logits is None else logits + y
-            probs = _softmax(logits / len(self._flips))
+            probs = _softmax(self._mirrored(runner, x))
             total = probs if total is None else total + probs
         return total / len(self.runners)
+
+    def _mirrored(self, runner: Any, x: np.ndarray) -> np.ndarray:
+        """One fold's logits averaged over the mirrorings (confident tiles: the un-flipped pass)."""
+        logits = np.array(runner(x), dtype=np.float32)  # a copy: never the runner's own buffer
+        if len(self._flips) == 1:
+            return logits
+        rows: Any = slice(None)
+        if self.tta_confident:
+            sure = confident_tiles(logits)
+            self.tiles[0] += len(sure)
+            self.tiles[1] += int(sure.sum())
+            if sure.all():
+                return logits
+            rows = np.flatnonzero(~sure)
+        part, acc = x[rows], logits[rows]
+        for dims in self._flips[1:]:
+            acc += np.flip(runner(np.ascontiguousarray(np.flip(part, dims))), dims)
+        logits[rows] = acc / len(self._flips)
+        return logits
 
     def check_model(self) -> None:
         refuse_interactive(self.plan, self.model_id)

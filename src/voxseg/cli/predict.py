@@ -35,6 +35,9 @@ def predict(
     folds: str = typer.Option(None, "--folds", help="Folds to ensemble, e.g. 0,1 (default: all trained)."),
     config: str = typer.Option(None, "--config", "-c", help="Plan configuration (default: the plan's)."),
     tta: bool = typer.Option(None, "--tta/--no-tta", help="Mirror test-time augmentation (default on)."),
+    tta_confident: bool = typer.Option(
+        False, "--tta-confident", help="TTA: skip the other mirrorings of tiles confident everywhere (p >= 0.95)."
+    ),
     overlap: float = typer.Option(None, "--overlap", help="Sliding-window overlap in [0, 1) (default 0.5)."),
     threshold: float = typer.Option(None, "--threshold", help="Binary models: foreground where P > T (default 0.5)."),
     probabilities: bool = typer.Option(False, "--probabilities", help="Also write CASE_probabilities.npz (float16)."),
@@ -85,6 +88,7 @@ def predict(
         raise ConfigError("give --min-size or --min-volume, not both")
     _check_output_format(output_format, input, output)
     opts = _options(fast, tta, overlap, threshold, folds, config, device, precision, batch_size, threads, backend)
+    opts = opts.replace(tta_confident=True) if tta_confident else opts
     if opts.backend != "torch" and engine != "local":
         raise ConfigError(f"--backend {opts.backend} works with the local engine")
     if points is not None:  # interactive model: one image, six extreme points (docs/interactive.md)

@@ -55,6 +55,10 @@ class PredictOptions:
         The plan configuration (work folders; a bundle holds one).
     backend
         ``torch``, ``onnxruntime``, ``openvino`` or ``auto`` (see :data:`BACKENDS`).
+    tta_confident
+        Confident-tile mirror TTA: a tile whose un-flipped pass is confident everywhere skips its
+        other mirrorings (:data:`voxseg.inference.tiling.CONFIDENT_PROBABILITY`). Off by default;
+        agreement with full TTA in ``benchmarks/README.md``. Needs ``tta``.
     """
 
     tta: bool = True
@@ -68,6 +72,7 @@ class PredictOptions:
     max_folds: int | None = None
     configuration: str | None = None
     backend: str = "torch"
+    tta_confident: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.overlap, (int, float)) or isinstance(self.overlap, bool) or not 0 <= self.overlap < 1:
@@ -78,6 +83,8 @@ class PredictOptions:
             raise ConfigError(f"--backend {self.backend!r}: choose {', '.join(BACKENDS)}")
         if self.precision == "int8" and self.backend != "openvino":
             raise ConfigError("precision int8 needs the openvino backend (--backend openvino)")
+        if self.tta_confident and not self.tta:
+            raise ConfigError("--tta-confident needs mirror TTA on (not --no-tta; with --fast add --tta)")
         if self.folds is not None:
             object.__setattr__(self, "folds", tuple(int(f) for f in self.folds))
         if self.max_folds is not None and (not isinstance(self.max_folds, int) or self.max_folds < 1):
@@ -109,6 +116,7 @@ class PredictOptions:
         """The torch :class:`~voxseg.inference.predictor.Predictor`'s keyword arguments."""
         return {
             "tta": self.tta,
+            "tta_confident": self.tta_confident,
             "overlap": self.overlap,
             "precision": self.precision,
             "device": self.device,
@@ -128,6 +136,7 @@ class PredictOptions:
             "backend": "onnxruntime" if self.backend == "torch" else self.backend,
             "precision": precision,
             "tta": self.tta,
+            "tta_confident": self.tta_confident,
             "overlap": self.overlap,
             "threshold": self.threshold,
             "batch_size": self.batch_size,

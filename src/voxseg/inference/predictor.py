@@ -20,6 +20,7 @@ from voxseg.inference.options import PredictOptions
 from voxseg.inference.pipeline import FLOAT16_ABOVE_BYTES, MASK_CHANNEL_NAME, Pipeline, Prediction
 from voxseg.inference.runtime import configure_threads, cpu_supports_bf16, resolve_precision
 from voxseg.inference.sliding_window import torch_runner
+from voxseg.inference.tiling import CONFIDENT_PROBABILITY
 from voxseg.inference.window import PatchRunner
 from voxseg.inference.wrappers import AutocastPredictor, Ensemble, MirrorTTA
 from voxseg.planning import Plan
@@ -75,6 +76,10 @@ class Predictor(Pipeline):
         several times faster than one tile per call. The number used is ``self.batch_size``.
     num_threads
         torch intra-op threads (None: leave as configured).
+    tta_confident
+        Confident-tile TTA: a tile whose un-flipped pass is confident everywhere (every voxel's
+        class probability >= :data:`~voxseg.inference.tiling.CONFIDENT_PROBABILITY`) skips its other
+        mirrorings (:class:`~voxseg.inference.wrappers.MirrorTTA` ``confident``). Off by default.
     """
 
     backend = "torch"
@@ -93,6 +98,7 @@ class Predictor(Pipeline):
         threshold: float | None = None,
         batch_size: int | str = "auto",
         num_threads: int | None = None,
+        tta_confident: bool = False,
     ):
         networks = list(networks)
         if not networks or not all(isinstance(n, torch.nn.Module) for n in networks):
@@ -118,12 +124,15 @@ class Predictor(Pipeline):
         self.networks = networks
         members = [AutocastPredictor(net, precision=self.precision, device=self.device) for net in networks]
         axes = self.config.mirror_axes
-        wrapped = [MirrorTTA(m, axes) for m in members] if self.tta and axes else members
+        self.tta_confident = bool(tta_confident)
+        level = CONFIDENT_PROBABILITY if self.tta_confident else None
+        wrapped = [MirrorTTA(m, axes, confident=level) for m in members] if self.tta and axes else members
         self._predictor = Ensemble(wrapped, activation=self.activation)
         self._options = {
             "configuration": self.configuration,
             "postprocessing": self.postprocessing,
             "tta": self.tta,
+            "tta_confident": self.tta_confident,
             "overlap": self.overlap,
             "precision": self.precision,
             "device": str(self.device),
@@ -240,6 +249,7 @@ class Predictor(Pipeline):
             "folds": None if self.folds is None else list(self.folds),
             "networks": len(self.networks),
             "tta": self.tta,
+            "tta_confident": self.tta_confident,
             "overlap": self.overlap,
             "precision": self.precision,
             "device": str(self.device),

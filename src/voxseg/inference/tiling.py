@@ -22,6 +22,9 @@ __all__ = [
     "tile_grid",
     "overlap_slices",
     "gaussian_weights",
+    "CONFIDENT_PROBABILITY",
+    "confident_tiles",
+    "confident_core",
 ]
 
 #: Predictions accumulate class probabilities in float16 when ``K * voxels * 4`` bytes would exceed
@@ -37,6 +40,13 @@ MIN_WEIGHT = 1e-3
 #: tiles were slower again (benchmarks/README.md, "Tiles per network call"): per-call overheads
 #: dominate small calls, caches suffer in large ones.
 TILE_BATCH_VOXELS = 2**18  # 262,144: four 40^3 tiles
+
+#: Confident-tile mirror TTA (``tta_confident``): a tile's other mirrorings are skipped when its
+#: un-flipped pass gives every voxel of its core (:func:`confident_core`) a most probable class of at
+#: least this probability. A voxel's averaged logits can then change class only if the other passes
+#: disagree by more than ``log(0.95 / 0.05) / 7`` on average (3D): agreement with full TTA in
+#: benchmarks/README.md.
+CONFIDENT_PROBABILITY = 0.95
 
 #: Most tiles per call that ``batch_size="auto"`` uses (small 2D patches).
 MAX_AUTO_BATCH = 8
@@ -132,3 +142,25 @@ def unfit_shape(probs: np.ndarray, spatial: Sequence[int], *, background: int | 
         out[background] = 1
     out[(slice(None), *(s for s, _ in pairs))] = probs[(slice(None), *(t for _, t in pairs))]
     return out
+
+
+def confident_core(spatial: Sequence[int]) -> tuple[slice, ...]:
+    """The part of a tile that must be confident: all but ``size // 8`` voxels (the sliding
+    window's Gaussian sigma) at each face. Those border voxels weigh <= exp(-4.5) ~ 1% of a tile
+    centre in the blend, and toy networks are unsure there even on a constant tile (zero padding)."""
+    return tuple(slice(s // 8, s - s // 8) for s in spatial)
+
+
+def confident_tiles(logits: np.ndarray, level: float = CONFIDENT_PROBABILITY) -> np.ndarray:
+    """Per tile of ``(B, K, *patch)`` logits: whether every voxel of the tile's core
+    (:func:`confident_core`) has a most probable class of probability >= ``level`` (sigmoid for
+    ``K == 1``, softmax otherwise). Returns ``(B,)`` bool."""
+    if not 0.5 < level < 1:
+        raise ConfigError(f"a confidence level must be in (0.5, 1), got {level}")
+    core = logits[(slice(None), slice(None), *confident_core(logits.shape[2:]))]
+    flat = core.reshape(core.shape[0], core.shape[1], -1)
+    if flat.shape[1] == 1:  # sigmoid: |logit| >= logit(level)
+        return np.all(np.abs(flat[:, 0]) >= math.log(level / (1 - level)), axis=1)
+    # softmax: max p = 1 / sum(exp(l - max l)) >= level
+    spread = np.exp(flat - flat.max(axis=1, keepdims=True)).sum(axis=1)
+    return np.all(spread <= 1.0 / level, axis=1)

@@ -25,7 +25,7 @@ import torch
 
 from voxseg.errors import ConfigError
 from voxseg.inference.runtime import resolve_precision
-from voxseg.inference.tiling import TILE_BATCH_VOXELS
+from voxseg.inference.tiling import TILE_BATCH_VOXELS, confident_core
 
 __all__ = ["MirrorTTA", "Ensemble", "AutocastPredictor", "probabilities_to_labels", "ACTIVATIONS"]
 
@@ -46,10 +46,17 @@ class MirrorTTA:
         Spatial axes to mirror (0 = first spatial axis, i.e. z in 3D); None mirrors every spatial
         axis of the input. ``n`` axes cost ``2**n`` predictor calls (8 in 3D).
 
+    confident
+        Confident-tile TTA: when given (a probability in (0.5, 1), e.g.
+        :data:`~voxseg.inference.tiling.CONFIDENT_PROBABILITY`), the un-flipped pass runs first and
+        a tile whose every core voxel's most probable class reaches it keeps that pass alone (softmax;
+        sigmoid for one channel); only the other tiles run the remaining flips. None: every flip
+        of every tile. ``tiles`` counts ``[tiles seen, tiles kept confident]``.
+
     Each flipped input's output is flipped back before averaging (in float32).
     """
 
-    def __init__(self, predictor: PatchPredictor, axes: Sequence[int] | None = None):
+    def __init__(self, predictor: PatchPredictor, axes: Sequence[int] | None = None, *, confident: float | None = None):
         if not callable(predictor):
             raise ConfigError(f"MirrorTTA needs a callable predictor, got {type(predictor).__name__}")
         if axes is not None:
@@ -57,8 +64,12 @@ class MirrorTTA:
             if not all(isinstance(a, int) and a >= 0 for a in axes) or len(set(axes)) != len(axes):
                 raise ConfigError(f"mirror axes must be distinct spatial axis indices >= 0, got {axes!r}")
             axes = tuple(sorted(axes))
+        if confident is not None and not 0.5 < confident < 1:
+            raise ConfigError(f"a confidence level must be in (0.5, 1), got {confident!r}")
         self.predictor = predictor
         self.axes: tuple[int, ...] | None = axes
+        self.confident = None if confident is None else float(confident)
+        self.tiles = [0, 0]
 
     def flips(self, spatial_ndim: int) -> list[tuple[int, ...]]:
         """The tensor dims flipped in each pass for a ``(B, C, *spatial)`` input (the first is ``()``)."""
@@ -70,11 +81,27 @@ class MirrorTTA:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         flips = self.flips(x.ndim - 2)
+        if self.confident is None or len(flips) == 1:
+            return self._sum(x, flips, None).div_(len(flips))
+        first = self.predictor(x).to(torch.float32, copy=True)
+        sure = _confident(first, self.confident)
+        kept = int(sure.sum())
+        self.tiles[0] += x.shape[0]
+        self.tiles[1] += kept
+        if kept == x.shape[0]:
+            return first
+        if kept == 0:
+            return self._sum(x, flips[1:], first).div_(len(flips))
+        rows = (~sure).nonzero().flatten()
+        first[rows] = self._sum(x[rows], flips[1:], first[rows]).div_(len(flips))
+        return first
+
+    def _sum(self, x: torch.Tensor, flips: list[tuple[int, ...]], total: torch.Tensor | None) -> torch.Tensor:
+        """``total`` (float32, owned) plus the predictor's outputs over ``flips``, flipped back."""
         n = x.shape[0]
         # several flips per predictor call while the call stays within TILE_BATCH_VOXELS (small
         # tiles: per-call overheads dominate a CPU forward pass); the sum keeps the flips' order
         group = max(1, min(len(flips), TILE_BATCH_VOXELS // max(1, n * math.prod(x.shape[2:]))))
-        total: torch.Tensor | None = None
         for k in range(0, len(flips), group):
             chunk = flips[k : k + group]
             inputs = [x.flip(dims) if dims else x for dims in chunk]
@@ -87,10 +114,20 @@ class MirrorTTA:
                     total = y.to(torch.float32, copy=True)  # never alias the predictor's output or input
                 else:
                     total.add_(y)
-        return cast(torch.Tensor, total).div_(len(flips))
+        return cast(torch.Tensor, total)
 
     def __repr__(self) -> str:
-        return f"MirrorTTA({self.predictor!r}, axes={self.axes})"
+        return f"MirrorTTA({self.predictor!r}, axes={self.axes}, confident={self.confident})"
+
+
+def _confident(logits: torch.Tensor, level: float) -> torch.Tensor:
+    """Per tile: every voxel of its core has a most probable class of probability >= ``level``
+    (torch twin of :func:`voxseg.inference.tiling.confident_tiles`)."""
+    flat = logits[(slice(None), slice(None), *confident_core(logits.shape[2:]))].flatten(2)
+    if flat.shape[1] == 1:
+        return (flat[:, 0].abs() >= math.log(level / (1 - level))).all(dim=1)
+    spread = torch.exp(flat - flat.amax(dim=1, keepdim=True)).sum(dim=1)
+    return (spread <= 1.0 / level).all(dim=1)
 
 
 class Ensemble:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from voxseg.errors import ConfigError
 from voxseg.fingerprint.cropping import crop, crop_to_nonzero, uncrop
 from voxseg.inference.predictor import Prediction, Predictor
 from voxseg.inference.sliding_window import torch_runner
@@ -149,6 +150,8 @@ class NnunetExactPredictor(Predictor):
         progress: Callable[[int, int], None] | None = None,
     ) -> Prediction:
         """Predict one case with nnU-Net's arithmetic; ``probabilities`` are the softmax of the logits."""
+        if self.tta_confident:
+            raise ConfigError("exact nnU-Net arithmetic runs every mirroring; drop --tta-confident (or --exact)")
         t_start = time.perf_counter()
         channels = self.channels(images, mask)
         first = channels[0]
