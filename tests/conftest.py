@@ -49,3 +49,28 @@ def write_tiny_dataset(
 def tiny_dataset(tmp_path: Path) -> Path:
     """A valid 4-case, 1-channel 3D dataset in nnU-Net v2 layout."""
     return write_tiny_dataset(tmp_path / "Dataset001_Tiny")
+
+
+# ---- the end of a whole-suite run ---------------------------------------------------------------
+# The full suite (1,363 tests in one process: torch, Qt/napari, OpenVINO, onnxruntime, Ray, MLflow
+# loaded together) passed and printed its summary, then the interpreter crashed with SIGSEGV while
+# finalizing (exit 139, 2026-12-07); no subset reproduced it (napari + OpenVINO + runners, golden
+# tests, benchmark tests: exit 0). So that `make test` reports the tests' own status, the session ends
+# with os._exit(status) after pytest has written everything (summary, caches, temporary folders),
+# skipping only the native libraries' teardown. VOXSEG_TEST_FINALIZE=1 keeps the normal exit (to debug).
+_STATUS: list[int] = []
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _STATUS.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    import os
+    import sys
+
+    if _STATUS and os.environ.get("VOXSEG_TEST_FINALIZE") != "1" and not hasattr(config, "workerinput"):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_STATUS[-1])
