@@ -21,7 +21,8 @@ def store(tmp_path, monkeypatch):
 
 
 def test_next_version_counts_from_the_index_and_the_installed_versions(store):
-    from voxseg.bundle.cache import install, next_version
+    from voxseg.bundle.cache import install
+    from voxseg.bundle.listing import next_version
 
     assert next_version("mouse-lung-nodules") == "v3"  # the index lists v1 and v2
     assert next_version("never-seen") == "v1"

@@ -14,9 +14,10 @@ code. Importing it does not import torch. See ``docs/bundles.md``.
 """
 
 from voxseg.bundle.archive import ArchiveLimits
-from voxseg.bundle.cache import InstalledModel, ModelInfo, install, installed_models, list_models, resolve_bundle
+from voxseg.bundle.cache import InstalledModel, install, installed_models, resolve_bundle
 from voxseg.bundle.export import export_bundle
 from voxseg.bundle.index import IndexEntry, ModelIndex, builtin_index_path, load_index
+from voxseg.bundle.listing import ModelInfo, list_models
 from voxseg.bundle.load import Bundle, open_bundle
 from voxseg.bundle.manifest import BUNDLE_SCHEMA_VERSION, BundleManifest
 from voxseg.bundle.verify import verify_bundle

@@ -22,7 +22,7 @@ from voxseg.cli._common import console, progress_bar
 from voxseg.errors import BundleError, ConfigError
 
 if TYPE_CHECKING:
-    from voxseg.bundle.cache import ModelInfo
+    from voxseg.bundle.listing import ModelInfo
 
 app = typer.Typer(no_args_is_help=True, help="Inspect and check model bundles.")
 

@@ -239,8 +239,9 @@ def _train(wd: WorkDir, rec, fold: Fold, minutes: float, started: float, trainin
 
 
 def _export(wd: WorkDir, ds: Dataset, summary, *, name, out, parent, lineage, manifest, models, index) -> Any:
-    from voxseg.bundle.cache import install, next_version
+    from voxseg.bundle.cache import install
     from voxseg.bundle.export import export_bundle
+    from voxseg.bundle.listing import next_version
 
     rec = read_record(wd)
     val = dict(rec.get("validation") or {})
