@@ -36,7 +36,6 @@ from voxseg.inference.sliding_window import torch_runner
 from voxseg.inference.window import sliding_window
 from voxseg.inference.wrappers import MirrorTTA
 from voxseg.io import Volume
-from voxseg.postprocessing import apply_postprocessing
 from voxseg.preprocessing.intensity import normalize
 from voxseg.preprocessing.pipeline import full_target_spacing
 
@@ -182,16 +181,8 @@ class NnunetExactPredictor(Predictor):
             probs[(slice(None), *box.slices)] = soft
             probs = probs[:, 0] if flat else probs
         full = full[0] if flat else full
-        if mask is not None:
-            full[np.asarray(mask.array) == 0] = 0
         seconds["restore"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        result = Volume.like(full, first.geometry)
-        if not self.postprocessing.is_identity:
-            result = apply_postprocessing(result, self.postprocessing)
-        seconds["postprocess"] = time.perf_counter() - t0
-        seconds["total"] = time.perf_counter() - t_start
-        return Prediction(result, probs, {k: round(v, 4) for k, v in seconds.items()})
+        return self._finish(full, probs, first, mask, seconds, t_start)  # mask, postprocessing: the pipeline's
 
     def _labels_from_logits(self, logits: np.ndarray) -> np.ndarray:
         idx = np.argmax(logits, axis=0)
