@@ -240,8 +240,11 @@ def probabilities_to_labels(
     tensor on the same device for tensor input. The work is done in slabs of about ``chunk_voxels``
     voxels along the first spatial axis.
     """
-    is_numpy = isinstance(probabilities, np.ndarray)
-    probs = torch.from_numpy(np.ascontiguousarray(probabilities)) if is_numpy else probabilities
+    if isinstance(probabilities, np.ndarray):  # the pipeline's own rule, in numpy
+        from voxseg.inference.pipeline import labels_from_probabilities
+
+        return labels_from_probabilities(probabilities, threshold=threshold, chunk_voxels=chunk_voxels)
+    probs = probabilities
     if not isinstance(probs, torch.Tensor) or probs.ndim < 2:
         raise ConfigError("probabilities_to_labels needs a (K, *spatial) array with at least one spatial axis")
     k = probs.shape[0]
@@ -256,4 +259,4 @@ def probabilities_to_labels(
         for z in range(0, probs.shape[1], slab):
             part = probs[:, z : z + slab]
             labels[z : z + slab] = part[k - 1] > t if k <= 2 else part.argmax(dim=0)
-    return labels.numpy() if is_numpy else labels
+    return labels
