@@ -14,8 +14,10 @@ Per task (benchmarks/real/tasks.py; docs/real-data.md says how cases are made an
    ``evaluate_folders``.
 
 Dice and HD95 are means over the foreground classes of the per-class means over test cases (HD95
-leaves out a class's cases where one side is empty). For ``nuclei``, instance F1 at IoU 0.5 and the mean
-IoU of matched nuclei come from ``voxseg.evaluation.detection_metrics`` on connected components.
+leaves out a class's cases where one side is empty). ``nuclei`` is an instance dataset (one id per
+nucleus): voxseg trains its border target and splits touching nuclei (``split_instances``); MONAI
+trains the foreground and takes connected parts as nuclei. Both are scored by the same evaluation:
+object F1 at IoU 0.5 (pooled over test tiles) and the mean IoU of matched nuclei.
 
 A task whose package is missing is skipped with the command that installs it. Nothing is downloaded
 at run time except, once, the stardist wheel by ``pip download --no-deps stardist`` (``--no-pip``
@@ -32,18 +34,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from real import machine, tasks
 from real.sources import MissingSource
 
-from voxseg.evaluation import detection_metrics
 from voxseg.evaluation.folders import evaluate_folders
 from voxseg.io import read_image
 from voxseg.io.safe_json import read_json
-from voxseg.postprocessing import instances
 from voxseg.settings import resolve_paths
 
 log = logging.getLogger("real_data")
@@ -72,16 +70,10 @@ def _summary(eval_dir: Path) -> tuple[float | None, float | None]:
     return fg.get("dice"), fg.get("hd95")
 
 
-def _instance_scores(pred_dir: Path, data: Path) -> dict[str, float]:
-    tp = fp = fn = 0
-    ious: list[float] = []
-    for ref_file in sorted((data / "instancesTs").glob("*.nii.gz")):
-        pred = read_image(pred_dir / ref_file.name).array
-        res = detection_metrics(instances(pred, connectivity=4), read_image(ref_file).array, iou_threshold=0.5)
-        tp, fp, fn = tp + res.tp, fp + res.fp, fn + res.fn
-        ious += [p[2] for p in res.pairs]
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
-    return {"f1": f1, "matched_iou": float(np.mean(ious)) if ious else 0.0, "tp": tp, "fp": fp, "fn": fn}
+def _instance_scores(eval_dir: Path) -> dict[str, float]:
+    """Object matching of ``voxseg evaluate`` (the dataset says "instances": true)."""
+    found = read_json(eval_dir / "evaluation.json")["instances"]
+    return {**found, "matched_iou": found["mean_matched_iou"] or 0.0}
 
 
 def run_voxseg(data: Path, work: Path, *, minutes: float, folds: int, config: str, settings: list[str]) -> dict:
@@ -137,7 +129,7 @@ def run_task(name: str, args: argparse.Namespace, cache: Path, out: Path) -> dic
             row[method] = {"dice_hd95": _summary(res["eval"]), "minutes": res["minutes"]}
             row[method]["train_minutes"] = res["train_minutes"]
             if task.instances:
-                row[method]["instances"] = _instance_scores(res["pred"], data)
+                row[method]["instances"] = _instance_scores(res["eval"])
         except (StepFailed, MemoryError, RuntimeError) as exc:
             row[method] = {"failed": str(exc)[:200]}
             print(f"{name} {method} failed: {exc}", flush=True)

@@ -7,7 +7,8 @@
 - patches 96³ (3D) or 128² (2D), uniformly random crops (no foreground oversampling), images
   smaller than a patch zero-padded;
 - prediction: MONAI ``sliding_window_inference`` (overlap 0.5, no TTA) on the resampled grid, argmax,
-  labels brought back to the original grid by nearest neighbour.
+  labels brought back to the original grid by nearest neighbour;
+- instance datasets (nuclei): trained on the foreground mask, objects are its connected parts.
 
 Not tuned per task, on purpose: it is the reference a user gets from MONAI's tutorials.
 """
@@ -51,12 +52,21 @@ def _zscore(arr: np.ndarray) -> np.ndarray:
     return (a - a.mean()) / (a.std() + 1e-6)
 
 
-def _load(case: Case, target: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def _load(case: Case, target: Sequence[float], instances: bool = False) -> tuple[np.ndarray, np.ndarray]:
     img = read_image(case.images[0])
     lab = read_image(case.label).array if case.label is not None else None
+    if lab is not None and instances:  # the tutorial way: a semantic mask, objects from connected parts
+        lab = lab > 0
     x = _zscore(_resample(img.array, img.spacing, target, 1))
     y = _resample(lab.astype(np.int64), img.spacing, target, 0) if lab is not None else None
     return x, y
+
+
+def connected_parts(labels: np.ndarray) -> np.ndarray:
+    """One id per connected part of the foreground (4-/6-connected): instances from a semantic mask."""
+    from voxseg.postprocessing import instances
+
+    return np.asarray(instances(labels > 0, connectivity=4 if labels.ndim == 2 else 6)).astype(np.int32)
 
 
 def _pad_to(arr: np.ndarray, patch: Sequence[int]) -> np.ndarray:
@@ -96,7 +106,7 @@ def run_baseline(
     ndim = spacings.shape[1]
     patch = (96,) * 3 if ndim == 3 else (128,) * 2
     classes = max(ds.spec.label_values) + 1
-    data = [tuple(_pad_to(a, patch) for a in _load(c, target)) for c in cases]
+    data = [tuple(_pad_to(a, patch) for a in _load(c, target, ds.spec.instances)) for c in cases]
     net = UNet(ndim, 1, classes, channels=CHANNELS, strides=(2,) * (len(CHANNELS) - 1), num_res_units=2)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -125,6 +135,8 @@ def run_baseline(
             logits = sliding_window_inference(x, patch, 1, net, overlap=0.5, mode="gaussian")
             labels = logits[0].argmax(0).numpy().astype(np.int16)[tuple(slice(0, n) for n in shape)]
             labels = _resize(labels, original.shape, 0)
+            if ds.spec.instances:
+                labels = connected_parts(labels)
             geometry = {"spacing": original.spacing, "origin": original.origin, "direction": original.direction}
             write_image(Volume(labels, **geometry), out / f"{case.case_id}{ds.spec.file_ending}")
     return {"iterations": iterations, "train_s": train_s, "predict_s": time.perf_counter() - t1}

@@ -10,10 +10,11 @@ test case is a copy of a training case, but all show the same anatomy (one subje
 | aal116     | Colin27 T1                            | 1..116 AAL regions                                  |
 | aal20      | Colin27 T1                            | the 20 largest AAL regions (by voxels), others 0    |
 | headct     | InVesalius Cranium CT                 | 1 soft tissue, 2 bone (HU >= 226)                   |
-| nuclei     | stardist img2d (2D)                   | 1 nucleus; instances scored from connected parts    |
+| nuclei     | stardist img2d (2D)                   | nucleus instances (``"instances": true``: one id each) |
 
 Written with voxseg's own :class:`voxseg.dataset.layout.DatasetWriter` (imagesTr/labelsTr,
-imagesTs/labelsTs); the nuclei test tiles also get ``instancesTs/CASE.nii.gz`` (instance ids).
+imagesTs/labelsTs). The nuclei dataset is an instance dataset (:mod:`voxseg.dataset.instances`):
+its label files hold one id per nucleus, in training and in test.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 from scipy import ndimage
 
 from voxseg.dataset.layout import DatasetSpec, DatasetWriter
-from voxseg.io import Volume, write_image
+from voxseg.io import Volume
 
 from . import augment, sources
 
@@ -37,7 +38,7 @@ __all__ = ["TASKS", "Task", "build", "head_labels"]
 
 log = logging.getLogger(__name__)
 TRAIN_SEED, TEST_SEED = 1_000, 900_000
-VERSION = 2  # bump when a builder changes: the cache folder name holds it
+VERSION = 3  # bump when a builder changes: the cache folder name holds it
 SOFT_HU = (-142, sources.BONE_HU)  # InVesalius' own soft-tissue preset lower bound
 
 
@@ -141,22 +142,19 @@ def _build_nuclei(root: Path, cases: int, test_cases: int, cache: Path, allow_pi
     img = subject.image.astype(np.float32)
     inst = subject.instances.astype(np.int32)
     half = img.shape[1] // 2
-    spec = DatasetSpec("StardistNuclei", {0: "microscopy"}, {"background": 0, "nucleus": 1})
+    spec = DatasetSpec("StardistNuclei", {0: "microscopy"}, {"background": 0, "nucleus": 1}, extra={"instances": True})
     out = root / TASKS["nuclei"].dataset
     with DatasetWriter(out, spec) as w:
         for case_id, seed, test in _seeds(cases, 0):
             v = augment.draw(seed, spacing=(1.0, 1.0), anisotropy=(1.0, 1.3), displacement_mm=(1.0, 3.0))
             a, b = augment.warp([img[:, :half], inst[:, :half]], (1.0, 1.0), v, orders=(1, 0))
             a = augment.intensity(a, v, spacing=(1.0, 1.0))
-            w.add_case(case_id, [_vol(a, (1.0, 1.0))], _vol(b > 0, (1.0, 1.0), np.uint8), test=test)
+            w.add_case(case_id, [_vol(a, (1.0, 1.0))], _vol(b, (1.0, 1.0), np.uint16), test=test)
         rows = max(1, test_cases)
         edges = np.linspace(0, img.shape[0], rows + 1).astype(int)
-        (out / "instancesTs").mkdir(parents=True, exist_ok=True)
         for k in range(rows):
             sl = (slice(edges[k], edges[k + 1]), slice(half, None))
-            case_id = f"test_{k:03d}"
-            w.add_case(case_id, [_vol(img[sl], (1.0, 1.0))], _vol(inst[sl] > 0, (1.0, 1.0), np.uint8), test=True)
-            write_image(_vol(inst[sl], (1.0, 1.0), np.int32), out / "instancesTs" / f"{case_id}.nii.gz")
+            w.add_case(f"test_{k:03d}", [_vol(img[sl], (1.0, 1.0))], _vol(inst[sl], (1.0, 1.0), np.uint16), test=True)
 
 
 BUILDERS: dict[str, Callable[[Path, int, int, Path, bool], None]] = {

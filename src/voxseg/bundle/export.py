@@ -34,7 +34,7 @@ from voxseg.io import atomic_path
 from voxseg.io.safe_json import read_json
 from voxseg.planning import Plan
 from voxseg.planning.work import work_plan
-from voxseg.postprocessing import PostprocessingSpec
+from voxseg.postprocessing import PostprocessingSpec, for_plan
 from voxseg.workdir.layout import WorkDir
 
 __all__ = ["export_bundle", "write_bundle"]
@@ -181,7 +181,7 @@ def export_bundle(
     weights = {int(f): _fold_weights(work_dir, cfg, int(f)) for f in chosen}
     post_path = work_dir.postprocessing_path(cfg)
     try:
-        post = PostprocessingSpec.load(post_path) if post_path.is_file() else PostprocessingSpec()
+        post = for_plan(PostprocessingSpec.load(post_path) if post_path.is_file() else PostprocessingSpec(), plan)
     except VoxsegError as exc:
         raise BundleError(f"{post_path}: {exc}") from None
     metrics = _read_json(work_dir.crossval_dir(cfg) / "summary.json") or {}

@@ -114,6 +114,12 @@ def import_(
     ),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Import the good cases when some are refused."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
+    instances: str = typer.Option(
+        None,
+        "--instances",
+        metavar="NAME",
+        help="Masks hold one id per object of class NAME (e.g. nucleus): trained to split touching objects.",
+    ),
 ) -> None:
     """Make a dataset from a folder of images and a folder of masks (any format), or a CSV of pairs."""
     from voxseg.dataset.importer import ImportRefused, import_dataset
@@ -135,6 +141,7 @@ def import_(
                 skip_bad=skip_bad,
                 overwrite=overwrite,
                 progress=update,
+                instances=instances,
             )
     except ImportRefused as exc:
         _print_import(exc.report)

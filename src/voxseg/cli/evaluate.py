@@ -17,18 +17,39 @@ def evaluate(
     tolerance: float = typer.Option(None, "--tolerance", help="Also compute surface Dice at this tolerance (mm)."),
     allow_missing: bool = typer.Option(False, "--allow-missing", help="Score only cases that have a prediction."),
     workers: int = typer.Option(2, "--workers", "-j", help="Cases scored in parallel."),
+    instances: bool = typer.Option(
+        None,
+        "--instances/--no-instances",
+        help="Files hold one id per object: also match objects (F1 at IoU 0.5). "
+        'Default: the "instances" flag of a dataset.json beside the references.',
+    ),
 ) -> None:
     """Dice and HD95 (and surface Dice) per class and case; writes evaluation.json and CSVs."""
     from voxseg.evaluation import evaluate_folders
 
     out = output if output is not None else pred_dir
     path = evaluate_folders(
-        pred_dir, gt_dir, out, tolerance_mm=tolerance, allow_missing=allow_missing, num_workers=workers
+        pred_dir,
+        gt_dir,
+        out,
+        tolerance_mm=tolerance,
+        allow_missing=allow_missing,
+        num_workers=workers,
+        instances=instances,
     )
     report = read_json(path)
     for label, metrics in report["summary"]["per_class"].items():
         parts = [_part(m, v) for m, v in metrics.items() if isinstance(v, dict)]
         console.print(f"class {label}: " + ", ".join(parts), highlight=False)
+    found = report.get("instances")
+    if found:
+        iou = "n/a" if found["mean_matched_iou"] is None else f"{found['mean_matched_iou']:.3f}"
+        console.print(
+            f"objects: F1 {found['f1']:.3f} at IoU {found['iou_threshold']} (precision {found['precision']:.3f}, "
+            f"recall {found['recall']:.3f}; {found['tp']} matched, {found['fp']} extra, {found['fn']} missed), "
+            f"mean matched IoU {iou}",
+            highlight=False,
+        )
     console.print(f"wrote {path} ({len(report['cases'])} cases)")
 
 

@@ -99,6 +99,7 @@ class _Options:
     fix_geometry: bool
     tolerance: float
     unlabelled_to_test: bool
+    instances: str | None = None
 
 
 @dataclass
@@ -246,7 +247,7 @@ def _read_mask(case: SourceCase, ref: Volume, opts: _Options, problems: list[Pro
     if arr is None:
         return None
     values = {int(v) for v in np.unique(arr)}
-    if opts.labels is not None and values - set(opts.labels):
+    if opts.labels is not None and opts.instances is None and values - set(opts.labels):
         extra = sorted(values - set(opts.labels))
         problems.append(
             Problem(case.mask, f"mask values {extra} are not in --labels {sorted(opts.labels)} (add them or fix it)")
@@ -303,6 +304,8 @@ def _import_case(
 
 def _label_map(opts: _Options, state: _State) -> tuple[dict[str, int], dict[int, int]]:
     """dataset.json labels and the value renumbering (source value -> written value)."""
+    if opts.instances is not None:  # one id per object, kept as it is
+        return {"background": 0, opts.instances: 1}, {}
     names = opts.labels or {v: f"label_{v}" for v in sorted(state.values | {0}) if v != 0}
     names = {0: "background", **names}
     mapping = {v: k for k, v in enumerate(sorted(names))}
@@ -363,6 +366,7 @@ def import_dataset(
     skip_bad: bool = False,
     overwrite: bool = False,
     progress: Progress | None = None,
+    instances: str | None = None,
 ) -> ImportReport:
     """Import images and masks into a new nnU-Net v2 dataset folder ``out``.
 
@@ -385,6 +389,10 @@ def import_dataset(
         Images without a mask go to ``imagesTs`` (refused otherwise).
     skip_bad
         Import the good cases when some are refused (otherwise :class:`ImportRefused`, nothing written).
+    instances
+        The masks hold one id per object (nuclei, cells) of this class name: dataset.json gets
+        ``"instances": true`` and labels ``{"background": 0, NAME: 1}``; ids are kept as they are
+        (see :mod:`voxseg.dataset.instances`). Not with ``labels``.
     overwrite
         Replace a non-empty ``out``. An ``out`` holding this very import (same inputs and options)
         is left as it is (``report.up_to_date``).
@@ -397,7 +405,12 @@ def import_dataset(
         No inputs, no case to import, a bad option, ``out`` not empty or among the inputs.
     """
     source, out = Path(source), Path(out)
-    opts = _Options(parse_labels(labels), fix_geometry, float(tolerance), unlabelled_to_test)
+    if instances is not None and (labels is not None or not str(instances).strip() or instances == "background"):
+        raise ConfigError(
+            "--instances NAME names the objects' class (e.g. nucleus); the ids in the masks are kept, "
+            "so it cannot be combined with --labels"
+        )
+    opts = _Options(parse_labels(labels), fix_geometry, float(tolerance), unlabelled_to_test, instances)
     if not file_ending.startswith("."):
         file_ending = "." + file_ending
     pairing, sources = _pairing(source, None if masks is None else Path(masks))
@@ -412,6 +425,7 @@ def import_dataset(
             "tolerance": opts.tolerance,
             "unlabelled_to_test": unlabelled_to_test,
             "skip_bad": skip_bad,
+            **({"instances": instances} if instances is not None else {}),
         },
     }
     report = ImportReport(out, problems=list(pairing.problems))
@@ -484,7 +498,7 @@ def _final_spec(
                 )
             )
     labels, mapping = _label_map(opts, state)
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"instances": True} if opts.instances is not None else {}
     if any(src != dst for src, dst in mapping.items()):
         _renumber(staging, file_ending, mapping)
         extra["label_values_renumbered"] = {str(s): d for s, d in mapping.items()}

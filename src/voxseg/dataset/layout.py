@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from voxseg.dataset.instances import check_instance_labels, read_label, target_labels
 from voxseg.dataset.problem import CHANNEL_RE
 from voxseg.errors import DatasetFormatError, UnknownNameError
 from voxseg.io import Volume, write_image, write_json_atomic
@@ -71,6 +72,19 @@ class DatasetSpec:
     def label_values(self) -> set[int]:
         return set(self.labels.values())
 
+    @property
+    def instances(self) -> bool:
+        """``"instances": true`` in dataset.json: label files hold one id per object (see
+        :mod:`voxseg.dataset.instances`)."""
+        return self.extra.get("instances") is True
+
+    @property
+    def target_labels(self) -> dict[str, int]:
+        """The classes a network trains on: :attr:`labels`, or background/interior/boundary for instances."""
+        if not self.instances:
+            return dict(self.labels)
+        return target_labels(self.labels)
+
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "name": self.name,
@@ -104,6 +118,11 @@ class DatasetSpec:
         if not ending.startswith("."):
             raise DatasetFormatError(f"{path}: file_ending {ending!r} must start with a dot, e.g. '.nii.gz'")
         extra = {k: v for k, v in data.items() if k not in _KNOWN_KEYS}
+        if "instances" in extra:
+            if not isinstance(extra["instances"], bool):
+                raise DatasetFormatError(f'{path}: "instances" must be true or false, got {extra["instances"]!r}')
+            if extra["instances"]:
+                check_instance_labels(labels, path)
         return cls(
             str(data.get("name", Path(path).parent.name)),
             channels,
@@ -158,6 +177,10 @@ class Dataset:
     @property
     def case_ids(self) -> list[str]:
         return [c.case_id for c in self.training]
+
+    def read_label(self, case: Case) -> Volume | None:
+        """``case``'s label as training sees it: as stored, or the border target of instance ids."""
+        return None if case.label is None else read_label(case.label, instances=self.spec.instances)
 
     def case(self, case_id: str) -> Case:
         for c in (*self.training, *self.test):

@@ -162,6 +162,13 @@ def _check_case(case: Case, spec: DatasetSpec) -> _CaseResult:
         return res
     values = {int(v) for v in np.unique(arr)}
     undeclared = sorted(values - spec.label_values)
+    if spec.instances:  # one id per object: any non-negative integer
+        undeclared = [v for v in sorted(values) if v < 0]
+        if undeclared:
+            res.problems.append(
+                Problem(case.label, f"instance ids must be 0 (background) or positive, got {undeclared}")
+            )
+        undeclared = []
     if undeclared:
         res.problems.append(
             Problem(

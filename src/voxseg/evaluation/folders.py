@@ -33,6 +33,7 @@ __all__ = ["evaluate_case", "evaluate_folders", "summarize", "SCHEMA_VERSION"]
 
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
+INSTANCE_IOU = 0.5  # a predicted object matches a reference object at IoU >= 0.5 (StarDist, Cellpose)
 _EMPTY = {"dice": 1.0, "hd95": 0.0, "surface_dice": 1.0, "pred_voxels": 0, "ref_voxels": 0}
 
 
@@ -107,7 +108,8 @@ def _pair(pred_dir: Path, gt_dir: Path, allow_missing: bool) -> tuple[list[tuple
     return [(c, preds[c], refs[c]) for c in sorted(preds)], missing
 
 
-def _labels_from_dataset(gt_dir: Path):
+def _dataset_spec(gt_dir: Path):
+    """The DatasetSpec of a ``dataset.json`` in ``gt_dir`` or its parent, or None."""
     for candidate in (gt_dir / "dataset.json", gt_dir.parent / "dataset.json"):
         if candidate.is_file():
             from voxseg.dataset import DatasetSpec
@@ -117,11 +119,11 @@ def _labels_from_dataset(gt_dir: Path):
             except ValueError as exc:
                 raise DatasetFormatError(f"{candidate}: not valid JSON ({exc})") from None
             log.info("labels from %s", candidate)
-            return spec.labels
+            return spec
     return None
 
 
-def _evaluate_pair(case, pred_path, gt_path, labels, ignore_label, tolerance_mm):
+def _read_pair(pred_path: Path, gt_path: Path) -> tuple[Volume, Volume]:
     pred, ref = read_image(pred_path), read_image(gt_path)
     if pred.shape != ref.shape:
         raise InputImageError(
@@ -136,8 +138,49 @@ def _evaluate_pair(case, pred_path, gt_path, labels, ignore_label, tolerance_mm)
             f"geometry differs from the reference {gt_path.name}: {'; '.join(differences)}",
             "predictions must be on the reference image grid",
         )
+    return pred, ref
+
+
+def _evaluate_pair(case, pred_path, gt_path, labels, ignore_label, tolerance_mm, instances=False):
+    pred, ref = _read_pair(pred_path, gt_path)
     log.info("evaluating %s", case)
-    return evaluate_case(pred, ref, labels=labels, ignore_label=ignore_label, tolerance_mm=tolerance_mm)
+    if not instances:
+        return evaluate_case(pred, ref, labels=labels, ignore_label=ignore_label, tolerance_mm=tolerance_mm), None
+    from voxseg.evaluation.detection import detection_metrics
+
+    p, r = _integer_ids(pred, pred_path), _integer_ids(ref, gt_path)
+    found = detection_metrics(p, r, iou_threshold=INSTANCE_IOU)
+    fg = evaluate_case(
+        pred.with_array((p > 0).astype(np.uint8)), ref.with_array((r > 0).astype(np.uint8)), labels=[1],
+        tolerance_mm=tolerance_mm,
+    )  # fmt: skip
+    return fg, found
+
+
+def _integer_ids(volume: Volume, path: Path) -> np.ndarray:
+    arr = np.asarray(volume.array)
+    if arr.dtype.kind == "f":
+        if not np.array_equal(arr, np.round(arr)):
+            raise InputImageError(path, "holds non-integer values", "instance images hold one integer id per object")
+        arr = arr.astype(np.int64)
+    return arr
+
+
+def instance_summary(results: Iterable[Any]) -> dict[str, Any]:
+    """Object counts over all cases (pooled, as in StarDist's and Cellpose's F1) and the mean matched IoU."""
+    results = [r for r in results if r is not None]
+    tp, fp, fn = (sum(getattr(r, k) for r in results) for k in ("tp", "fp", "fn"))
+    ious = [float(p[2]) for r in results for p in r.pairs]
+    return {
+        "iou_threshold": INSTANCE_IOU,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "precision": tp / (tp + fp) if tp + fp else 1.0,
+        "recall": tp / (tp + fn) if tp + fn else 1.0,
+        "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0,
+        "mean_matched_iou": float(np.mean(ious)) if ious else None,
+    }
 
 
 def _stats(values: list[float]) -> dict[str, Any]:
@@ -204,6 +247,7 @@ def evaluate_folders(
     tolerance_mm: float | None = None,
     allow_missing: bool = False,
     num_workers: int = 2,
+    instances: bool | None = None,
 ) -> Path:
     """Score every prediction in ``pred_dir`` against its reference in ``gt_dir``; return the JSON path.
 
@@ -221,6 +265,10 @@ def evaluate_folders(
         Evaluate only the cases that have a prediction; the others are listed as ``missing``.
     num_workers
         Cases evaluated in parallel (threads).
+    instances
+        Files hold one id per object: add object matching (F1, precision, recall at IoU >= 0.5,
+        pooled over cases, and the mean IoU of matched objects) to Dice of all objects together.
+        Default: the ``"instances"`` flag of the dataset.json found beside the references.
 
     Raises
     ------
@@ -235,15 +283,21 @@ def evaluate_folders(
         [out_dir / n for n in ("evaluation.json", "evaluation_cases.csv", "evaluation_summary.csv")],
         inputs=[f for _, pred, gt in pairs for f in (pred, gt)],
     )
-    if labels is None:
-        labels = _labels_from_dataset(gt_dir)
+    spec = _dataset_spec(gt_dir)
+    if instances is None:
+        instances = bool(spec is not None and spec.instances)
+    if instances:
+        labels, ignore_label = [1], None  # Dice of all objects together, plus object matching below
+    elif labels is None and spec is not None:
+        labels = spec.labels
     fixed, ignore_label = resolve_labels(labels, (), ignore_label) if labels is not None else (None, ignore_label)
-    args = [(c, p, g, fixed, ignore_label, tolerance_mm) for c, p, g in pairs]
+    args = [(c, p, g, fixed, ignore_label, tolerance_mm, instances) for c, p, g in pairs]
     if num_workers <= 1:
-        results = [_evaluate_pair(*a) for a in args]
+        both = [_evaluate_pair(*a) for a in args]
     else:
         with ThreadPoolExecutor(max_workers=num_workers) as pool:
-            results = list(pool.map(lambda a: _evaluate_pair(*a), args))
+            both = list(pool.map(lambda a: _evaluate_pair(*a), args))
+    results = [b[0] for b in both]
     all_labels = fixed if fixed is not None else tuple(sorted({lb for res in results for lb in res}))
     empty = {k: v for k, v in _EMPTY.items() if tolerance_mm is not None or k != "surface_dice"}
     cases = {
@@ -260,6 +314,10 @@ def evaluate_folders(
         "summary": summarize(cases, all_labels),
         "cases": [{"case": c, "classes": metrics} for c, metrics in cases.items()],
     }
+    if instances:
+        report["instances"] = instance_summary(b[1] for b in both)
+        for entry, (_, found) in zip(report["cases"], both, strict=True):
+            entry["instances"] = {k: getattr(found, k) for k in ("tp", "fp", "fn", "precision", "recall", "f1")}
     json_path = write_json_atomic(out_dir / "evaluation.json", _json_safe(report))
     metric_names = [m for m in ("dice", "hd95", "surface_dice") if m in empty]
     rows = ({"case": c, "class": lb, **m} for c, per in cases.items() for lb, m in per.items())

@@ -140,7 +140,7 @@ def crossval(
     labels = [v for v in plan.class_values if v != 0]
     ids = sorted(owner)
     preds = [read_image(wd.validation_dir(cfg, owner[c]) / f"{c}{ending}") for c in ids]
-    refs = [read_image(dataset.case(c).label) for c in ids]
+    refs = [dataset.read_label(dataset.case(c)) for c in ids]
     cases = {
         c: evaluate_case(p, r, labels=labels, ignore_label=plan.ignore_label)
         for c, p, r in zip(ids, preds, refs, strict=True)

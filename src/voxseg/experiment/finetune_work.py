@@ -97,8 +97,14 @@ def check_compatible(dataset: Dataset, plan: Plan, model: str) -> None:
         raise DatasetFormatError(
             f"{first}: a {ndim}D image, but {model} segments {plan.data_ndim}D images; use {plan.data_ndim}D cases"
         )
+    if spec.instances != plan.instances:
+        kind = "one id per object" if plan.instances else "class values"
+        raise DatasetFormatError(
+            f'{dj}: "instances" is {str(spec.instances).lower()} but {model} was trained on {kind}; '
+            f'set "instances": {str(plan.instances).lower()} and label the masks that way'
+        )
     ignore = spec.ignore_label
-    theirs = {k: int(v) for k, v in spec.labels.items() if k != "ignore"}
+    theirs = {k: int(v) for k, v in spec.target_labels.items() if k != "ignore"}
     ours = plan.label_names
     for name, value in theirs.items():
         if ours.get(value) != name:

@@ -164,7 +164,7 @@ def _snapshots(work: WorkDir, dataset: Dataset, plan: Plan, configuration: str, 
         path = out_dir / f"{case.case_id}.png"
         if not path.is_file():
             images = [read_image(p) for p in case.images]
-            label = read_image(case.label) if case.label is not None else None
+            label = dataset.read_label(case)
             pre = read_preprocessed(work.preprocessed_dir(configuration) / case.case_id)
             snapshot_png(
                 case.case_id, images, pre, path, raw_label=label, label_names=names, ignore_label=plan.ignore_label

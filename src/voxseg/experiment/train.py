@@ -92,10 +92,16 @@ def _check_case(prefix: Path, case, plan: Plan, conf) -> str | None:
     if [round(float(v), 6) for v in target[-nd:]] != [round(v, 6) for v in conf.target_spacing]:
         return "the plan's target spacing changed"
     now = case_settings(
-        case, target_spacing=target, normalization=plan.normalization, anisotropy_threshold=plan.anisotropy_threshold
+        case,
+        target_spacing=target,
+        normalization=plan.normalization,
+        anisotropy_threshold=plan.anisotropy_threshold,
+        instances=plan.instances,
     )
     if stored.get("sources") != now["sources"]:
         return "its raw files changed"
+    if stored.get("label_target") != now.get("label_target"):
+        return 'the dataset\'s "instances" setting changed'
     if stored != now:
         return "the plan's normalization changed"
     return None

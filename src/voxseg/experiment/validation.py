@@ -88,7 +88,7 @@ def validate_cases(
         tiles.append(0)
         write_image(pred.labels, out_dir / f"{case_id}{ending}")
         if case.label is not None:
-            ref = read_image(case.label)
+            ref = dataset.read_label(case)
             cases[case_id] = evaluate_case(pred.labels, ref, labels=labels, ignore_label=plan.ignore_label)
         if progress is not None:
             progress(k + 1, len(case_ids), case_id)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from voxseg.dataset import Case, Dataset, read_dataset
+from voxseg.dataset.instances import read_label
 from voxseg.errors import InputImageError, VoxsegError
 from voxseg.io import read_image
 
@@ -77,7 +78,7 @@ def _count_values(label: np.ndarray) -> dict[int, int]:
     return {int(v): int(n) for v, n in enumerate(counts) if n}
 
 
-def _measure(case: Case, ignore_label: int | None, per_case: int, seed: int) -> _Measured:
+def _measure(case: Case, ignore_label: int | None, per_case: int, seed: int, instances: bool = False) -> _Measured:
     """Read one case (every file once) and measure it."""
     from voxseg.fingerprint.cropping import crop_to_nonzero  # the exact crop rule preprocessing applies
 
@@ -87,7 +88,7 @@ def _measure(case: Case, ignore_label: int | None, per_case: int, seed: int) -> 
         if img.shape != first.shape:
             raise InputImageError(case.images[k], f"shape {img.shape} differs from channel 0 {first.shape}")
     arrays = [img.array for img in images]
-    label = read_image(case.label).array if case.label is not None else None
+    label = read_label(case.label, instances=instances).array if case.label is not None else None
     if label is not None and label.shape != first.shape:
         raise InputImageError(case.label, f"label shape {label.shape} differs from the image {first.shape}")
     lab = None if label is None else _integer_label(np.asarray(label), case.label)
@@ -162,7 +163,7 @@ def compute_fingerprint(
 
     def one(case: Case) -> tuple[Case, _Measured | None, str | None]:
         try:
-            return case, _measure(case, spec.ignore_label, per_case, seed), None
+            return case, _measure(case, spec.ignore_label, per_case, seed, spec.instances), None
         except InputImageError as exc:
             return case, None, str(exc)
         except Exception as exc:  # one bad case must not hide the others
@@ -190,7 +191,8 @@ def compute_fingerprint(
     return Fingerprint(
         dataset_name=spec.name,
         channel_names=spec.channel_names,
-        labels=spec.labels,
+        labels=spec.target_labels,
+        instances=spec.instances,
         modalities=tuple(modality_of(spec.channel_names.get(c, "")) for c in range(channels)),
         cases=tuple(m.case for m in measured),
         intensity=intensity,

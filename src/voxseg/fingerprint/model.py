@@ -142,6 +142,9 @@ class Fingerprint:
         (CT normalization uses them). When no case has foreground, the nonzero region is sampled.
     intensity_source
         ``"foreground"`` or ``"nonzero"`` (the fallback above).
+    instances
+        The dataset's labels are instance ids, measured (and trained) as background/interior/
+        boundary classes (:mod:`voxseg.dataset.instances`); ``labels`` are those classes.
     """
 
     dataset_name: str
@@ -151,6 +154,7 @@ class Fingerprint:
     cases: tuple[CaseFingerprint, ...]
     intensity: tuple[ChannelStats, ...]
     intensity_source: str = "foreground"
+    instances: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channel_names", {int(k): str(v) for k, v in dict(self.channel_names).items()})
@@ -211,6 +215,7 @@ class Fingerprint:
             "intensity": [s.to_json() for s in self.intensity],
             "intensity_source": self.intensity_source,
             "cases": [c.to_json() for c in self.cases],
+            **({"instances": True} if self.instances else {}),
         }
 
     @classmethod
@@ -232,6 +237,7 @@ class Fingerprint:
                 cases=tuple(CaseFingerprint.from_json(c) for c in data["cases"]),
                 intensity=tuple(ChannelStats.from_json(s) for s in data["intensity"]),
                 intensity_source=str(data.get("intensity_source", "foreground")),
+                instances=data.get("instances") is True,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"invalid fingerprint ({type(exc).__name__}: {exc})") from None

@@ -26,7 +26,7 @@ from voxseg.inference.wrappers import AutocastPredictor, Ensemble, MirrorTTA
 from voxseg.planning import Plan
 from voxseg.planning.plan import refuse_interactive
 from voxseg.planning.work import work_plan
-from voxseg.postprocessing import PostprocessingSpec
+from voxseg.postprocessing import PostprocessingSpec, for_plan
 
 __all__ = [
     "Prediction",
@@ -201,8 +201,11 @@ class Predictor(Pipeline):
                 f"{wd.root}: fold(s) {', '.join(map(str, missing))} of {cfg!r} are not trained "
                 f"(trained: {', '.join(map(str, trained)) or 'none'}); pick trained folds with --folds"
             )
-        if options.get("postprocessing") is None and wd.postprocessing_path(cfg).is_file():
-            options["postprocessing"] = PostprocessingSpec.load(wd.postprocessing_path(cfg))
+        if options.get("postprocessing") is None:
+            post = wd.postprocessing_path(cfg)
+            options["postprocessing"] = for_plan(
+                PostprocessingSpec.load(post) if post.is_file() else PostprocessingSpec(), plan
+            )
         files = [wd.checkpoint_dir(cfg, f) / "model.safetensors" for f in chosen]
         predictor = cls.from_weights(plan, files, configuration=cfg, **options)
         predictor.model_id = f"work:{wd.root.resolve()}#{cfg}"

@@ -180,6 +180,9 @@ class Plan:
     budget
         The compute budget the plan was sized for (``"cpu"`` or ``"gpu"``, see
         :class:`voxseg.planning.PlannerDefaults`); training a ``"gpu"`` plan on a CPU should warn.
+    instances
+        The dataset's labels are instance ids (nuclei, cells): the network predicts background/
+        interior/boundary (``labels``) and prediction ends with ``split_instances`` (one id per object).
     """
 
     dataset_name: str
@@ -195,6 +198,7 @@ class Plan:
     interactive: Mapping[str, Any] | None = None
     seed: int = 0
     budget: str = "cpu"
+    instances: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channel_names", {int(k): str(v) for k, v in dict(self.channel_names).items()})
@@ -264,6 +268,7 @@ class Plan:
             "interactive": None if self.interactive is None else json.loads(json.dumps(dict(self.interactive))),
             "seed": self.seed,
             "budget": self.budget,
+            **({"instances": True} if self.instances else {}),
         }
 
     @classmethod

@@ -353,6 +353,9 @@ def make_plan(
     notes: dict[str, list[str]] = {}
     if low is not None and "3d_lowres" in names:
         notes["3d_lowres"], notes["3d"] = _lowres_notes(low, full_spacing, budget, names[0] == "3d_lowres")
+    if fingerprint.instances:
+        why = "instance labels: trained as background/interior/boundary, split back into objects at prediction"
+        notes = {name: [*notes.get(name, ()), why] for name in names}
     confs = {
         name: _configuration(
             name, fingerprint, low.spacing if name == "3d_lowres" else full_spacing, b, d, notes.get(name, ())
@@ -372,4 +375,5 @@ def make_plan(
         training={**b.training, **({"precision": "bf16"} if native_bf16 and b.bf16_when_native else {})},
         seed=int(seed),
         budget=budget,
+        instances=fingerprint.instances,
     )

@@ -14,7 +14,7 @@ See ``docs/postprocessing.md``.
 from voxseg.postprocessing.choose import choose_postprocessing, size_grid
 from voxseg.postprocessing.components import connected_components, fill_holes, keep_largest, remove_small_objects
 from voxseg.postprocessing.instances import instances, postprocess
-from voxseg.postprocessing.spec import OPS, Op, PostprocessingSpec, Step, apply_postprocessing
+from voxseg.postprocessing.spec import OPS, Op, PostprocessingSpec, Step, apply_postprocessing, for_plan
 from voxseg.postprocessing.table import ObjectRow, object_table, table_columns, write_object_table
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "write_object_table",
     "table_columns",
     "PostprocessingSpec",
+    "for_plan",
     "Step",
     "Op",
     "OPS",

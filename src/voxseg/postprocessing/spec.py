@@ -34,7 +34,7 @@ from voxseg.postprocessing.instances import instances
 from voxseg.postprocessing.touching import BOUNDARY, INTERIOR, split_instances
 from voxseg.registry import Registry
 
-__all__ = ["Op", "OPS", "Step", "PostprocessingSpec", "apply_postprocessing", "SCHEMA_VERSION"]
+__all__ = ["Op", "OPS", "Step", "PostprocessingSpec", "apply_postprocessing", "for_plan", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 1
 
@@ -310,3 +310,19 @@ def _all_steps(spec: PostprocessingSpec):
     for _, steps in spec.classes:
         yield from steps
     yield from spec.final
+
+
+def for_plan(spec: PostprocessingSpec, plan: Any) -> PostprocessingSpec:
+    """``spec`` ending with the steps ``plan`` requires: ``split_instances`` for an instance plan.
+
+    An instance plan's network predicts background/interior/boundary; its output is one id per
+    object only after ``split_instances``. A final ``instances`` step (connected components, which
+    would merge touching objects) is replaced by it, keeping its ``min_size``; other specs are returned as is.
+    """
+    if not getattr(plan, "instances", False) or (spec.final and spec.final[-1].op == "split_instances"):
+        return spec
+    final, min_size = list(spec.final), 0
+    if final and final[-1].op == "instances":
+        min_size = int(dict(final.pop().params).get("min_size") or 0)
+    final.append(Step.of("split_instances", min_size=min_size) if min_size else Step.of("split_instances"))
+    return PostprocessingSpec(spec.classes, tuple(final), spec.schema_version)

@@ -3,7 +3,8 @@
 Connected components of a semantic mask merge objects that touch. The remedy of StarDist-free
 nucleus pipelines is a 3-class target: background 0, object interior 1, object boundary 2 (a ring
 of ``width`` voxels of each instance along the background and along every other instance), made
-from an instance label image (:func:`border_target`). A network trained on it predicts interiors
+from an instance label image (:func:`border_target`, defined in :mod:`voxseg.dataset.instances`).
+A network trained on it predicts interiors
 that do not touch; :func:`split_instances` takes each connected interior as a seed and gives every
 interior or boundary voxel to its nearest seed (a seeded watershed on the distance to the seeds,
 computed with SciPy's exact Euclidean distance transform, so no extra dependency), inside the
@@ -18,33 +19,10 @@ import cc3d
 import numpy as np
 from scipy import ndimage
 
-from voxseg.errors import ConfigError
+from voxseg.dataset.instances import BACKGROUND, BOUNDARY, INTERIOR, border_target
 from voxseg.postprocessing._common import as_array, cc3d_connectivity, rewrap, smallest_uint
 
 __all__ = ["border_target", "split_instances", "BACKGROUND", "INTERIOR", "BOUNDARY"]
-
-BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
-
-
-def border_target(instances: Any, *, width: int = 1) -> Any:
-    """Background / interior / boundary (0 / 1 / 2, uint8) from an instance label image.
-
-    A voxel of instance ``i`` is boundary when a voxel within ``width`` (a ``2 width + 1`` cube,
-    so diagonal neighbours count) is not ``i``: the background or another instance. Accepts an
-    array or a :class:`~voxseg.io.Volume` (the result is of the same kind).
-    """
-    arr, volume = as_array(instances, "instances")
-    if arr.dtype.kind not in "iu":
-        raise ConfigError(f"border_target needs integer instance ids, got dtype {arr.dtype}")
-    if not isinstance(width, int) or width < 1:
-        raise ConfigError(f"width must be a positive integer, got {width!r}")
-    size = 2 * width + 1
-    foreground = arr > 0
-    differs = ndimage.maximum_filter(arr, size=size, mode="nearest") != arr
-    differs |= ndimage.minimum_filter(arr, size=size, mode="nearest") != arr
-    out = foreground.astype(np.uint8)
-    out[foreground & differs] = BOUNDARY
-    return rewrap(out, volume)
 
 
 def _relabel_by_size(ids: np.ndarray, min_size: int) -> np.ndarray:

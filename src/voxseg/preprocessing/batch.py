@@ -17,6 +17,7 @@ from typing import Any
 
 from voxseg._procs import parent_watch
 from voxseg.dataset import Case, Dataset, read_dataset
+from voxseg.dataset.instances import read_label
 from voxseg.errors import InputImageError, VoxsegError
 from voxseg.io import read_image
 from voxseg.io.safe_json import read_json
@@ -55,12 +56,21 @@ class _Job:
     seed: int
     snapshot: Path | None
     label_names: dict[int, str]
+    instances: bool = False
 
 
 def case_settings(
-    case: Case, *, target_spacing: Sequence[float], normalization: Sequence[Normalization], anisotropy_threshold: float
+    case: Case,
+    *,
+    target_spacing: Sequence[float],
+    normalization: Sequence[Normalization],
+    anisotropy_threshold: float,
+    instances: bool = False,
 ) -> dict[str, Any]:
-    """The JSON record that decides whether a stored case is up to date (settings + input file sizes)."""
+    """The JSON record that decides whether a stored case is up to date (settings + input file sizes).
+
+    ``instances``: the stored target is the border target of instance ids (a change redoes the case).
+    """
     files = [*case.images, *([case.label] if case.label is not None else [])]
     record = {
         "schema_version": SCHEMA_VERSION,
@@ -68,6 +78,7 @@ def case_settings(
         "normalization": [n.to_json() for n in normalization],
         "anisotropy_threshold": float(anisotropy_threshold),
         "sources": [{"file": f.name, "bytes": f.stat().st_size if f.exists() else None} for f in files],
+        **({"label_target": "instance_border"} if instances else {}),
     }
     return json.loads(json.dumps(record))  # the form it has after a JSON round trip
 
@@ -88,7 +99,7 @@ def _run_job(job: _Job) -> tuple[str, str | None]:
     case = job.case
     try:
         images = [read_image(p) for p in case.images]
-        label = read_image(case.label) if case.label is not None else None
+        label = read_label(case.label, instances=job.instances) if case.label is not None else None
         pre = preprocess_case(
             images,
             label,
@@ -215,18 +226,24 @@ def preprocess_dataset(
     out_dir.mkdir(parents=True, exist_ok=True)
     norms = tuple(normalization)
     spec = dataset.spec
-    names = {v: k for k, v in spec.labels.items()}
+    names = {v: k for k, v in spec.target_labels.items()}
     jobs, skipped = [], []
     for case in dataset.training:
         settings = case_settings(
-            case, target_spacing=target_spacing, normalization=norms, anisotropy_threshold=anisotropy_threshold
+            case,
+            target_spacing=target_spacing,
+            normalization=norms,
+            anisotropy_threshold=anisotropy_threshold,
+            instances=spec.instances,
         )
         prefix = out_dir / case.case_id
         if not overwrite and _is_current(prefix, settings, case.label is not None):
             skipped.append(case.case_id)
             continue
         shot = out_dir / "snapshots" / f"{case.case_id}.png" if len(jobs) < snapshots else None
-        jobs.append(_Job(case, prefix, settings, norms, spec.ignore_label, max_locations, seed, shot, names))
+        jobs.append(
+            _Job(case, prefix, settings, norms, spec.ignore_label, max_locations, seed, shot, names, spec.instances)
+        )
     total = len(dataset.training)
     done: list[str] = []
     failed: list[str] = []
