@@ -171,3 +171,25 @@ def test_import_keeps_ids_and_declares_instances(tmp_path):
     assert read_label(ds.training[0].label, instances=False).array.max() > 2
     with pytest.raises(ConfigError, match="--instances"):
         import_dataset(src, out=tmp_path / "ds2", instances="nucleus", labels={"1": "x"})
+
+
+@pytest.mark.slow
+def test_trained_instance_model_predicts_one_id_per_object_and_exports_the_split(tmp_path):
+    from voxseg.bundle import export_bundle, open_bundle
+    from voxseg.experiment.plan import plan_experiment
+    from voxseg.experiment.train import train_folds
+    from voxseg.inference.predictor import Predictor
+
+    data = write_instance_dataset(tmp_path / "Dataset001_Cells")
+    work = tmp_path / "work"
+    plan_experiment(data, work, folds=2, num_workers=1)
+    summaries = train_folds(work, [0], config_overrides={"epochs": 1, "iterations_per_epoch": 2})
+    assert summaries[0]["status"] == "finished"
+    predictor = Predictor.from_work(work, tta=False)
+    assert predictor.postprocessing.final[-1].op == "split_instances"
+    image, _ = touching_disks(seed=9)
+    labels = predictor.predict([Volume(image, (1.0, 1.0))]).labels
+    assert labels.array.dtype.kind == "u" and labels.shape == image.shape
+    bundle = open_bundle(export_bundle(work, tmp_path / "cells.zip", name="cells", version="v1", golden=False))
+    assert bundle.manifest.task == "instances" and bundle.manifest.postprocessing.final[-1].op == "split_instances"
+    assert bundle.manifest.plan.instances

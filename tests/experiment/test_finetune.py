@@ -77,3 +77,24 @@ def test_a_frozen_encoder_keeps_the_parents_encoder_weights(store, tmp_path):
     assert encoder and all(np.array_equal(old_w[k].numpy(), new_w[k].numpy()) for k in encoder)
     assert any(not np.array_equal(old_w[k].numpy(), new_w[k].numpy()) for k in decoder)
     assert new.manifest.provenance["finetune"]["validation"]["note"] == "no held-out case"
+
+
+@pytest.mark.slow
+def test_a_training_work_folder_is_a_model_to_start_from(store, tmp_path):
+    from tests.experiment.work_helpers import FAST, make_work
+    from voxseg.bundle.cache import resolve_bundle
+    from voxseg.experiment.finetune import finetune
+    from voxseg.experiment.train import train_folds
+
+    work = make_work(tmp_path / "run", cases=3, folds=2)
+    train_folds(work, [0], config_overrides=FAST)
+    data = tmp_path / "run" / "Dataset001_Tiny"
+    result = finetune(data, model=work, minutes=0.2, holdout=0, overrides={"iterations_per_epoch": 2})
+    assert result.installed and result.reference == "work@v2" and result.parent == "work@v1"
+    parents = sorted((tmp_path / "cache" / "finetune" / "parents").glob("work-*.zip"))
+    assert len(parents) == 1  # the work folder, packaged once
+    new = resolve_bundle("work")  # -m NAME picks the new version
+    assert new.manifest.version == "v2" and new.manifest.provenance["parent"].startswith("work@v1")
+    again = finetune(data, model=work, minutes=0.2, holdout=0, overrides={"iterations_per_epoch": 2})
+    assert again.reference == "work@v2"  # finished already: the same version, no new parent bundle
+    assert sorted((tmp_path / "cache" / "finetune" / "parents").glob("work-*.zip")) == parents

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,11 +112,14 @@ def list_models(
     return rows
 
 
-def next_version(name: str, *, index: IndexArg = None, models: str | Path | None = None) -> str:
-    """The version after the newest ``name`` installed or listed in the index(es): ``v2`` -> ``v3``,
-    ``1.0.3`` -> ``1.0.4`` (its last number plus one); ``v1`` when there is none."""
+def next_version(
+    name: str, *, index: IndexArg = None, models: str | Path | None = None, after: Sequence[str] = ()
+) -> str:
+    """The version after the newest ``name`` installed, listed in the index(es) or in ``after`` (e.g.
+    the parent of a fine-tuned model, installed or not): ``v2`` -> ``v3``, ``1.0.3`` -> ``1.0.4``
+    (its last number plus one); ``v1`` when there is none."""
     cache_dir, models_dir = _dirs(None, models)
-    known = [m.version for m in installed_models(models_dir) if m.name == name]
+    known = [*after, *(m.version for m in installed_models(models_dir) if m.name == name)]
     try:
         known += load_index(index, cache=cache_dir, offline=True).versions(name)
     except BundleError as exc:

@@ -19,7 +19,9 @@ def _dice(value: Any) -> str:
 
 def finetune(
     dataset: Path = typer.Argument(..., help="Dataset folder (nnU-Net layout: dataset.json, imagesTr/, labelsTr/)."),
-    model: str = typer.Option(None, "--model", "-m", help="Model to start from: NAME, NAME@VERSION, bundle or .zip."),
+    model: str = typer.Option(
+        None, "--model", "-m", help="Model to start from: NAME, NAME@VERSION, bundle, .zip or a training work folder."
+    ),
     new: str = typer.Option(
         None, "--new", help="No model yet: train a first model NAME from the (sparse) annotations instead."
     ),

@@ -1,7 +1,7 @@
 """``voxseg finetune``: a new version of a model, trained further on a few corrected cases.
 
 :func:`finetune` starts from a model bundle (an installed ``NAME[@VERSION]``, a bundle folder or
-``.zip``, imported nnU-Net models included), keeps its plan (spacing, normalization, patch,
+``.zip``, imported nnU-Net models included) or a training work folder, keeps its plan (spacing, normalization, patch,
 network) and its weights, and trains on a small nnU-Net-layout dataset (dense labels, or sparse:
 unannotated voxels hold the ``ignore`` label) with a fine-tuning schedule: the model's learning
 rate times ``lr_factor`` after a short linear warm-up, optionally a frozen encoder, under a time budget
@@ -122,6 +122,39 @@ def _before(wd: WorkDir, bundle, plan: Plan, dataset: Dataset, fold: Fold, devic
     return report["mean_dice"]
 
 
+def _packaged_work(model: str | Path) -> str:
+    """``model``, or for a training work folder a bundle of it (made once, in the cache) to start from.
+
+    The bundle is named after the folder, version ``v1``, keyed by the folder's path and the sha256
+    of its trained weights: training more folds or retraining makes a new one.
+    """
+    import hashlib
+    import re
+
+    path = Path(str(model)).expanduser()
+    if not (path.is_dir() and (path / "plan.json").is_file() and not (path / "bundle.json").is_file()):
+        return str(model)
+    from voxseg.bundle._util import sha256_file
+    from voxseg.bundle.export import export_bundle
+    from voxseg.planning.work import work_plan
+    from voxseg.settings import resolve_paths
+
+    wd = WorkDir(path)
+    cfg = work_plan(wd).default_configuration
+    folds = wd.trained_folds(cfg)
+    if not folds:
+        raise ConfigError(f"{path}: no trained fold to fine-tune; train first with `voxseg train {path}`")
+    digest = hashlib.sha256(str(path.resolve()).encode())
+    for fold in folds:
+        digest.update(sha256_file(wd.checkpoint_dir(cfg, fold) / "model.safetensors").encode())
+    name = re.sub(r"[^a-z0-9._-]+", "-", path.resolve().name.lower()).strip("-._") or "model"
+    out = resolve_paths().cache / "finetune" / "parents" / f"{name}-{digest.hexdigest()[:12]}.zip"
+    if not out.is_file():
+        log.info("%s: packaging the work folder as a bundle to start from (%s)", path, out)
+        export_bundle(path, out, name=name, version="v1", golden=False)
+    return str(out)
+
+
 def finetune(
     dataset: str | Path,
     *,
@@ -146,7 +179,8 @@ def finetune(
     dataset
         nnU-Net-layout folder (``dataset.json``, ``imagesTr/``, ``labelsTr/``), dense or sparse.
     model
-        ``NAME``, ``NAME@VERSION``, a bundle folder or ``.zip``.
+        ``NAME``, ``NAME@VERSION``, a bundle folder or ``.zip``, or a training work folder (its
+        finished folds, packaged once into the cache as ``FOLDER@v1``).
     minutes
         Time budget: preprocessing, the "before" score, training and the "after" score.
     out
@@ -178,7 +212,7 @@ def finetune(
     if minutes <= 0 or lr_factor <= 0:
         raise ConfigError(f"minutes and lr_factor must be > 0, got {minutes} and {lr_factor}")
     ds = read_dataset(dataset)
-    bundle = resolve_bundle(str(model), index=index, models=models)
+    bundle = resolve_bundle(_packaged_work(model), index=index, models=models)
     m = bundle.manifest
     if m.plan.interactive:
         raise ConfigError(f"{m.reference}: fine-tuning interactive models is not supported")
@@ -254,7 +288,8 @@ def _export(wd: WorkDir, ds: Dataset, summary, *, name, out, parent, lineage, ma
     lineage = {**lineage, "finetune": {"cases": rec.get("cases", {}), "validation": val, **settings,
                                        "epochs": summary.get("epochs"), "steps": summary.get("steps"),
                                        "dataset": ds.spec.name}}  # fmt: skip
-    version = rec.get("version") or next_version(name, index=index, models=models)
+    parent_version = [manifest.version] if manifest is not None and manifest.name == name else []
+    version = rec.get("version") or next_version(name, index=index, models=models, after=parent_version)
     update_record(wd, version=version)  # a kill after the export and before its record: the same version again
     target = Path(out) if out is not None else wd.root / "export" / f"{name}-{version}.zip"
     n = len(rec.get("cases") or {})
