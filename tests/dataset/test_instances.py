@@ -97,18 +97,16 @@ def test_plan_records_instances_and_preprocessing_stores_the_border_target(tmp_p
 
 
 def test_plans_of_class_datasets_do_not_change():
-    from voxseg.planning import Plan
-
     from tests.experiment.work_helpers import tiny_plan
+    from voxseg.planning import Plan
 
     plan = tiny_plan()
     assert "instances" not in plan.to_json() and not Plan.from_json(plan.to_json()).instances
 
 
 def test_for_plan_ends_an_instance_plan_with_the_split():
-    from voxseg.postprocessing import PostprocessingSpec, Step, for_plan
-
     from tests.experiment.work_helpers import tiny_plan
+    from voxseg.postprocessing import PostprocessingSpec, Step, for_plan
 
     classes = tiny_plan()
     cells = classes.replace(instances=True)
