@@ -301,3 +301,18 @@ def test_install_killed_at_a_random_moment_resumes_to_a_verified_model(server, b
     assert [p.name for p in _files(cache / "downloads")] == [f"tiny-nodules-v1-{digest[:12]}.zip"]
     hidden = [p for p in models.rglob("*") if p.name.startswith(".") and not p.name.startswith(".voxseg")]
     assert not hidden, hidden  # no staging folder or temporary left by the killed run
+
+
+def test_staging_folders_of_killed_installs_are_swept_and_live_ones_kept(bundle_zip, tmp_path):
+    """A kill between unpacking and clean-up leaves a hidden staging folder; the next install removes
+    it when its process is gone, and never touches the staging folder of an install still running."""
+    models = tmp_path / "models"
+    dead = [models / ".install.99999999.k1ll3d.part", models / "tiny-nodules" / ".v1.99999999.k1ll3d.part"]
+    live = models / f".install.{os.getpid()}.running.part"
+    for folder in (*dead, live):
+        (folder / "bundle").mkdir(parents=True)
+    install(bundle_zip, models=models, cache=tmp_path / "cache")
+    assert [m.reference for m in installed_models(models)] == ["tiny-nodules@v1"]
+    assert not any(p.exists() for p in dead) and live.is_dir()
+    hidden = [p.name for p in models.rglob("*") if p.name.startswith(".") and p != live and p.parent != live]
+    assert hidden == [] or all(n.startswith(".voxseg") for n in hidden)

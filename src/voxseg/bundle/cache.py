@@ -41,6 +41,7 @@ from voxseg.bundle.index import IndexEntry, is_remote, load_index, local_path_of
 from voxseg.bundle.load import INSTALL_RECORD, Bundle, open_bundle, open_extracted
 from voxseg.errors import BundleError
 from voxseg.io import write_json_atomic
+from voxseg.io.atomic import clean_stale_parts
 from voxseg.io.safe_json import read_json
 
 __all__ = [
@@ -147,6 +148,7 @@ def install(
     """
     cache_dir, models_dir = _dirs(cache, models)
     ref = str(name_or_path)
+    _sweep_staging(models_dir)
     if isinstance(name_or_path, Path) or looks_like_path(ref):
         return _install_local(Path(ref), models_dir, limits)
     name, version = parse_reference(ref)
@@ -183,6 +185,18 @@ def install(
 
 
 _LOCK_SUFFIX = ".lock"
+
+
+def _sweep_staging(models_dir: Path) -> list[Path]:
+    """Remove the staging folders (``.install.PID.X.part``, ``NAME/.VERSION.PID.X.part``) of installs
+    killed before they could clean up: only those whose process no longer runs."""
+    if not models_dir.is_dir():
+        return []
+    removed = clean_stale_parts(models_dir, "install")
+    for folder in models_dir.iterdir():
+        if folder.is_dir() and not folder.name.startswith("."):
+            removed += clean_stale_parts(folder)
+    return removed
 
 
 def _install_lock(cache: Path, entry: IndexEntry) -> FileLock:
@@ -237,7 +251,7 @@ def _install_archive(
     expect: IndexEntry | None = None,
 ) -> InstalledModel:
     models_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".install.", dir=models_dir))
+    staging = Path(tempfile.mkdtemp(prefix=f".install.{os.getpid()}.", suffix=".part", dir=models_dir))
     try:
         folder = extract_zip(archive, staging / "bundle", limits=limits)
         bundle = open_extracted(folder, archive, limits=limits)  # errors name the zip, not the staging folder
@@ -260,7 +274,7 @@ def _place(models_dir: Path, bundle: Bundle, digest: str, source: str, copy_from
     if have is not None and have.sha256 == digest:
         return have
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{m.version}.", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{m.version}.{os.getpid()}.", suffix=".part", dir=target.parent))
     try:
         folder = staging / "b"
         if copy_from is not None:
