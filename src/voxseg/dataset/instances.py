@@ -86,16 +86,19 @@ def target_labels(labels: dict[str, int]) -> dict[str, int]:
     return {"background": BACKGROUND, name: INTERIOR, f"{name}_boundary": BOUNDARY}
 
 
+def instance_ids(volume: Volume, path: str | Path | None) -> np.ndarray:
+    """The integer ids of an instance image; InputImageError naming ``path`` for fractions or negatives."""
+    arr = np.asarray(volume.array)
+    if arr.dtype.kind == "f":
+        if not np.array_equal(arr, np.round(arr)):
+            raise InputImageError(path, "instance image holds non-integer values", "store one integer id per object")
+        arr = arr.astype(np.int64)
+    if arr.size and int(arr.min()) < 0:
+        raise InputImageError(path, "instance image holds negative values", "ids are 0 (background) and 1..N")
+    return arr
+
+
 def read_label(path: str | Path, *, instances: bool) -> Volume:
     """A label file as training sees it: as stored, or the border target of its instance ids."""
     label = read_image(path)
-    if not instances:
-        return label
-    arr = np.asarray(label.array)
-    if arr.dtype.kind == "f":
-        if not np.array_equal(arr, np.round(arr)):
-            raise InputImageError(path, "instance label holds non-integer values", "store one integer id per object")
-        arr = arr.astype(np.int64)
-    if arr.size and int(arr.min()) < 0:
-        raise InputImageError(path, "instance label holds negative values", "ids are 0 (background) and 1..N")
-    return label.with_array(border_target(arr))
+    return label.with_array(border_target(instance_ids(label, path))) if instances else label

@@ -146,24 +146,16 @@ def _evaluate_pair(case, pred_path, gt_path, labels, ignore_label, tolerance_mm,
     log.info("evaluating %s", case)
     if not instances:
         return evaluate_case(pred, ref, labels=labels, ignore_label=ignore_label, tolerance_mm=tolerance_mm), None
+    from voxseg.dataset.instances import instance_ids
     from voxseg.evaluation.detection import detection_metrics
 
-    p, r = _integer_ids(pred, pred_path), _integer_ids(ref, gt_path)
+    p, r = instance_ids(pred, pred_path), instance_ids(ref, gt_path)
     found = detection_metrics(p, r, iou_threshold=INSTANCE_IOU)
     fg = evaluate_case(
         pred.with_array((p > 0).astype(np.uint8)), ref.with_array((r > 0).astype(np.uint8)), labels=[1],
         tolerance_mm=tolerance_mm,
     )  # fmt: skip
     return fg, found
-
-
-def _integer_ids(volume: Volume, path: Path) -> np.ndarray:
-    arr = np.asarray(volume.array)
-    if arr.dtype.kind == "f":
-        if not np.array_equal(arr, np.round(arr)):
-            raise InputImageError(path, "holds non-integer values", "instance images hold one integer id per object")
-        arr = arr.astype(np.int64)
-    return arr
 
 
 def instance_summary(results: Iterable[Any]) -> dict[str, Any]:
