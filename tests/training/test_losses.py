@@ -55,3 +55,49 @@ def test_bad_spec():
         LossSpec("dice_cee")
     with pytest.raises(ConfigError, match="invalid loss spec"):
         build_loss({"name": "dice_ce", "weight": 3})
+
+
+def _monai_reference(name, logits, target, ignore_label, include_background, gamma=2.0):
+    """The loss as MONAI's own classes compute it (one-hot targets), ignored voxels masked out."""
+    import torch.nn.functional as F
+    from monai.losses import FocalLoss, MaskedDiceLoss
+
+    valid = target != ignore_label
+    t = torch.where(valid, target, torch.zeros_like(target))
+    w = valid.to(logits.dtype)
+    n = valid.sum().clamp_min(1)
+    total = logits.new_zeros(())
+    if name in ("dice_ce", "dice_focal", "dice"):
+        dice = MaskedDiceLoss(include_background=include_background, to_onehot_y=True, softmax=True, batch=True)
+        if include_background:  # MONAI one-hots the masked target into background: mask that channel too
+            probs = torch.softmax(logits, 1) * w
+            truth = F.one_hot(t[:, 0], logits.shape[1]).movedim(-1, 1).to(logits.dtype) * w
+            axes = [0, *range(2, logits.ndim)]
+            tp = (probs * truth).sum(axes)
+            score = (2 * tp + 1e-5) / (probs.sum(axes) + truth.sum(axes) + 1e-5)
+            total = total + (1 - score).mean()
+        else:
+            total = total + dice(logits, t, mask=w)
+    if name in ("dice_ce", "ce"):
+        total = total + (F.cross_entropy(logits, t[:, 0], reduction="none") * w[:, 0]).sum() / n
+    if name == "dice_focal":
+        focal = FocalLoss(include_background=True, to_onehot_y=True, gamma=gamma, use_softmax=True, reduction="none")
+        total = total + (focal(logits, t).sum(dim=1, keepdim=True) * w).sum() / n
+    return total
+
+
+@pytest.mark.parametrize("name", ["dice_ce", "dice_focal", "dice", "ce"])
+@pytest.mark.parametrize("include_background", [False, True])
+@pytest.mark.parametrize("classes", [2, 5, 117])
+def test_values_and_gradients_equal_monais_one_hot_formulation(name, include_background, classes):
+    """The loss without one-hot targets (sums indexed by class) is MONAI's loss."""
+    g = torch.Generator().manual_seed(classes)
+    logits = torch.randn(2, classes, 6, 7, 5, generator=g, dtype=torch.float64) * 3
+    target = torch.randint(0, classes + 1, (2, 1, 6, 7, 5), generator=g)  # `classes` is the ignore label
+    ours = build_loss(LossSpec(name, include_background=include_background), ignore_label=classes)
+    l1, g1 = _grads(ours, logits, target)
+    x = logits.clone().requires_grad_(True)
+    ref = _monai_reference(name, x, target, classes, include_background)
+    ref.backward()
+    torch.testing.assert_close(l1, ref.detach(), rtol=1e-7, atol=1e-9)  # MONAI rounds a little in float32
+    torch.testing.assert_close(g1, x.grad, rtol=1e-6, atol=1e-9)

@@ -21,7 +21,7 @@ from torch import nn
 
 from voxseg.errors import ConfigError
 
-__all__ = ["DataParallel", "GlobalBatchDice"]
+__all__ = ["DataParallel", "sum_over_ranks"]
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +69,9 @@ class DataParallel:
         return tuple(t[self.rank * n : (self.rank + 1) * n] for t in tensors)
 
     def adapt_loss(self, loss: nn.Module) -> nn.Module:
-        """Make a batch Dice term global over the ranks (see :class:`GlobalBatchDice`)."""
-        dice = getattr(loss, "dice", None)
-        if dice is not None and getattr(dice, "batch", False):
-            loss.dice = GlobalBatchDice(dice)
+        """Make a batch Dice term global over the ranks (see :func:`sum_over_ranks`)."""
+        if getattr(loss, "uses_dice", False):
+            loss.reduce_sums = sum_over_ranks
         return loss
 
     def mean(self, value: torch.Tensor) -> float:
@@ -108,35 +107,13 @@ class _SumOverRanks(torch.autograd.Function):
         return out
 
 
-class GlobalBatchDice(nn.Module):
-    """MONAI's batch Dice (``MaskedDiceLoss(batch=True, softmax=True, to_onehot_y=True)``) with its
-    per-class true/false positive and false negative sums added over the ranks before the ratio.
+def sum_over_ranks(sums: torch.Tensor) -> torch.Tensor:
+    """A batch Dice's per-class sums added over the ranks, with gradients that flow back to each rank.
 
-    With an all-reduce that carries gradients, every rank computes the Dice of the whole global
-    batch; DDP's gradient average then equals one process's gradient on that batch.
+    Every rank then computes the Dice of the whole global batch; DDP's gradient average equals one
+    process's gradient on that batch (``tests/distributed/test_ddp.py``).
     """
-
-    def __init__(self, dice: nn.Module):
-        super().__init__()
-        self.include_background = bool(dice.include_background)
-        self.smooth_nr, self.smooth_dr = float(dice.smooth_nr), float(dice.smooth_dr)
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        from monai.networks.utils import one_hot
-
-        k = logits.shape[1]
-        probs = torch.softmax(logits, 1) if k > 1 else logits
-        if mask is not None:
-            probs, target = probs * mask, target * mask
-        truth = one_hot(target, num_classes=k) if k > 1 else target
-        if not self.include_background and k > 1:
-            probs, truth = probs[:, 1:], truth[:, 1:]
-        axes = [0, *range(2, probs.ndim)]
-        tp = torch.sum(probs * truth, dim=axes)
-        sums = torch.stack([tp, torch.sum(probs, dim=axes) - tp, torch.sum(truth, dim=axes) - tp])
-        tp, fp, fn = _SumOverRanks.apply(sums)
-        score = (2 * tp + self.smooth_nr) / (2 * (tp + 0.5 * fp + 0.5 * fn) + self.smooth_dr)
-        return torch.mean(1 - score)
+    return _SumOverRanks.apply(sums)
 
 
 # ---- launching -------------------------------------------------------------------------------
