@@ -1,6 +1,6 @@
 """voxseg vs a fixed MONAI U-Net on real images that ship in packages (issue 20): one command, one table.
 
-    python benchmarks/real_data.py [--tasks brain,aal116,aal20,headct,nuclei] [--minutes 15] [--cases 20]
+    python benchmarks/real_data.py [--tasks brain,aal116,aal20,headct,nuclei,macaque20] [--minutes 15] [--cases 20]
                                    [--test-cases 5] [--out DIR] [--cache DIR] [--no-pip]
 
 Per task (benchmarks/real/tasks.py; docs/real-data.md says how cases are made and what the labels are):

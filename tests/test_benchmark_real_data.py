@@ -142,3 +142,28 @@ def test_colin27_reader_gives_all_116_aal_regions_and_a_brain_mask():
     assert len(subject.aal_names) == 116 and subject.aal_names[0] == "Precentral_L"
     assert set(np.unique(subject.aal)) == set(range(117))
     assert subject.brain.any() and subject.brain[subject.aal > 0].mean() > 0.9
+
+
+def test_largest_regions_maps_the_n_biggest_ids_in_order_and_drops_the_rest():
+    regions = np.zeros((4, 10), np.int32)
+    regions[0, :7] = 9  # 7 voxels
+    regions[1, :3] = 4  # 3
+    regions[2, :5] = 2  # 5
+    regions[3, :1] = 30  # 1
+    lut, top = tasks.largest_regions(regions, 2)
+    assert top.tolist() == [2, 9]  # the two largest, in id order
+    assert lut[regions].max() == 2 and set(np.unique(lut[regions])) == {0, 1, 2}
+    assert (lut[regions] == 1).sum() == 5 and (lut[regions] == 2).sum() == 7
+    _, everything = tasks.largest_regions(regions, 50)
+    assert everything.tolist() == [2, 4, 9, 30]  # never an empty region
+
+
+@pytest.mark.skipif(
+    not (sources.MRICRON / "inia19-NeuroMaps.nii.gz").is_file(), reason="Debian mricron-data not installed"
+)
+def test_inia19_reader_gives_the_macaque_t1_and_its_regions_on_one_grid():
+    subject = sources.inia19()
+    assert subject.t1.shape == subject.regions.shape == (128, 206, 168)
+    np.testing.assert_allclose(subject.t1.spacing, (0.5, 0.5, 0.5))
+    assert subject.regions.min() == 0 and len(np.unique(subject.regions)) > 100
+    assert subject.t1.array[subject.regions > 0].mean() > 2 * subject.t1.array[subject.regions == 0].mean()

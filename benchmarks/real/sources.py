@@ -4,6 +4,7 @@
 |-------------|-----------------------------------------------------------|-------------------------------|
 | colin27     | Debian ``mricron-data`` (``apt-get install mricron-data``) | Colin27 T1, ch2bet, AAL 116   |
 | cranium     | Debian ``invesalius-examples``                             | head CT (HU), 0.957²×1.5 mm   |
+| inia19      | Debian ``mricron-data``                                    | macaque T1 0.5 mm, NeuroMaps  |
 | stardist    | PyPI ``stardist`` wheel (``pip download --no-deps``)       | 2D nuclei + 125 instance ids  |
 
 A missing package raises :class:`MissingSource` with the command that installs it; the driver prints
@@ -27,7 +28,7 @@ import numpy as np
 
 from voxseg.io import Volume, read_image
 
-__all__ = ["MissingSource", "Colin27", "Cranium", "Nuclei", "colin27", "cranium", "nuclei"]
+__all__ = ["MissingSource", "Colin27", "Cranium", "Inia19", "Nuclei", "colin27", "cranium", "inia19", "nuclei"]
 
 log = logging.getLogger(__name__)
 MRICRON = Path("/usr/share/mricron/templates")
@@ -45,6 +46,12 @@ class Colin27:
     brain: np.ndarray  # bool, ch2bet > 0
     aal: np.ndarray  # int16, 0 and 1..116 (renumbered in the order of aal.nii.txt)
     aal_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Inia19:
+    t1: Volume  # rhesus macaque T1, brain extracted, 0.5 mm
+    regions: np.ndarray  # int32 NeuroMaps region ids (0 outside), same grid
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,17 @@ def colin27(root: Path = MRICRON) -> Colin27:
     aal_i = np.rint(aal).astype(np.int64)
     aal_i[(aal_i < 0) | (aal_i >= lut.size)] = 0
     return Colin27(t1, bet > 0, lut[aal_i], tuple(names))
+
+
+def inia19(root: Path = MRICRON) -> Inia19:
+    files = {k: root / f"inia19-{k}.nii.gz" for k in ("t1-brain", "NeuroMaps")}
+    if not all(f.is_file() for f in files.values()):
+        raise MissingSource(f"{root}: INIA19 macaque files missing; install with 'apt-get install -y mricron-data'")
+    t1 = read_image(files["t1-brain"])
+    regions = np.rint(read_image(files["NeuroMaps"]).array).astype(np.int32)
+    if regions.shape != t1.shape:
+        raise MissingSource(f"{root}: inia19 T1 and NeuroMaps are not on one grid ({t1.shape}, {regions.shape})")
+    return Inia19(t1, np.maximum(regions, 0))
 
 
 def cranium(path: Path = CRANIUM, *, cache: Path) -> Cranium:

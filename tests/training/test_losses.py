@@ -101,3 +101,20 @@ def test_values_and_gradients_equal_monais_one_hot_formulation(name, include_bac
     ref.backward()
     torch.testing.assert_close(l1, ref.detach(), rtol=1e-7, atol=1e-9)  # MONAI rounds a little in float32
     torch.testing.assert_close(g1, x.grad, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 3.0])
+def test_focal_term_equals_monai_for_any_gamma_and_stays_finite_when_certain(gamma):
+    g = torch.Generator().manual_seed(7)
+    logits = torch.randn(1, 4, 5, 6, 7, generator=g, dtype=torch.float64)
+    target = torch.randint(0, 4, (1, 1, 5, 6, 7), generator=g)
+    ours = build_loss(LossSpec("dice_focal", focal_gamma=gamma))
+    l1, g1 = _grads(ours, logits, target)
+    x = logits.clone().requires_grad_(True)
+    ref = _monai_reference("dice_focal", x, target, ignore_label=-1, include_background=False, gamma=gamma)
+    ref.backward()
+    torch.testing.assert_close(l1, ref.detach(), rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(g1, x.grad, rtol=1e-6, atol=1e-9)
+    certain = torch.nn.functional.one_hot(target[:, 0], 4).movedim(-1, 1).to(torch.float64) * 200 - 100
+    value, grad = _grads(ours, certain, target)  # p of the target class is exactly 1.0
+    assert torch.isfinite(value) and torch.isfinite(grad).all()

@@ -96,7 +96,9 @@ class _FusedLoss(torch.autograd.Function):
         elif spec.name == "dice_focal":
             gamma, q = spec.focal_gamma, 1 - p_t
             total = total - spec.lambda_other * (q.pow(gamma) * log_p_t * weight).sum() / n_valid
-            slope = gamma * q.pow(gamma - 1) * p_t * log_p_t - q.pow(gamma) if gamma != 0 else -torch.ones_like(q)
+            # q^(gamma-1) is infinite at q = 0 for gamma < 1, where p_t log p_t is 0: the slope's limit is 0
+            q_safe = q.clamp_min(torch.finfo(q.dtype).tiny)
+            slope = gamma * q_safe.pow(gamma - 1) * p_t * log_p_t - q.pow(gamma) if gamma != 0 else -torch.ones_like(q)
             e = slope * weight * (spec.lambda_other / n_valid)
         else:
             e = None
