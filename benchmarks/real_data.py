@@ -6,7 +6,8 @@
 Per task (benchmarks/real/tasks.py; docs/real-data.md says how cases are made and what the labels are):
 
 1. the dataset is built once from the package's images into the cache (``VOXSEG_CACHE``/real_data);
-2. voxseg: ``voxseg plan`` (folds = min(5, cases)), ``voxseg train --fold 0 --minutes M``,
+2. voxseg: ``voxseg plan`` (folds = min(5, cases); the planner chooses the configuration, which the
+   table shows in brackets), ``voxseg train --fold 0 --minutes M``,
    ``voxseg predict --folds 0 --no-tta`` on imagesTs, ``voxseg evaluate`` against labelsTs, each a
    subprocess;
 3. MONAI: a fixed UNet (benchmarks/real/monai_baseline.py) trained in this process on the same fold-0
@@ -40,7 +41,6 @@ from real import machine, tasks
 from real.sources import MissingSource
 
 from voxseg.evaluation.folders import evaluate_folders
-from voxseg.io import read_image
 from voxseg.io.safe_json import read_json
 from voxseg.settings import resolve_paths
 
@@ -76,11 +76,12 @@ def _instance_scores(eval_dir: Path) -> dict[str, float]:
     return {**found, "matched_iou": found["mean_matched_iou"] or 0.0}
 
 
-def run_voxseg(data: Path, work: Path, *, minutes: float, folds: int, config: str, settings: list[str]) -> dict:
+def run_voxseg(data: Path, work: Path, *, minutes: float, folds: int, settings: list[str]) -> dict:
+    """plan (the planner chooses the configuration, as for a user) -> train fold 0 -> predict -> evaluate."""
     logs = work / "voxseg.log"
     work.mkdir(parents=True, exist_ok=True)
     model, pred, ev = work / "model", work / "pred", work / "eval"
-    seconds = _run([*VOXSEG, "plan", str(data), "-o", str(model), "-c", config, "--folds", str(folds)], logs)
+    seconds = _run([*VOXSEG, "plan", str(data), "-o", str(model), "--folds", str(folds)], logs)
     extra = [a for kv in settings for a in ("--set", kv)]
     train_s = _run([*VOXSEG, "train", str(model), "--fold", "0", "--minutes", str(minutes), *extra], logs)
     seconds += train_s
@@ -88,7 +89,15 @@ def run_voxseg(data: Path, work: Path, *, minutes: float, folds: int, config: st
     seconds += _run([*predict, "--folds", "0", "--no-tta"], logs)
     seconds += _run([*VOXSEG, "evaluate", str(pred), str(data / "labelsTs"), "-o", str(ev)], logs)
     split = read_json(model / "splits.json")["folds"][0]["train"]
-    return {"pred": pred, "eval": ev, "minutes": seconds / 60, "train_minutes": train_s / 60, "train_cases": split}
+    trained = sorted(p.name for p in (model / "runs").iterdir() if p.is_dir())
+    return {
+        "pred": pred,
+        "eval": ev,
+        "minutes": seconds / 60,
+        "train_minutes": train_s / 60,
+        "train_cases": split,
+        "configuration": ",".join(trained),
+    }
 
 
 def run_monai(data: Path, work: Path, *, minutes: float, train_cases: list[str]) -> dict:
@@ -115,19 +124,20 @@ def run_task(name: str, args: argparse.Namespace, cache: Path, out: Path) -> dic
     row["classes"] = len(spec["labels"])
     row["train"] = len(list((data / "labelsTr").glob("*.nii.gz")))
     row["test"] = len(list((data / "labelsTs").glob("*.nii.gz")))
-    config = "2d" if read_image(next((data / "imagesTr").iterdir())).ndim == 2 else "3d"
     folds = max(2, min(5, args.cases))
     train_cases = None
     for method in ("voxseg", "monai"):
         try:
             if method == "voxseg":
                 work = out / name / "voxseg"
-                res = run_voxseg(data, work, minutes=args.minutes, folds=folds, config=config, settings=args.voxseg_set)
+                res = run_voxseg(data, work, minutes=args.minutes, folds=folds, settings=args.voxseg_set)
                 train_cases = res["train_cases"]
             else:
                 res = run_monai(data, out / name / "monai", minutes=args.minutes, train_cases=train_cases)
             row[method] = {"dice_hd95": _summary(res["eval"]), "minutes": res["minutes"]}
             row[method]["train_minutes"] = res["train_minutes"]
+            if "configuration" in res:
+                row[method]["configuration"] = res["configuration"]
             if task.instances:
                 row[method]["instances"] = _instance_scores(res["eval"])
         except (StepFailed, MemoryError, RuntimeError) as exc:
@@ -149,6 +159,8 @@ def _cells(res: dict | None, instances_task: bool) -> list[str]:
         dice_cell = f"{_fmt(dice, 3)} (F1 {inst['f1']:.2f}, IoU {inst['matched_iou']:.2f})"
     else:
         dice_cell = _fmt(dice, 3)
+    if res.get("configuration"):
+        dice_cell += f" [{res['configuration']}]"
     return [dice_cell, _fmt(hd, 1), f"{res['train_minutes']:.1f}/{res['minutes']:.1f}"]
 
 

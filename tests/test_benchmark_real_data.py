@@ -134,6 +134,8 @@ def test_table_shows_instance_scores_for_nuclei_and_failures():
     row = {"task": "nuclei", "classes": 2, "train": 3, "test": 1, "voxseg": ok, "monai": {"failed": "boom"}}
     text = real_data.table([row])
     assert "0.867 (F1 0.32, IoU 0.83)" in text and "1.4/2.0" in text and "failed" in text
+    ok["configuration"] = "2d"  # the configuration the planner chose and voxseg trained
+    assert "0.867 (F1 0.32, IoU 0.83) [2d]" in real_data.table([row])
 
 
 @pytest.mark.skipif(not (sources.MRICRON / "aal.nii.gz").is_file(), reason="Debian mricron-data not installed")
