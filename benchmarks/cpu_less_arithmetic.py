@@ -12,7 +12,7 @@ axis, a longer field of view as in a real scan), each variant is compared with t
 onnxruntime fp32 at the bundle's golden overlap, without mirror TTA unless ``--tta``:
 
 - ``skip``: ``OnnxPredictor(skip_background=True)``: tiles that
-  :func:`voxseg.bundle.onnx_backend.background_tile_test` finds to be background are not run;
+  :func:`voxseg.inference.skip.background_tile_test` finds to be background are not run;
 - ``ov-fp32``: OpenVINO fp32 (the engine alone);
 - ``ov-int8``: OpenVINO int8, NNCF post-training quantization calibrated on the bundle's golden input
   (:func:`voxseg.bundle.calibrate.golden_tiles`);

@@ -10,12 +10,17 @@ ratio. Both give the same values and gradients (``tests/training/test_losses.py`
 
 With ``--plan``, it also times whole training steps (network forward and backward, loss, optimizer) of
 that plan's configuration with each loss, K taken from the plan: what the loss costs in a real step.
+With ``--memory`` too, it measures each loss's peak RSS of three such steps, each in a fresh process,
+with the plan's K and with 2 classes: the difference is the memory the classes cost (what the
+planner's ``CLASS_TENSORS`` estimates).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import math
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -60,15 +65,19 @@ def loss_seconds(loss, classes: int, patch: int, batch: int, repeats: int) -> fl
     return best_of(once, repeats)
 
 
-def step_seconds(plan_path: Path, config: str, loss, repeats: int) -> tuple[float, int, tuple[int, ...], int]:
+def step_seconds(
+    plan_path: Path, config: str, loss, repeats: int, classes: int | None = None
+) -> tuple[float, int, tuple[int, ...], int]:
     from voxseg.nets.build import build_network
     from voxseg.planning.plan import Plan
     from voxseg.training.loop import _step
 
     cfg = Plan.load(plan_path).configuration(config)
     torch.manual_seed(0)
-    net = build_network(cfg.network).train()
-    classes = int(cfg.network.out_channels)
+    spec = cfg.network.to_json()
+    classes = int(classes or cfg.network.out_channels)
+    spec["kwargs"]["out_channels"] = classes
+    net = build_network(spec).train()
     opt = torch.optim.SGD(net.parameters(), lr=1e-4, momentum=0.9)
     losses = (loss, DeepSupervisionLoss(loss, [0.5**k for k in range(8)]))
     x = torch.randn(cfg.batch_size, cfg.network.in_channels, *cfg.patch_size)
@@ -82,6 +91,21 @@ def step_seconds(plan_path: Path, config: str, loss, repeats: int) -> tuple[floa
     return seconds, classes, tuple(cfg.patch_size), cfg.batch_size
 
 
+def peak_rss_mb(plan_path: Path, config: str, which: str, classes: int, threads: int) -> float:
+    """Peak RSS (MB) of a fresh process that runs three training steps with ``which`` loss."""
+    code = (
+        "import resource, sys, torch; sys.path.insert(0, sys.argv[1]); import loss_classes as b; "
+        "torch.set_num_threads(int(sys.argv[6])); "
+        "loss = b.monai_loss if sys.argv[4] == 'monai' else b.build_loss(b.LossSpec('dice_ce')); "
+        "b.step_seconds(b.Path(sys.argv[2]), sys.argv[3], loss, 2, int(sys.argv[5])); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    )
+    here = str(Path(__file__).resolve().parent)
+    args = [here, str(plan_path), config, which, str(classes), str(threads)]
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--classes", default="2,16,117")
@@ -91,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--plan", type=Path, help="a work folder's plan.json: also time whole training steps")
     ap.add_argument("--config", default="3d_lowres")
+    ap.add_argument("--memory", action="store_true", help="with --plan: peak RSS per loss, fresh processes")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     ours = build_loss(LossSpec("dice_ce"))
@@ -112,6 +137,16 @@ def main(argv: list[str] | None = None) -> None:
         print("|---|---|---|")
         print(f"| MONAI one-hot (before) | {before:.3f} | 1.00x |")
         print(f"| voxseg | {after:.3f} | {before / after:.2f}x |")
+        if args.memory:
+            print(f"\npeak RSS of 3 training steps, fresh process each ({k} classes vs 2)\n")
+            print(f"| loss | {k} classes | 2 classes | the classes' cost | batch x K x patch tensors |")
+            print("|---|---|---|---|---|")
+            tensor_mb = batch * (k - 2) * math.prod(patch) * 4 / 2**20
+            for name, which in (("MONAI one-hot (before)", "monai"), ("voxseg", "voxseg")):
+                many = peak_rss_mb(args.plan, args.config, which, k, args.threads)
+                two = peak_rss_mb(args.plan, args.config, which, 2, args.threads)
+                extra = many - two
+                print(f"| {name} | {many:.0f} MB | {two:.0f} MB | {extra:.0f} MB | {extra / tensor_mb:.1f} |")
     print(f"\nload average at end: {machine.load()}")
 
 

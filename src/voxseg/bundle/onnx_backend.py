@@ -24,8 +24,9 @@ from voxseg.bundle.load import Bundle, open_bundle
 from voxseg.bundle.notice import terms
 from voxseg.errors import BundleError
 from voxseg.inference.pipeline import Pipeline, Prediction
+from voxseg.inference.skip import background_tile_test
 from voxseg.inference.tiling import confident_tiles
-from voxseg.planning import Normalization, Plan
+from voxseg.planning import Plan
 from voxseg.planning.plan import refuse_interactive
 from voxseg.postprocessing import PostprocessingSpec
 
@@ -34,31 +35,6 @@ __all__ = [
     "OnnxPrediction",
     "background_tile_test",
 ]
-
-#: CT voxels below this (HU) are air: a tile of air only is background (``skip_background``).
-AIR_HU = -500.0
-
-
-def background_tile_test(normalization: Sequence[Normalization]) -> Callable[[np.ndarray], bool]:
-    """A cheap test that a preprocessed tile ``(C, *part)`` holds only background: every CT channel
-    at or below air (-500 HU, or the plan's lower clip when higher) and every other channel constant
-    (the zero background outside the body, after normalization). Measured for agreement in
-    ``benchmarks/cpu_less_arithmetic.py``; off by default."""
-    limits = []
-    for norm in normalization:
-        if norm.scheme == "ct":
-            limits.append((max(AIR_HU, float(norm.clip_low)) - float(norm.mean)) / float(norm.std) + 1e-4)
-        else:
-            limits.append(None)
-
-    def test(tile: np.ndarray) -> bool:
-        for channel, limit in zip(tile, limits, strict=True):
-            low, high = float(channel.min()), float(channel.max())
-            if (high > limit) if limit is not None else (high - low > 1e-6):
-                return False
-        return True
-
-    return test
 
 
 def _softmax(y: np.ndarray) -> np.ndarray:
@@ -112,7 +88,6 @@ class OnnxPredictor(Pipeline):
         self.backend = getattr(self.runners[0], "name", "onnxruntime") if self.runners else "onnxruntime"
         self.precision = getattr(self.runners[0], "precision", "fp32") if self.runners else "fp32"
         self.calibration: dict[str, Any] | None = None
-        self.skip_background = bool(skip_background)
         self.tta_confident = bool(tta_confident)
         self.tiles = [0, 0]  # confident-tile TTA: [tiles seen, tiles kept confident]
         batch_size = 1 if batch_size == "auto" else batch_size  # onnxruntime: one tile per call (measured)
@@ -124,6 +99,7 @@ class OnnxPredictor(Pipeline):
             overlap=overlap,
             threshold=threshold,
             batch_size=batch_size,
+            skip_background=skip_background,
         )
         self.model_id = f"{plan.dataset_name} (onnx)"
         axes = self.config.mirror_axes if self.tta else ()
@@ -230,11 +206,3 @@ class OnnxPredictor(Pipeline):
     def patch_runner(self) -> Callable[[np.ndarray], np.ndarray]:
         """Each fold's runner over the mirrorings (logits averaged), softmax (sigmoid), folds averaged."""
         return self._run_tiles
-
-    def window_options(self) -> dict[str, Any]:
-        """``skip_background``: the sliding window's tile test and a skipped tile's outputs."""
-        if not self.skip_background:
-            return {}
-        k = self.num_classes
-        background = [0.0] if k == 1 else [1.0] + [0.0] * (k - 1)  # sigmoid / softmax outputs
-        return {"skip": background_tile_test(self.plan.normalization), "background": background}

@@ -38,6 +38,9 @@ def predict(
     tta_confident: bool = typer.Option(
         False, "--tta-confident", help="TTA: skip the other mirrorings of tiles confident everywhere (p >= 0.95)."
     ),
+    skip_background: bool = typer.Option(
+        False, "--skip-background", help="Do not run tiles of pure background (CT air; constant outside the body)."
+    ),
     overlap: float = typer.Option(None, "--overlap", help="Sliding-window overlap in [0, 1) (default 0.5)."),
     threshold: float = typer.Option(None, "--threshold", help="Binary models: foreground where P > T (default 0.5)."),
     probabilities: bool = typer.Option(False, "--probabilities", help="Also write CASE_probabilities.npz (float16)."),
@@ -89,6 +92,7 @@ def predict(
     _check_output_format(output_format, input, output)
     opts = _options(fast, tta, overlap, threshold, folds, config, device, precision, batch_size, threads, backend)
     opts = opts.replace(tta_confident=True) if tta_confident else opts
+    opts = opts.replace(skip_background=True) if skip_background else opts
     if opts.backend != "torch" and engine != "local":
         raise ConfigError(f"--backend {opts.backend} works with the local engine")
     if points is not None:  # interactive model: one image, six extreme points (docs/interactive.md)

@@ -90,6 +90,7 @@ def _epoch_end(validator: PatchValidator | None, model: torch.nn.Module, tracker
 
 def _train(run_dir: Path, model, prefixes, conf, cfg: TrainConfig, ctx, meta, resume, progress, epoch_end, size, keep):
     kwargs = dict(patch_size=conf.patch_size, ignore_label=ctx.plan.ignore_label, meta=meta)
+    kwargs.update(mirror_axes=conf.mirror_axes)  # the plan's: not the axes whose flip swaps classes
     kwargs.update(progress=progress, epoch_end=epoch_end, sampler=_interactive_sampler(ctx.plan, conf))
     kwargs.update(reserve=lambda: keep)  # keep: the validation estimate + the fold's time before training
     if not size:

@@ -16,6 +16,7 @@ from voxseg.errors import InputImageError, VoxsegError
 from voxseg.io import read_image
 
 from .model import CaseFingerprint, ChannelStats, Fingerprint, modality_of
+from .symmetry import MIRROR_SWAP_LIMIT, swap_fractions
 
 __all__ = ["compute_fingerprint", "MAX_INTENSITY_SAMPLES"]
 
@@ -33,6 +34,7 @@ class _Measured:
     case: CaseFingerprint
     foreground: np.ndarray  # (channels, n) float32 samples of the label foreground
     nonzero: np.ndarray  # (channels, n) float32 samples of the nonzero region (fallback)
+    swap: tuple[float, ...] | None = None  # per axis: classes a flip changes (voxseg.fingerprint.symmetry)
 
 
 def _sample(mask: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -112,7 +114,8 @@ def _measure(case: Case, ignore_label: int | None, per_case: int, seed: int, ins
         class_voxels=class_voxels,
         intensity=tuple(ChannelStats.of(v) for v in foreground),
     )
-    return _Measured(fingerprint, foreground, nonzero_samples)
+    swap = None if lab is None or instances else swap_fractions(lab, ignore_label)
+    return _Measured(fingerprint, foreground, nonzero_samples, swap)
 
 
 def _pool(samples: list[np.ndarray], channels: int) -> tuple[ChannelStats, ...]:
@@ -188,7 +191,11 @@ def compute_fingerprint(
         log.warning("%s: no label foreground in any case; intensity statistics use the nonzero region", dataset.root)
         source = "nonzero"
         intensity = _pool([m.nonzero for m in measured], channels)
+    swaps = [m.swap for m in measured if m.swap is not None]
+    median_swap = np.median(np.asarray(swaps), axis=0) if swaps else ()
+    mirror_swap = {a: round(float(v), 4) for a, v in enumerate(median_swap) if v > MIRROR_SWAP_LIMIT}
     return Fingerprint(
+        mirror_swap=mirror_swap,
         dataset_name=spec.name,
         channel_names=spec.channel_names,
         labels=spec.target_labels,

@@ -145,6 +145,10 @@ class Fingerprint:
     instances
         The dataset's labels are instance ids, measured (and trained) as background/interior/
         boundary classes (:mod:`voxseg.dataset.instances`); ``labels`` are those classes.
+    mirror_swap
+        Axes whose flip turns one class into another (mirror pairs such as left/right), with the
+        median fraction of foreground voxels it changes (:mod:`voxseg.fingerprint.symmetry`); only
+        axes over the limit. The planner does not mirror them. Written only when not empty.
     """
 
     dataset_name: str
@@ -155,10 +159,12 @@ class Fingerprint:
     intensity: tuple[ChannelStats, ...]
     intensity_source: str = "foreground"
     instances: bool = False
+    mirror_swap: Mapping[int, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channel_names", {int(k): str(v) for k, v in dict(self.channel_names).items()})
         object.__setattr__(self, "labels", {str(k): int(v) for k, v in dict(self.labels).items()})
+        object.__setattr__(self, "mirror_swap", {int(a): float(v) for a, v in dict(self.mirror_swap).items()})
         object.__setattr__(self, "modalities", tuple(self.modalities))
         object.__setattr__(self, "cases", tuple(self.cases))
         object.__setattr__(self, "intensity", tuple(self.intensity))
@@ -216,6 +222,7 @@ class Fingerprint:
             "intensity_source": self.intensity_source,
             "cases": [c.to_json() for c in self.cases],
             **({"instances": True} if self.instances else {}),
+            **({"mirror_swap": {str(a): v for a, v in sorted(self.mirror_swap.items())}} if self.mirror_swap else {}),
         }
 
     @classmethod
@@ -238,6 +245,7 @@ class Fingerprint:
                 intensity=tuple(ChannelStats.from_json(s) for s in data["intensity"]),
                 intensity_source=str(data.get("intensity_source", "foreground")),
                 instances=data.get("instances") is True,
+                mirror_swap={int(a): float(v) for a, v in dict(data.get("mirror_swap") or {}).items()},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"invalid fingerprint ({type(exc).__name__}: {exc})") from None

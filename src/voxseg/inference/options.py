@@ -59,6 +59,9 @@ class PredictOptions:
         Confident-tile mirror TTA: a tile whose un-flipped pass is confident everywhere skips its
         other mirrorings (:data:`voxseg.inference.tiling.CONFIDENT_PROBABILITY`). Off by default;
         agreement with full TTA in ``benchmarks/README.md``. Needs ``tta``.
+    skip_background
+        Tiles of pure background (CT air, constant outside the body) are not run
+        (:mod:`voxseg.inference.skip`). Off by default; agreement in ``benchmarks/README.md``.
     """
 
     tta: bool = True
@@ -73,6 +76,7 @@ class PredictOptions:
     configuration: str | None = None
     backend: str = "torch"
     tta_confident: bool = False
+    skip_background: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.overlap, (int, float)) or isinstance(self.overlap, bool) or not 0 <= self.overlap < 1:
@@ -117,6 +121,7 @@ class PredictOptions:
         return {
             "tta": self.tta,
             "tta_confident": self.tta_confident,
+            "skip_background": self.skip_background,
             "overlap": self.overlap,
             "precision": self.precision,
             "device": self.device,
@@ -137,6 +142,7 @@ class PredictOptions:
             "precision": precision,
             "tta": self.tta,
             "tta_confident": self.tta_confident,
+            "skip_background": self.skip_background,
             "overlap": self.overlap,
             "threshold": self.threshold,
             "batch_size": self.batch_size,

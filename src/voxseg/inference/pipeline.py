@@ -97,6 +97,7 @@ class Pipeline:
         overlap: float = 0.5,
         threshold: float | None = None,
         batch_size: int | str = "auto",
+        skip_background: bool = False,
     ):
         if not isinstance(plan, Plan):
             raise ConfigError(f"{type(self).__name__} needs a voxseg.planning.Plan, got {type(plan).__name__}")
@@ -111,6 +112,8 @@ class Pipeline:
         self.overlap = float(overlap)
         self.threshold = None if threshold is None else float(threshold)
         self.batch_size = auto_batch_size(self.config.patch_size) if batch_size == "auto" else int(batch_size)
+        #: Tiles of pure background (:func:`voxseg.inference.skip.background_tile_test`) are not run.
+        self.skip_background = bool(skip_background)
         kwargs = self.config.network.kwargs
         self.num_outputs: int | None = self.config.network.out_channels if "out_channels" in kwargs else None
         self.activation = "sigmoid" if self.num_outputs == 1 else "softmax"
@@ -129,8 +132,13 @@ class Pipeline:
         """Refuse a prediction this model cannot make (e.g. an interactive model without points)."""
 
     def window_options(self) -> dict[str, Any]:
-        """Extra :func:`~voxseg.inference.window.sliding_window` options (e.g. a tile ``skip`` test)."""
-        return {}
+        """Extra :func:`~voxseg.inference.window.sliding_window` options: the tile ``skip`` test of
+        ``skip_background`` (:mod:`voxseg.inference.skip`)."""
+        if not self.skip_background:
+            return {}
+        from voxseg.inference.skip import skip_options
+
+        return skip_options(self.plan.normalization, self.num_classes)
 
     # ---- prediction ------------------------------------------------------------------------
     def predict(

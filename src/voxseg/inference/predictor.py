@@ -80,6 +80,8 @@ class Predictor(Pipeline):
         Confident-tile TTA: a tile whose un-flipped pass is confident everywhere (every voxel's
         class probability >= :data:`~voxseg.inference.tiling.CONFIDENT_PROBABILITY`) skips its other
         mirrorings (:class:`~voxseg.inference.wrappers.MirrorTTA` ``confident``). Off by default.
+    skip_background
+        Tiles of pure background are not run (:mod:`voxseg.inference.skip`). Off by default.
     """
 
     backend = "torch"
@@ -99,6 +101,7 @@ class Predictor(Pipeline):
         batch_size: int | str = "auto",
         num_threads: int | None = None,
         tta_confident: bool = False,
+        skip_background: bool = False,
     ):
         networks = list(networks)
         if not networks or not all(isinstance(n, torch.nn.Module) for n in networks):
@@ -113,6 +116,7 @@ class Predictor(Pipeline):
             overlap=overlap,
             threshold=threshold,
             batch_size=batch_size,
+            skip_background=skip_background,
         )
         self.device = _device(device)
         if num_threads is not None:
@@ -138,6 +142,7 @@ class Predictor(Pipeline):
             "device": str(self.device),
             "threshold": self.threshold,
             "batch_size": self.batch_size,
+            "skip_background": self.skip_background,
         }
 
     def first_folds(self, n: int = 1) -> Predictor:
@@ -257,6 +262,7 @@ class Predictor(Pipeline):
             "precision": self.precision,
             "device": str(self.device),
             "threshold": self.threshold,
+            "skip_background": self.skip_background,
             "postprocessing": self.postprocessing.to_json(),
             "model_sha256": self.model_sha256,
         }

@@ -151,6 +151,8 @@ class NnunetExactPredictor(Predictor):
         """Predict one case with nnU-Net's arithmetic; ``probabilities`` are the softmax of the logits."""
         if self.tta_confident:
             raise ConfigError("exact nnU-Net arithmetic runs every mirroring; drop --tta-confident (or --exact)")
+        if self.skip_background:
+            raise ConfigError("exact nnU-Net arithmetic runs every tile; drop --skip-background (or --exact)")
         t_start = time.perf_counter()
         channels = self.channels(images, mask)
         first = channels[0]

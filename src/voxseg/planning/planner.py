@@ -242,16 +242,30 @@ def _configuration(
         _batch_size(topo.patch_size, dataset_voxels, batch_voxels, d, budget.max_batch_size),
     )
     fitted = _fit_budget(size, spacing, median, budget, d, (len(fingerprint.channel_names), classes))
+    axes, mirror_notes = _mirror_axes(fingerprint, nd)
     return ConfigurationPlan(
         name=name,
         target_spacing=spacing,
         patch_size=size.topo.patch_size,
         batch_size=size.batch,
         network=_network(size.topo, fingerprint, budget, _filters(size.topo.levels, size.base, size.cap), classes),
-        mirror_axes=tuple(range(nd)),
+        mirror_axes=axes,
         median_shape=tuple(int(v) for v in median),
-        notes=(*notes, *fitted),
+        notes=(*notes, *fitted, *mirror_notes),
     )
+
+
+def _mirror_axes(fingerprint: Fingerprint, nd: int) -> tuple[tuple[int, ...], list[str]]:
+    """Every axis but those whose flip swaps classes (mirror pairs); a 2D configuration of 3D data
+    has the last two axes of the volume."""
+    offset = fingerprint.data_ndim - nd
+    swapping = {a - offset: v for a, v in fingerprint.mirror_swap.items() if a >= offset}
+    notes = [
+        f"not mirrored along axis {a} (augmentation and TTA): flipping it changes the class of "
+        f"{v:.0%} of the labelled voxels (mirror pairs such as left/right)"
+        for a, v in sorted(swapping.items())
+    ]
+    return tuple(a for a in range(nd) if a not in swapping), notes
 
 
 @dataclass(frozen=True)

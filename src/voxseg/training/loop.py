@@ -65,8 +65,10 @@ class _BatchStream(IterableDataset):
         start_epoch: int,
         make_sampler: Callable | None = None,
         endless: bool = False,
+        mirror_axes: Sequence[int] | None = None,
     ):
         super().__init__()
+        self.mirror_axes = None if mirror_axes is None else tuple(int(a) for a in mirror_axes)
         self.prefixes, self.patch_size, self.config = list(prefixes), tuple(patch_size), config
         self.ignore_label, self.start_epoch = ignore_label, start_epoch
         self.make_sampler = make_sampler
@@ -87,7 +89,9 @@ class _BatchStream(IterableDataset):
                 ignore_label=self.ignore_label,
             )
         prompts = int(getattr(sampler, "prompt_channels", 0))  # interactive: spatial transforms only
-        augment = build_augmentation(cfg.augmentation, len(self.patch_size), prompt_channels=prompts)
+        augment = build_augmentation(
+            cfg.augmentation, len(self.patch_size), mirror_axes=self.mirror_axes, prompt_channels=prompts
+        )
         n = cfg.iterations_per_epoch
         for epoch in itertools.count(self.start_epoch) if self.endless else range(self.start_epoch, cfg.epochs):
             for i in range(n):
@@ -247,6 +251,7 @@ def train(
     fill_minutes: bool = False,
     final: bool = True,
     reserve: Callable[[], float] | None = None,
+    mirror_axes: Sequence[int] | None = None,
 ) -> TrainState:
     """Train ``model`` on preprocessed cases; checkpoint into ``run_dir`` every epoch.
 
@@ -282,6 +287,9 @@ def train(
         it leaves ``run.json`` status ``running``, never ``finished``.
     reserve
         Seconds of the budget to keep for after training (e.g. validation), asked at every check.
+    mirror_axes
+        Axes the augmentation may flip (None: every axis); the plan's ``mirror_axes``, which leave
+        out axes whose flip swaps classes (:mod:`voxseg.fingerprint.symmetry`).
     """
     run_dir = Path(run_dir)
     cfg = config
@@ -305,7 +313,9 @@ def train(
         return state
     run_step = _stepper(cfg, model, optimizer, par, device, state, ignore_label)
     fill = bool(fill_minutes and cfg.minutes is not None and par is None)
-    stream = _BatchStream(train_cases, patch_size, cfg, ignore_label, state.epoch, sampler, endless=fill)
+    stream = _BatchStream(
+        train_cases, patch_size, cfg, ignore_label, state.epoch, sampler, endless=fill, mirror_axes=mirror_axes
+    )
     batches = iter(_loader(stream, cfg))
     per_step = cfg.minutes is not None and par is None  # data-parallel ranks agree once an epoch
     meta = meta or {}
