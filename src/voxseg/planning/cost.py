@@ -13,7 +13,7 @@ torch), so this module counts the convolutions of DynUNet as :mod:`voxseg.nets` 
 A training step is counted as three forward passes (forward + backward: the usual factor). Memory
 is the activations kept for the backward pass (each convolution's output through instance norm and
 leaky ReLU: :data:`SAVED_TENSORS_PER_CONV` tensors) plus the per-class tensors of the head and the
-loss (logits, softmax, its gradient, the one-hot target, the Dice products:
+loss (logits, probabilities, their gradient; an over-estimate since the loss stopped building one-hot targets:
 :data:`CLASS_TENSORS`), all float32. numpy only.
 """
 
@@ -29,9 +29,11 @@ __all__ = ["StepCost", "step_cost", "SAVED_TENSORS_PER_CONV", "CLASS_TENSORS"]
 #: output, activation output) plus the gradient buffer alive while that layer is differentiated.
 SAVED_TENSORS_PER_CONV = 4
 
-#: float32 tensors of ``batch x K x patch`` alive in a step's head and loss (logits, softmax,
-#: log-softmax, one-hot target, their gradients and the Dice products). Measured: a DiceCE step of
-#: the 40^3, batch-2 CPU plan peaked 324 MB higher with 117 classes than with 2 (5.5 tensors).
+#: float32 tensors of ``batch x K x patch`` alive in a step's head and loss. Measured with MONAI's
+#: one-hot DiceCE: a step of the 40^3, batch-2 CPU plan peaked 324 MB higher with 117 classes than
+#: with 2 (5.5 tensors). The loss now builds no one-hot target and keeps one such tensor
+#: (``voxseg.training.losses``), so this over-estimates; not re-measured yet
+#: (``benchmarks/loss_classes.py --plan WORK/plan.json --memory``).
 CLASS_TENSORS = 6
 
 _F32 = 4
