@@ -16,7 +16,7 @@ from voxseg.errors import InputImageError, VoxsegError
 from voxseg.io import read_image
 
 from .model import CaseFingerprint, ChannelStats, Fingerprint, modality_of
-from .symmetry import MIRROR_SWAP_LIMIT, swap_fractions
+from .symmetry import swap_fractions, swapping_axes
 
 __all__ = ["compute_fingerprint", "MAX_INTENSITY_SAMPLES"]
 
@@ -191,11 +191,7 @@ def compute_fingerprint(
         log.warning("%s: no label foreground in any case; intensity statistics use the nonzero region", dataset.root)
         source = "nonzero"
         intensity = _pool([m.nonzero for m in measured], channels)
-    swaps = [m.swap for m in measured if m.swap is not None]
-    median_swap = np.median(np.asarray(swaps), axis=0) if swaps else ()
-    mirror_swap = {a: round(float(v), 4) for a, v in enumerate(median_swap) if v > MIRROR_SWAP_LIMIT}
     return Fingerprint(
-        mirror_swap=mirror_swap,
         dataset_name=spec.name,
         channel_names=spec.channel_names,
         labels=spec.target_labels,
@@ -204,4 +200,5 @@ def compute_fingerprint(
         cases=tuple(m.case for m in measured),
         intensity=intensity,
         intensity_source=source,
+        mirror_swap=swapping_axes([m.swap for m in measured]),
     )
