@@ -1,13 +1,16 @@
 """voxseg vs a fixed MONAI U-Net on real images that ship in packages (issue 20): one command, one table.
 
     python benchmarks/real_data.py [--tasks brain,aal116,aal20,headct,nuclei,macaque20] [--minutes 15] [--cases 20]
-                                   [--test-cases 5] [--out DIR] [--cache DIR] [--no-pip]
+                                   [--test-cases 5] [--methods voxseg,monai] [--no-postprocessing]
+                                   [--out DIR] [--cache DIR] [--no-pip]
 
 Per task (benchmarks/real/tasks.py; docs/real-data.md says how cases are made and what the labels are):
 
 1. the dataset is built once from the package's images into the cache (``VOXSEG_CACHE``/real_data);
 2. voxseg: ``voxseg plan`` (folds = min(5, cases); the planner chooses the configuration, which the
-   table shows in brackets), ``voxseg train --fold 0 --minutes M``,
+   table shows in brackets), ``voxseg train --fold 0 --minutes M``, ``voxseg crossval --folds 0``
+   (postprocessing chosen on fold 0's validation cases, as nnU-Net chooses it on its cross-validation;
+   the table shows it as ``post:``; ``--no-postprocessing`` leaves it out),
    ``voxseg predict --folds 0 --no-tta`` on imagesTs, ``voxseg evaluate`` against labelsTs, each a
    subprocess;
 3. MONAI: a fixed UNet (benchmarks/real/monai_baseline.py) trained in this process on the same fold-0
@@ -40,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real import machine, tasks
 from real.sources import MissingSource
 
+from voxseg.dataset import make_splits, read_dataset
 from voxseg.evaluation.folders import evaluate_folders
 from voxseg.io.safe_json import read_json
 from voxseg.settings import resolve_paths
@@ -76,8 +80,18 @@ def _instance_scores(eval_dir: Path) -> dict[str, float]:
     return {**found, "matched_iou": found["mean_matched_iou"] or 0.0}
 
 
-def run_voxseg(data: Path, work: Path, *, minutes: float, folds: int, settings: list[str]) -> dict:
-    """plan (the planner chooses the configuration, as for a user) -> train fold 0 -> predict -> evaluate."""
+def _post_text(model: Path) -> str:
+    """The postprocessing ``voxseg crossval`` chose, e.g. ``1: keep_largest``, or ``none``."""
+    found = sorted(model.glob("crossval/*/postprocessing.json"))
+    classes = read_json(found[0]).get("classes", {}) if found else {}
+    return "; ".join(f"{c}: {'+'.join(s['op'] for s in steps)}" for c, steps in classes.items() if steps) or "none"
+
+
+def run_voxseg(
+    data: Path, work: Path, *, minutes: float, folds: int, settings: list[str], postprocess: bool = True
+) -> dict:
+    """plan (the planner chooses the configuration, as for a user) -> train fold 0 -> crossval of fold 0
+    (postprocessing) -> predict -> evaluate."""
     logs = work / "voxseg.log"
     work.mkdir(parents=True, exist_ok=True)
     model, pred, ev = work / "model", work / "pred", work / "eval"
@@ -85,6 +99,13 @@ def run_voxseg(data: Path, work: Path, *, minutes: float, folds: int, settings: 
     extra = [a for kv in settings for a in ("--set", kv)]
     train_s = _run([*VOXSEG, "train", str(model), "--fold", "0", "--minutes", str(minutes), *extra], logs)
     seconds += train_s
+    post = "none"
+    if postprocess:  # as nnU-Net: postprocessing chosen on held-out cases (here fold 0's validation)
+        try:
+            seconds += _run([*VOXSEG, "crossval", str(model), "--folds", "0"], logs)
+            post = _post_text(model)
+        except StepFailed as exc:
+            post = f"none ({exc})"
     predict = [*VOXSEG, "predict", "-i", str(data / "imagesTs"), "-o", str(pred), "-m", str(model)]
     seconds += _run([*predict, "--folds", "0", "--no-tta"], logs)
     seconds += _run([*VOXSEG, "evaluate", str(pred), str(data / "labelsTs"), "-o", str(ev)], logs)
@@ -97,6 +118,7 @@ def run_voxseg(data: Path, work: Path, *, minutes: float, folds: int, settings: 
         "train_minutes": train_s / 60,
         "train_cases": split,
         "configuration": ",".join(trained),
+        "postprocessing": post,
     }
 
 
@@ -125,19 +147,28 @@ def run_task(name: str, args: argparse.Namespace, cache: Path, out: Path) -> dic
     row["train"] = len(list((data / "labelsTr").glob("*.nii.gz")))
     row["test"] = len(list((data / "labelsTs").glob("*.nii.gz")))
     folds = max(2, min(5, args.cases))
-    train_cases = None
-    for method in ("voxseg", "monai"):
+    # MONAI trains on voxseg's fold-0 training cases; alone, on the ones `voxseg plan` (seed 0) would pick
+    train_cases = make_splits(read_dataset(data).case_ids, k=folds, seed=0)[0].train
+    for method in args.methods.split(","):
         try:
             if method == "voxseg":
                 work = out / name / "voxseg"
-                res = run_voxseg(data, work, minutes=args.minutes, folds=folds, settings=args.voxseg_set)
+                res = run_voxseg(
+                    data,
+                    work,
+                    minutes=args.minutes,
+                    folds=folds,
+                    settings=args.voxseg_set,
+                    postprocess=args.postprocess,
+                )
                 train_cases = res["train_cases"]
             else:
                 res = run_monai(data, out / name / "monai", minutes=args.minutes, train_cases=train_cases)
             row[method] = {"dice_hd95": _summary(res["eval"]), "minutes": res["minutes"]}
             row[method]["train_minutes"] = res["train_minutes"]
-            if "configuration" in res:
-                row[method]["configuration"] = res["configuration"]
+            for key in ("configuration", "postprocessing"):
+                if key in res:
+                    row[method][key] = res[key]
             if task.instances:
                 row[method]["instances"] = _instance_scores(res["eval"])
         except (StepFailed, MemoryError, RuntimeError) as exc:
@@ -161,6 +192,8 @@ def _cells(res: dict | None, instances_task: bool) -> list[str]:
         dice_cell = _fmt(dice, 3)
     if res.get("configuration"):
         dice_cell += f" [{res['configuration']}]"
+    if res.get("postprocessing") not in (None, "none"):
+        dice_cell += f" (post: {res['postprocessing']})"
     return [dice_cell, _fmt(hd, 1), f"{res['train_minutes']:.1f}/{res['minutes']:.1f}"]
 
 
@@ -192,11 +225,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cache", type=Path, default=None, help="data cache (default: the voxseg cache/real_data)")
     p.add_argument("--voxseg-set", action="append", default=[], metavar="KEY=VALUE",
                    help="passed to 'voxseg train --set' (e.g. iterations_per_epoch=10 for a smoke run)")  # fmt: skip
+    p.add_argument("--methods", default="voxseg,monai", help="comma-separated subset of voxseg,monai")
+    p.add_argument("--no-postprocessing", dest="postprocess", action="store_false",
+                   help="skip 'voxseg crossval --folds 0' (postprocessing chosen on fold 0's validation)")  # fmt: skip
     p.add_argument("--no-pip", dest="pip", action="store_false", help="never 'pip download' the stardist wheel")
     args = p.parse_args(argv)
     unknown = [t for t in args.tasks.split(",") if t not in tasks.TASKS]
     if unknown:
         p.error(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(tasks.TASKS)}")
+    if not set(args.methods.split(",")) <= {"voxseg", "monai"} or not args.methods:
+        p.error("--methods takes voxseg, monai or voxseg,monai")
     if args.cases < 2 or args.test_cases < 1 or args.minutes <= 0:
         p.error("--cases must be >= 2, --test-cases >= 1 and --minutes > 0")
     return args

@@ -82,3 +82,33 @@ def test_postprocessing_is_chosen_from_cv_predictions(trained_work, tmp_path):
 
     predictor = Predictor.from_work(work, tta=False)  # picks the chosen postprocessing up
     assert not predictor.postprocessing.is_identity and predictor.folds == (0, 1)
+
+
+def test_one_trained_fold_is_scored_alone_when_asked(tmp_path):
+    """A user who trained fold 0 only gets its validation scored and postprocessing chosen from it,
+    labelled an estimate everywhere; without --folds the refusal names that way out."""
+    from typer.testing import CliRunner
+
+    from voxseg.cli.main import app
+    from voxseg.errors import ConfigError
+    from voxseg.workdir.quality import crossval_warnings
+
+    work = make_work(tmp_path)
+    train_fold(work, 0, config_overrides={**FAST, "epochs": 1}, patch_validation=0)
+    with pytest.raises(VoxsegError, match=r"fold 1 is not trained.*score the trained fold\(s\) alone with --folds 0"):
+        crossval(work)
+    with pytest.raises(ConfigError, match="--folds 7 not in the splits"):
+        crossval(work, folds=[7])
+    summary = crossval(work, folds=[0])
+    wd = WorkDir(work)
+    val = json.loads(wd.splits_path.read_text())["folds"][0]["val"]
+    assert summary["partial"] is True and summary["folds_scored"] == [0] and summary["folds"] == 2
+    assert summary["cases"] == len(val) and set(summary["per_fold"]) == {"0"}
+    assert wd.postprocessing_path("3d").is_file()
+    saved = json.loads((wd.crossval_dir("3d") / "summary.json").read_text())
+    assert saved["partial"] is True and saved["folds_scored"] == [0]
+    warnings = crossval_warnings(summary, {})
+    assert any("scored on fold(s) 0 of 2 only" in w for w in warnings)
+    result = CliRunner().invoke(app, ["crossval", str(work), "--folds", "0"])
+    assert result.exit_code == 0, result.output
+    assert "fold(s) 0 of 2" in result.output and "scored on fold(s) 0 of 2 only" in result.output

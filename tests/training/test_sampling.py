@@ -6,7 +6,7 @@ from voxseg.io import Volume
 from voxseg.planning import Normalization
 from voxseg.preprocessing import preprocess_case
 from voxseg.preprocessing.store import write_preprocessed
-from voxseg.training.sampling import PatchSampler, load_cases
+from voxseg.training.sampling import CaseData, PatchSampler, load_cases, patch_start_bounds
 
 
 def _write_case(tmp_path, name, label_arr, ignore=None):
@@ -73,3 +73,48 @@ def test_bad_patch_dims(tmp_path):
     prefix = _write_case(tmp_path, "d", _small_object_label())
     with pytest.raises(ConfigError, match="does not fit"):
         PatchSampler(load_cases([prefix]), (16,))
+
+
+def _coded_case(shape, label):
+    """A case whose image holds each voxel's flat index + 1, so a patch shows where it came from."""
+    data = (np.arange(np.prod(shape), dtype=np.float32) + 1).reshape((1, *shape))
+    locs = {1: np.argwhere(label == 1)} if np.any(label == 1) else {}
+    return CaseData("coded", data, label, locs)
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_patches_lie_inside_the_case_like_prediction_tiles(force):
+    """Training patches are placed as prediction places its tiles: never across the border of an
+    axis that holds the patch (zero padding there is what no tile ever shows), flush with the
+    border as often as the uniform rule gives, and the forced ones still hold their voxel."""
+    shape, patch = (24, 40, 40), (16, 16, 16)
+    label = _small_object_label(shape)  # object at [10:13, 30:33, 5:8]: near two borders
+    sampler = PatchSampler([_coded_case(shape, label)], patch, oversample_foreground=1.0 if force else 0.0)
+    rng = np.random.default_rng(0)
+    starts = []
+    for _ in range(400):
+        img, seg = sampler.sample(rng, force_fg=force)
+        assert np.all(img > 0), "a patch crossed the case's border"
+        first = int(img[0, 0, 0, 0]) - 1
+        start = np.unravel_index(first, shape)
+        window = tuple(slice(s, s + p) for s, p in zip(start, patch, strict=True))
+        assert np.array_equal(img[0], sampler.cases[0].data[0][window])
+        starts.append(start)
+        if force:
+            assert np.any(seg == 1)
+    starts = np.asarray(starts)
+    assert np.all(starts >= 0) and np.all(starts <= np.asarray(shape) - patch)
+    if not force:  # uniform: both flush positions of every axis are drawn
+        for axis, (size, p) in enumerate(zip(shape, patch, strict=True)):
+            assert {0, size - p} <= set(starts[:, axis].tolist())
+
+
+def test_start_bounds_match_the_tiles_of_a_short_axis():
+    from voxseg.inference.tiling import tile_grid
+
+    shape, patch = (8, 12, 40), (16, 16, 16)
+    low, high = patch_start_bounds(shape, patch)
+    assert low.tolist() == [-4, -2, 0] and high.tolist() == [-4, -2, 24]
+    per_axis = tile_grid(shape, patch, 0.5)
+    assert per_axis[0] == (low[0],) and per_axis[1] == (low[1],)  # the one tile of a short axis
+    assert min(per_axis[2]) == low[2] and max(per_axis[2]) == high[2]

@@ -176,13 +176,24 @@ def train(
 def crossval(
     work: Path = typer.Argument(..., help="Work folder with trained folds."),
     config: str = typer.Option(None, "--config", "-c", help="Plan configuration (default: the plan's)."),
+    folds: str = typer.Option(
+        None,
+        "--folds",
+        "-f",
+        help="Score only these folds, e.g. 0 or 0,2 (default: all, as a cross-validation needs); "
+        "with a subset, figures and postprocessing rest on their validation cases alone.",
+    ),
 ) -> None:
     """Summarize the folds' validation predictions and choose the postprocessing per class."""
     from voxseg.experiment.crossval import crossval as run_crossval
 
-    summary = run_crossval(work, configuration=config)
+    chosen = None if folds is None else _parse_folds(folds)
+    summary = run_crossval(work, configuration=config, folds=None if chosen in (None, "all") else chosen)
     steps = summary["postprocessing"].get("classes", {})
-    table = Table(title=f"cross-validation: {summary['cases']} cases, {summary['folds']} folds")
+    scope = f"{summary['folds']} folds"
+    if summary.get("partial"):
+        scope = f"fold(s) {', '.join(map(str, summary['folds_scored']))} of {summary['folds']}"
+    table = Table(title=f"cross-validation: {summary['cases']} cases, {scope}")
     for col in ("class", "name", "Dice", "std", "Dice post", "postprocessing"):
         table.add_column(col, justify="left" if col in ("name", "postprocessing") else "right")
     for label, row in summary["per_class"].items():

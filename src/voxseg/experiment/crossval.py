@@ -37,12 +37,27 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 
 
-def _collect(wd, cfg: str, folds, ending: str) -> tuple[dict[str, int], list[str]]:
+def _scored_folds(wd, folds, *, chosen: Sequence[int] | None) -> list[int]:
+    """The folds to score: all of the splits, or ``chosen`` (checked against the splits)."""
+    if chosen is None:
+        return list(range(len(folds)))
+    picked = sorted({int(k) for k in chosen})
+    bad = [k for k in picked if not 0 <= k < len(folds)]
+    if not picked or bad:
+        raise ConfigError(
+            f"{wd.root}: --folds {','.join(map(str, bad)) or '(none)'} not in the splits (folds 0..{len(folds) - 1})"
+        )
+    return picked
+
+
+def _collect(wd, cfg: str, folds, ending: str, scored: Sequence[int]) -> tuple[dict[str, int], list[str]]:
     """case id -> fold whose validation prediction covers it; and the problems (missing folds/files)."""
     trained = set(wd.trained_folds(cfg))
     owner: dict[str, int] = {}
     problems = []
     for k, fold in enumerate(folds):
+        if k not in scored:
+            continue
         if k not in trained:
             problems.append(f"fold {k} is not trained")
             continue
@@ -91,6 +106,7 @@ def crossval(
     configuration: str | None = None,
     candidates: Sequence[Mapping[str, Any]] | None = None,
     min_gain: float = 0.0,
+    folds: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Summarize the cross-validation of a work folder and choose its postprocessing.
 
@@ -105,6 +121,10 @@ def crossval(
         objects at sizes derived from the reference objects).
     min_gain
         A step is kept only if it raises the class's mean Dice by more than this.
+    folds
+        Score only these folds (default: every fold, as a cross-validation needs). With a subset
+        the figures and the chosen postprocessing rest on those folds' validation cases alone:
+        the summary says so (``partial``, ``folds_scored``) and ``voxseg crossval`` warns.
 
     Returns
     -------
@@ -121,16 +141,21 @@ def crossval(
     plan = work_plan(wd, configuration)
     cfg = plan.configuration(configuration).name
     dataset = read_dataset(wd.source_dataset())
+    folds_arg = folds
     folds = read_splits(wd.splits_path) if wd.splits_path.is_file() else None
     if not folds:
         raise ConfigError(f"{wd.splits_path}: missing; re-run `voxseg plan DATA -o {wd.root}`")
     ending = dataset.spec.file_ending
-    owner, problems = _collect(wd, cfg, folds, ending)
+    scored = _scored_folds(wd, folds, chosen=folds_arg)
+    owner, problems = _collect(wd, cfg, folds, ending, scored)
     if problems:
         todo = sorted({int(p.split()[1]) for p in problems})
+        trained = [k for k in wd.trained_folds(cfg) if k not in todo]
+        alone = f", or score the trained fold(s) alone with --folds {','.join(map(str, trained))}" if trained else ""
+        need = "every fold" if folds_arg is None else "the folds asked for"
         raise VoxsegError(
-            f"{wd.root}: cross-validation needs every fold of {cfg!r}: {'; '.join(problems)}; "
-            f"train them with `voxseg train {wd.root} --config {cfg} --fold {','.join(map(str, todo))}`"
+            f"{wd.root}: cross-validation needs {need} of {cfg!r}: {'; '.join(problems)}; "
+            f"train them with `voxseg train {wd.root} --config {cfg} --fold {','.join(map(str, todo))}`{alone}"
         )
     if not owner:
         raise VoxsegError(
@@ -156,6 +181,8 @@ def crossval(
     spec.save(wd.postprocessing_path(cfg))
     write_json_atomic(out / "postprocessing_report.json", json_safe({"schema_version": 1, "candidates": report}))
     summary = _summary(plan, cfg, folds, owner, cases, post, labels, spec)
+    summary["folds_scored"] = sorted(set(owner.values()))
+    summary["partial"] = len(summary["folds_scored"]) < len(folds)
     write_json_atomic(out / "summary.json", json_safe(summary))
     rows = [
         {"case": c, "fold": owner[c], "class": lb, **cases[c][lb], "dice_postprocessed": post[c][lb]["dice"]}

@@ -61,6 +61,12 @@ def fold_warnings(records: Mapping[int, Mapping[str, Any]]) -> list[str]:
 def crossval_warnings(summary: Mapping[str, Any], records: Mapping[int, Mapping[str, Any]]) -> list[str]:
     """:func:`fold_warnings` and one line when the cross-validation mean Dice is low."""
     lines = fold_warnings(records)
+    if summary.get("partial"):
+        scored = ", ".join(map(str, summary.get("folds_scored") or []))
+        lines.append(
+            f"scored on fold(s) {scored} of {summary.get('folds')} only ({summary.get('cases')} cases): an estimate, "
+            "and postprocessing chosen from it, not a cross-validation of every case; train every fold for one"
+        )
     dice = cv_dice(summary)
     if isinstance(dice, (int, float)) and dice < LOW_DICE:
         lines.append(f"cross-validation mean Dice {dice:.4f} is low (< {LOW_DICE}): this model is not ready for use")
