@@ -120,3 +120,15 @@ def test_importing_the_bundle_package_does_not_import_torch():
     assert run.stdout.strip() == "[]"
     code = "import sys, voxseg.bundle; print(any(m.startswith('voxseg.training') for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_card_says_when_the_figures_rest_on_some_folds_only():
+    from voxseg.bundle.card import cv_table
+
+    per_class = {"1": {"dice": {"mean": 0.9, "std": 0.01}}}
+    whole = cv_table(_manifest(metrics={"per_class": per_class, "folds": 5, "cases": 20, "partial": False}))
+    assert not any("only" in row for row in whole)
+    part = _manifest(metrics={"per_class": per_class, "folds": 5, "cases": 4, "partial": True, "folds_scored": [0]})
+    assert cv_table(part)[-1] == (
+        "Scored on fold(s) 0 of 5 only (4 cases): an estimate, not a cross-validation of every case."
+    )

@@ -54,6 +54,13 @@ def cv_table(manifest: BundleManifest) -> list[str]:
     if isinstance(overall, Mapping) and overall:
         rows.append("")
         rows.append("Mean over foreground classes: " + ", ".join(f"{k} {_fmt(v)}" for k, v in overall.items()) + ".")
+    if manifest.metrics.get("partial"):
+        scored = ", ".join(map(str, manifest.metrics.get("folds_scored") or [])) or "?"
+        rows.append("")
+        rows.append(
+            f"Scored on fold(s) {scored} of {manifest.metrics.get('folds', '?')} only "
+            f"({manifest.metrics.get('cases', '?')} cases): an estimate, not a cross-validation of every case."
+        )
     return rows
 
 
