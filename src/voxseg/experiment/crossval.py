@@ -141,18 +141,17 @@ def crossval(
     plan = work_plan(wd, configuration)
     cfg = plan.configuration(configuration).name
     dataset = read_dataset(wd.source_dataset())
-    folds_arg = folds
-    folds = read_splits(wd.splits_path) if wd.splits_path.is_file() else None
-    if not folds:
+    splits = read_splits(wd.splits_path) if wd.splits_path.is_file() else None
+    if not splits:
         raise ConfigError(f"{wd.splits_path}: missing; re-run `voxseg plan DATA -o {wd.root}`")
     ending = dataset.spec.file_ending
-    scored = _scored_folds(wd, folds, chosen=folds_arg)
-    owner, problems = _collect(wd, cfg, folds, ending, scored)
+    scored = _scored_folds(wd, splits, chosen=folds)
+    owner, problems = _collect(wd, cfg, splits, ending, scored)
     if problems:
         todo = sorted({int(p.split()[1]) for p in problems})
         trained = [k for k in wd.trained_folds(cfg) if k not in todo]
         alone = f", or score the trained fold(s) alone with --folds {','.join(map(str, trained))}" if trained else ""
-        need = "every fold" if folds_arg is None else "the folds asked for"
+        need = "every fold" if folds is None else "the folds asked for"
         raise VoxsegError(
             f"{wd.root}: cross-validation needs {need} of {cfg!r}: {'; '.join(problems)}; "
             f"train them with `voxseg train {wd.root} --config {cfg} --fold {','.join(map(str, todo))}`{alone}"
@@ -180,9 +179,9 @@ def crossval(
     out = wd.crossval_dir(cfg)
     spec.save(wd.postprocessing_path(cfg))
     write_json_atomic(out / "postprocessing_report.json", json_safe({"schema_version": 1, "candidates": report}))
-    summary = _summary(plan, cfg, folds, owner, cases, post, labels, spec)
+    summary = _summary(plan, cfg, splits, owner, cases, post, labels, spec)
     summary["folds_scored"] = sorted(set(owner.values()))
-    summary["partial"] = len(summary["folds_scored"]) < len(folds)
+    summary["partial"] = len(summary["folds_scored"]) < len(splits)
     write_json_atomic(out / "summary.json", json_safe(summary))
     rows = [
         {"case": c, "fold": owner[c], "class": lb, **cases[c][lb], "dice_postprocessed": post[c][lb]["dice"]}
