@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from voxseg.bundle.manifest import BundleManifest
+from voxseg.workdir.quality import partial_scope
 
 __all__ = ["make_card", "cv_table", "provenance_lines", "replace_provenance"]
 
@@ -54,12 +55,12 @@ def cv_table(manifest: BundleManifest) -> list[str]:
     if isinstance(overall, Mapping) and overall:
         rows.append("")
         rows.append("Mean over foreground classes: " + ", ".join(f"{k} {_fmt(v)}" for k, v in overall.items()) + ".")
-    if manifest.metrics.get("partial"):
-        scored = ", ".join(map(str, manifest.metrics.get("folds_scored") or [])) or "?"
+    scope = partial_scope(manifest.metrics)
+    if scope:
         rows.append("")
         rows.append(
-            f"Scored on fold(s) {scored} of {manifest.metrics.get('folds', '?')} only "
-            f"({manifest.metrics.get('cases', '?')} cases): an estimate, not a cross-validation of every case."
+            f"Scored on {scope} only ({manifest.metrics.get('cases', '?')} cases): "
+            "an estimate, not a cross-validation of every case."
         )
     return rows
 

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from voxseg.cli._common import console, err_console, parse_key_values
 from voxseg.errors import ConfigError
-from voxseg.workdir.quality import crossval_warnings, fold_records, fold_warnings, next_step
+from voxseg.workdir.quality import crossval_warnings, fold_records, fold_warnings, next_step, partial_scope
 
 
 def _parse_folds(text: str) -> str | list[int]:
@@ -190,9 +190,7 @@ def crossval(
     chosen = None if folds is None else _parse_folds(folds)
     summary = run_crossval(work, configuration=config, folds=None if chosen in (None, "all") else chosen)
     steps = summary["postprocessing"].get("classes", {})
-    scope = f"{summary['folds']} folds"
-    if summary.get("partial"):
-        scope = f"fold(s) {', '.join(map(str, summary['folds_scored']))} of {summary['folds']}"
+    scope = partial_scope(summary) or f"{summary['folds']} folds"
     table = Table(title=f"cross-validation: {summary['cases']} cases, {scope}")
     for col in ("class", "name", "Dice", "std", "Dice post", "postprocessing"):
         table.add_column(col, justify="left" if col in ("name", "postprocessing") else "right")

@@ -12,7 +12,16 @@ from typing import Any
 from voxseg.io.safe_json import read_json
 from voxseg.workdir.layout import WorkDir
 
-__all__ = ["MIN_EPOCHS", "LOW_DICE", "fold_records", "fold_warnings", "crossval_warnings", "cv_dice", "next_step"]
+__all__ = [
+    "MIN_EPOCHS",
+    "LOW_DICE",
+    "fold_records",
+    "fold_warnings",
+    "crossval_warnings",
+    "cv_dice",
+    "partial_scope",
+    "next_step",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +70,24 @@ def fold_warnings(records: Mapping[int, Mapping[str, Any]]) -> list[str]:
 def crossval_warnings(summary: Mapping[str, Any], records: Mapping[int, Mapping[str, Any]]) -> list[str]:
     """:func:`fold_warnings` and one line when the cross-validation mean Dice is low."""
     lines = fold_warnings(records)
-    if summary.get("partial"):
-        scored = ", ".join(map(str, summary.get("folds_scored") or []))
+    scope = partial_scope(summary)
+    if scope:
         lines.append(
-            f"scored on fold(s) {scored} of {summary.get('folds')} only ({summary.get('cases')} cases): an estimate, "
+            f"scored on {scope} only ({summary.get('cases')} cases): an estimate, "
             "and postprocessing chosen from it, not a cross-validation of every case; train every fold for one"
         )
     dice = cv_dice(summary)
     if isinstance(dice, (int, float)) and dice < LOW_DICE:
         lines.append(f"cross-validation mean Dice {dice:.4f} is low (< {LOW_DICE}): this model is not ready for use")
     return lines
+
+
+def partial_scope(summary: Mapping[str, Any]) -> str | None:
+    """``fold(s) 0 of 5`` when a ``crossval --folds`` summary scored only some folds, else None."""
+    if not summary.get("partial"):
+        return None
+    scored = ", ".join(map(str, summary.get("folds_scored") or [])) or "?"
+    return f"fold(s) {scored} of {summary.get('folds', '?')}"
 
 
 def cv_dice(summary: Mapping[str, Any]) -> float | None:
