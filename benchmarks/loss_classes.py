@@ -92,13 +92,19 @@ def step_seconds(
 
 
 def peak_rss_mb(plan_path: Path, config: str, which: str, classes: int, threads: int) -> float:
-    """Peak RSS (MB) of a fresh process that runs three training steps with ``which`` loss."""
+    """Peak RSS (MB) of a fresh process that runs three training steps with ``which`` loss.
+
+    The child reads its own ``VmHWM``, not ``getrusage``'s ``ru_maxrss``: Linux carries the parent's
+    resident size at ``fork`` over ``exec`` into the child's ``ru_maxrss``, so every child reported the
+    benchmark's own peak (1,027 MB for all four runs before this was found).
+    """
     code = (
-        "import resource, sys, torch; sys.path.insert(0, sys.argv[1]); import loss_classes as b; "
+        "import sys, torch; sys.path.insert(0, sys.argv[1]); import loss_classes as b; "
+        "from voxseg.inference.runtime import peak_rss_bytes; "
         "torch.set_num_threads(int(sys.argv[6])); "
         "loss = b.monai_loss if sys.argv[4] == 'monai' else b.build_loss(b.LossSpec('dice_ce')); "
         "b.step_seconds(b.Path(sys.argv[2]), sys.argv[3], loss, 2, int(sys.argv[5])); "
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+        "print(peak_rss_bytes() / 2**20)"
     )
     here = str(Path(__file__).resolve().parent)
     args = [here, str(plan_path), config, which, str(classes), str(threads)]

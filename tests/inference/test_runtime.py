@@ -124,3 +124,27 @@ def test_memory_meters():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+@pytest.mark.skipif(not LINUX, reason="/proc only")
+def test_peak_of_a_child_process_is_its_own_not_its_parents():
+    """Linux carries a parent's resident size at fork over exec into the child's ``ru_maxrss``; the
+    benchmarks measure children, so ``peak_rss_bytes`` must read the child's own high-water mark."""
+    child = (
+        "import resource; from voxseg.inference.runtime import peak_rss_bytes; "
+        "print(peak_rss_bytes(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)"
+    )
+    parent = textwrap.dedent(
+        f"""
+        import subprocess, sys
+        import numpy as np
+        block = np.ones(400 << 20, np.uint8)  # 400 MiB resident in the parent when it forks
+        out = subprocess.run([sys.executable, "-c", {child!r}], capture_output=True, text=True, check=True)
+        print(out.stdout.strip())
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    ours, inherited = (int(v) for v in result.stdout.split())
+    assert ours < 300 << 20  # the child imports numpy and voxseg's runtime: well under 300 MiB
+    assert inherited >= 400 << 20  # what getrusage says, and why the benchmark cannot use it
