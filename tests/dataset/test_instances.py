@@ -174,6 +174,7 @@ def test_import_keeps_ids_and_declares_instances(tmp_path):
 @pytest.mark.slow
 def test_trained_instance_model_predicts_one_id_per_object_and_exports_the_split(tmp_path):
     from voxseg.bundle import export_bundle, open_bundle
+    from voxseg.experiment.crossval import crossval
     from voxseg.experiment.plan import plan_experiment
     from voxseg.experiment.train import train_folds
     from voxseg.inference.predictor import Predictor
@@ -183,11 +184,15 @@ def test_trained_instance_model_predicts_one_id_per_object_and_exports_the_split
     plan_experiment(data, work, folds=2, num_workers=1)
     summaries = train_folds(work, [0], config_overrides={"epochs": 1, "iterations_per_epoch": 2})
     assert summaries[0]["status"] == "finished"
+    objects = crossval(work, folds=[0])["instances"]  # the split's smallest object, chosen by object F1
+    assert objects["candidates"][0]["min_size"] == 0 and len(objects["candidates"]) > 1
+    assert [r["min_size"] for r in objects["candidates"] if r["chosen"]] == [objects["min_size"]]
     predictor = Predictor.from_work(work, tta=False)
-    assert predictor.postprocessing.final[-1].op == "split_instances"
+    split = predictor.postprocessing.final[-1]
+    assert split.op == "split_instances" and dict(split.params).get("min_size", 0) == objects["min_size"]
     image, _ = touching_disks(seed=9)
     labels = predictor.predict([Volume(image, (1.0, 1.0))]).labels
     assert labels.array.dtype.kind == "u" and labels.shape == image.shape
     bundle = open_bundle(export_bundle(work, tmp_path / "cells.zip", name="cells", version="v1", golden=False))
-    assert bundle.manifest.task == "instances" and bundle.manifest.postprocessing.final[-1].op == "split_instances"
+    assert bundle.manifest.task == "instances" and bundle.manifest.postprocessing.final[-1] == split
     assert bundle.manifest.plan.instances

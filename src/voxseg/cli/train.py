@@ -206,6 +206,14 @@ def crossval(
         )
     table.add_row("mean", "", _fmt(summary["mean_dice"]), "", _fmt(summary["mean_dice_postprocessed"]), "")
     console.print(table)
+    objects = summary.get("instances")
+    if objects:
+        keep = f"objects of {objects['min_size']}+ voxels" if objects["min_size"] else "every object"
+        console.print(
+            f"objects: split_instances keeps {keep}; object F1 at IoU {objects['iou_threshold']} "
+            f"{objects['f1']:.4f} -> {objects['f1_postprocessed']:.4f} on these cases",
+            highlight=False,
+        )
     console.print(f"wrote {Path(work) / 'crossval' / summary['configuration']}")
     records = fold_records(work, summary["configuration"])
     for line in crossval_warnings(summary, records):

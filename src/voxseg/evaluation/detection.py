@@ -40,7 +40,9 @@ from voxseg.evaluation.overlap import pair_arrays
 from voxseg.evaluation.surface import _spacing
 from voxseg.io.volume import Volume
 
-__all__ = ["DetectionResult", "detection_metrics"]
+__all__ = ["DetectionResult", "detection_metrics", "INSTANCE_IOU"]
+
+INSTANCE_IOU = 0.5  # a predicted object matches a reference object at IoU >= 0.5 (StarDist, Cellpose)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from voxseg.errors import ConfigError, DatasetFormatError, InputImageError, VoxsegError
+from voxseg.evaluation.detection import INSTANCE_IOU
 from voxseg.evaluation.overlap import dice, pair_arrays, resolve_labels
 from voxseg.evaluation.surface import hd95, surface_dice
 from voxseg.io import atomic_path, read_image, write_json_atomic
@@ -33,7 +34,6 @@ __all__ = ["evaluate_case", "evaluate_folders", "summarize", "SCHEMA_VERSION"]
 
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
-INSTANCE_IOU = 0.5  # a predicted object matches a reference object at IoU >= 0.5 (StarDist, Cellpose)
 _EMPTY = {"dice": 1.0, "hd95": 0.0, "surface_dice": 1.0, "pred_voxels": 0, "ref_voxels": 0}
 
 

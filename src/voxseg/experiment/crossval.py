@@ -8,6 +8,11 @@ and per fold), chooses per-class postprocessing with
 objects under N voxels) and scores the postprocessed predictions too. It writes
 ``crossval/<cfg>/summary.json``, ``metrics.csv``, ``postprocessing.json`` (the spec, used by
 ``Predictor.from_work``) and ``postprocessing_report.json`` (every candidate's mean Dice).
+
+For an instance plan (background / interior / boundary, split into objects at prediction) it also
+chooses the smallest object the split keeps, by the object F1 over the validation cases against
+their instance ids (:func:`voxseg.postprocessing.choose_instances.choose_split_min_size`); the spec
+then ends with that ``split_instances`` step and the summary's ``instances`` holds every size tried.
 """
 
 from __future__ import annotations
@@ -21,14 +26,17 @@ from typing import Any
 import numpy as np
 
 from voxseg.dataset import read_dataset
+from voxseg.dataset.instances import BOUNDARY, INTERIOR, instance_ids
 from voxseg.dataset.splits import read_splits
 from voxseg.errors import ConfigError, VoxsegError
 from voxseg.evaluation import evaluate_case, summarize
+from voxseg.evaluation.detection import INSTANCE_IOU
 from voxseg.experiment.validation import json_safe
 from voxseg.io import atomic_path, read_image, write_json_atomic
 from voxseg.io.safe_json import read_json
 from voxseg.planning.work import work_plan
-from voxseg.postprocessing import apply_postprocessing, choose_postprocessing
+from voxseg.postprocessing import PostprocessingSpec, Step, apply_postprocessing, choose_postprocessing
+from voxseg.postprocessing.choose_instances import choose_split_min_size
 from voxseg.workdir.layout import WorkDir
 
 __all__ = ["crossval"]
@@ -176,10 +184,17 @@ def crossval(
         c: evaluate_case(apply_postprocessing(p, spec), r, labels=labels, ignore_label=plan.ignore_label)
         for c, p, r in zip(ids, preds, refs, strict=True)
     }
+    objects = None
+    if plan.instances:
+        spec, objects = _choose_split(dataset, ids, preds, spec, min_gain)
     out = wd.crossval_dir(cfg)
     spec.save(wd.postprocessing_path(cfg))
-    write_json_atomic(out / "postprocessing_report.json", json_safe({"schema_version": 1, "candidates": report}))
+    extra = {"instances": objects} if objects else {}
+    write_json_atomic(
+        out / "postprocessing_report.json", json_safe({"schema_version": 1, "candidates": report, **extra})
+    )
     summary = _summary(plan, cfg, splits, owner, cases, post, labels, spec)
+    summary.update(extra)
     summary["folds_scored"] = sorted(set(owner.values()))
     summary["partial"] = len(summary["folds_scored"]) < len(splits)
     write_json_atomic(out / "summary.json", json_safe(summary))
@@ -191,6 +206,21 @@ def crossval(
     _write_csv(out / "metrics.csv", json_safe(rows))
     log.info("cross-validation of %d case(s): mean Dice %s", len(ids), summary["mean_dice"])
     return summary
+
+
+def _choose_split(dataset, ids, preds, spec: PostprocessingSpec, min_gain: float):
+    """An instance plan's spec ending with ``split_instances`` at the size the validation F1 picks."""
+    refs = []
+    for c in ids:
+        path = dataset.case(c).label
+        refs.append(instance_ids(read_image(path), path))
+    cleaned = [apply_postprocessing(p, spec) for p in preds]
+    size, rows = choose_split_min_size(cleaned, refs, interior=INTERIOR, boundary=BOUNDARY, min_gain=min_gain)
+    chosen = next(r for r in rows if r["chosen"])
+    log.info("instances: split_instances(min_size=%d), object F1 %.4f -> %.4f", size, rows[0]["f1"], chosen["f1"])
+    split = Step.of("split_instances", min_size=size) if size else Step.of("split_instances")
+    objects = {"min_size": size, "iou_threshold": INSTANCE_IOU, "f1": rows[0]["f1"], "f1_postprocessed": chosen["f1"]}
+    return PostprocessingSpec(spec.classes, (*spec.final, split)), {**objects, "candidates": rows}
 
 
 def _summary(plan, cfg, folds, owner, cases, post, labels, spec) -> dict[str, Any]:
