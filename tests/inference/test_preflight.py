@@ -149,3 +149,22 @@ def test_limits_memory_and_force():
     with pytest.raises(PreflightError, match="memory"):
         report.check()
     preflight(big, facts, measure=False, limits=PreflightLimits(max_memory_gb=0.5, force=True)).check()
+
+
+def test_many_cases_with_one_finding_give_one_line_that_counts_them(tmp_path):
+    """Test tiles smaller than the training images (the real nuclei: 5 lines, one per tile; a
+    folder of 1,000 tiles gave 1,000): over 3 cases, one line with the count and the first names."""
+    work = write_work(tmp_path / "work", make_plan(ndim=2, target_spacing=(0.5, 0.5), network=unet_spec(2, 1, 2)))
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for k in range(6):
+        Image.fromarray(np.zeros((40, 50 + k), np.uint8)).save(folder / f"tile_{k}.png")
+    report = preflight(collect_inputs(folder), describe_model(work), measure=False)
+    # each case keeps its own lines: no spacing in the PNG, and a field of view beyond the model's
+    assert all(len(case.warnings) == 2 and "tile_" in case.warnings[0] for case in report.cases)
+    spacing, view = report.warnings
+    assert spacing.startswith("6 of 6 cases (tile_0.png, tile_1.png, tile_2.png, ...): no spacing recorded")
+    assert "tile_0.png.json, ..., tile_5.png.json sidecar" in spacing
+    assert view.startswith("6 of 6 cases (tile_0, tile_1, tile_2, ...): field of view 40x50 mm, ..., 40x55 mm is far")
+    few = preflight(collect_inputs(folder / "tile_4.png"), describe_model(work), measure=False)
+    assert few.warnings == few.cases[0].warnings  # 3 or fewer: each case's line as it is

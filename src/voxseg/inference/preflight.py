@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from voxseg.errors import InputImageError, VoxsegError
 from voxseg.fingerprint.domain import TrainingDomain
+from voxseg.inference.case_notes import CaseNote, grouped_notes
 from voxseg.inference.tiling import FLOAT16_ABOVE_BYTES, auto_batch_size, tile_grid
 from voxseg.io.headers import ImageHeader, read_header
 from voxseg.planning import ConfigurationPlan, Plan
@@ -41,6 +42,7 @@ __all__ = [
     "PreflightLimits",
     "ModelFacts",
     "CaseWork",
+    "CaseNote",
     "PreflightReport",
     "preflight",
     "SPACING_FACTOR",
@@ -136,7 +138,11 @@ class CaseWork:
     network_calls: int
     peak_bytes: int
     seconds: float | None = None
-    warnings: tuple[str, ...] = ()
+    notes: tuple[CaseNote, ...] = ()
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return tuple(n.text for n in self.notes)
 
 
 @dataclass(frozen=True)
@@ -154,10 +160,8 @@ class PreflightReport:
 
     @property
     def warnings(self) -> tuple[str, ...]:
-        seen: dict[str, None] = {}
-        for case in self.cases:
-            seen.update(dict.fromkeys(case.warnings))
-        return tuple(seen)
+        """Each case's warnings; a finding shared by many cases is one line that counts them."""
+        return tuple(grouped_notes([n for case in self.cases for n in case.notes], len(self.cases)))
 
     @property
     def seconds(self) -> float | None:
@@ -317,19 +321,25 @@ def _case_work(case_id: str, headers: list[ImageHeader], model: ModelFacts, has_
     tiles = per_grid * slices
     calls = math.ceil(per_grid / model.tiles_per_call) * slices * model.folds
     seconds = None if call is None else calls * call
-    warnings = _warnings(case_id, headers, model, shape, target)
+    notes = _warnings(case_id, headers, model, shape, target)
     return CaseWork(
-        case_id, first.shape, first.spacing, shape, tiles, calls, _peak_bytes(headers, model, shape), seconds, warnings
+        case_id, first.shape, first.spacing, shape, tiles, calls, _peak_bytes(headers, model, shape), seconds, notes
     )
 
 
-def _warnings(case_id, headers, model, shape, target) -> tuple[str, ...]:
+def _warnings(case_id, headers, model, shape, target) -> tuple[CaseNote, ...]:
     first, cfg, out = headers[0], model.config, []
     for h in headers:
         if not h.spacing_known:
             out.append(
-                f"{h.path.name}: no spacing recorded; taken as 1 mm per pixel (the model works at "
-                f"{_mm(target)} mm; give the spacing in a {h.path.name}.json sidecar)"
+                CaseNote(
+                    "no_spacing",
+                    h.path.name,
+                    f"no spacing recorded; taken as 1 mm per pixel (the model works at {_mm(target)} mm; "
+                    "give the spacing in a ",
+                    f"{h.path.name}.json",
+                    " sidecar)",
+                )
             )
     domain = model.training_domain
     nd = len(domain.spacing_min)
@@ -337,14 +347,25 @@ def _warnings(case_id, headers, model, shape, target) -> tuple[str, ...]:
     trained = "trained at" if domain.source == "fingerprint" else "works at"
     if _outside(spacing, domain.spacing_min, domain.spacing_max, SPACING_FACTOR):
         out.append(
-            f"{case_id}: spacing {_mm(first.spacing)} mm is far from the model's ({trained} "
-            f"{_range(domain.spacing_min, domain.spacing_max)} mm): resampled to {'x'.join(map(str, shape))} voxels"
+            CaseNote(
+                "spacing",
+                case_id,
+                "spacing ",
+                f"{_mm(first.spacing)} mm",
+                f" is far from the model's ({trained} {_range(domain.spacing_min, domain.spacing_max)} mm)",
+                f": resampled to {'x'.join(map(str, shape))} voxels",
+            )
         )
     if _outside(extent, domain.extent_min, domain.extent_max, EXTENT_FACTOR):
         seen = "training images" if domain.source == "fingerprint" else "typical training image"
         out.append(
-            f"{case_id}: field of view {_mm(extent, 0)} mm is far from the model's {seen} "
-            f"({_range(domain.extent_min, domain.extent_max, 0)} mm)"
+            CaseNote(
+                "field_of_view",
+                case_id,
+                "field of view ",
+                f"{_mm(extent, 0)} mm",
+                f" is far from the model's {seen} ({_range(domain.extent_min, domain.extent_max, 0)} mm)",
+            )
         )
     if cfg.fixed_shape is not None:
         fixed = tuple(cfg.fixed_shape)
@@ -352,10 +373,16 @@ def _warnings(case_id, headers, model, shape, target) -> tuple[str, ...]:
         if any(s > f for s, f in zip(inner, fixed, strict=True)):
             box = [f * t for f, t in zip(fixed, target[len(target) - len(fixed) :], strict=True)]
             seen = math.prod(min(1.0, f / s) for s, f in zip(inner, fixed, strict=True))
+            size = _mm([n * s for n, s in zip(first.shape, first.spacing, strict=True)], 0)
             out.append(
-                f"{case_id}: the model has a fixed {_mm(box, 0)} mm input; this "
-                f"{_mm([n * s for n, s in zip(first.shape, first.spacing, strict=True)], 0)} mm image is "
-                f"centre-cropped to it: only ~{seen:.0%} of the image (after cropping to nonzero voxels) is segmented"
+                CaseNote(
+                    "fixed_input",
+                    case_id,
+                    f"the model has a fixed {_mm(box, 0)} mm input; this ",
+                    f"{size} mm",
+                    " image is centre-cropped to it",
+                    f": only ~{seen:.0%} of the image (after cropping to nonzero voxels) is segmented",
+                )
             )
     return tuple(out)
 
