@@ -36,6 +36,7 @@ import logging
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -81,10 +82,19 @@ def _instance_scores(eval_dir: Path) -> dict[str, float]:
 
 
 def _post_text(model: Path) -> str:
-    """The postprocessing ``voxseg crossval`` chose, e.g. ``1: keep_largest``, or ``none``."""
+    """The postprocessing ``voxseg crossval`` chose, e.g. ``1: keep_largest``, ``keep_largest in 17
+    classes; fill_holes in 1`` (over 3 classes), ``split_instances(min_size=15)``, or ``none``."""
     found = sorted(model.glob("crossval/*/postprocessing.json"))
-    classes = read_json(found[0]).get("classes", {}) if found else {}
-    return "; ".join(f"{c}: {'+'.join(s['op'] for s in steps)}" for c, steps in classes.items() if steps) or "none"
+    spec = read_json(found[0]) if found else {}
+    chains = {c: "+".join(s["op"] for s in steps) for c, steps in spec.get("classes", {}).items() if steps}
+    if len(chains) > 3:
+        parts = [f"{chain} in {n} class{'es' if n != 1 else ''}" for chain, n in Counter(chains.values()).most_common()]
+    else:
+        parts = [f"{c}: {chain}" for c, chain in chains.items()]
+    for step in spec.get("final", []):
+        params = ", ".join(f"{k}={v}" for k, v in step.items() if k != "op")
+        parts.append(f"{step['op']}({params})" if params else step["op"])
+    return "; ".join(parts) or "none"
 
 
 def run_voxseg(
