@@ -32,8 +32,9 @@ SAVED_TENSORS_PER_CONV = 4
 #: float32 tensors of ``batch x K x patch`` alive in a step's head and loss. Measured with MONAI's
 #: one-hot DiceCE: a step of the 40^3, batch-2 CPU plan peaked 324 MB higher with 117 classes than
 #: with 2 (5.5 tensors). The loss now builds no one-hot target and keeps one such tensor
-#: (``voxseg.training.losses``), so this over-estimates; not re-measured yet
-#: (``benchmarks/loss_classes.py --plan WORK/plan.json --memory``).
+#: (``voxseg.training.losses``). Re-measured (``benchmarks/loss_classes.py --plan WORK/plan.json
+#: --memory``, 2026-12-08, AAL 116's plan): 163 MB, 2.9 tensors, against MONAI's 347 MB (6.2). Kept
+#: at 6, a 2x margin, until the plans that a smaller figure would change are checked.
 CLASS_TENSORS = 6
 
 _F32 = 4
