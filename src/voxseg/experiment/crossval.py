@@ -155,20 +155,7 @@ def crossval(
     ending = dataset.spec.file_ending
     scored = _scored_folds(wd, splits, chosen=folds)
     owner, problems = _collect(wd, cfg, splits, ending, scored)
-    if problems:
-        todo = sorted({int(p.split()[1]) for p in problems})
-        trained = [k for k in wd.trained_folds(cfg) if k not in todo]
-        alone = f", or score the trained fold(s) alone with --folds {','.join(map(str, trained))}" if trained else ""
-        need = "every fold" if folds is None else "the folds asked for"
-        raise VoxsegError(
-            f"{wd.root}: cross-validation needs {need} of {cfg!r}: {'; '.join(problems)}; "
-            f"train them with `voxseg train {wd.root} --config {cfg} --fold {','.join(map(str, todo))}`{alone}"
-        )
-    if not owner:
-        raise VoxsegError(
-            f"{wd.root}: no fold of {cfg!r} validated a case within its time budget (run.json: "
-            f"validation.subsampled); train with more --minutes for a cross-validation"
-        )
+    _refuse_missing(wd, cfg, folds, owner, problems)
     labels = [v for v in plan.class_values if v != 0]
     ids = sorted(owner)
     preds = [read_image(wd.validation_dir(cfg, owner[c]) / f"{c}{ending}") for c in ids]
@@ -206,6 +193,24 @@ def crossval(
     _write_csv(out / "metrics.csv", json_safe(rows))
     log.info("cross-validation of %d case(s): mean Dice %s", len(ids), summary["mean_dice"])
     return summary
+
+
+def _refuse_missing(wd, cfg: str, folds, owner: Mapping[str, int], problems: Sequence[str]) -> None:
+    """VoxsegError naming the folds to train, or saying that no fold validated a case."""
+    if problems:
+        todo = sorted({int(p.split()[1]) for p in problems})
+        trained = [k for k in wd.trained_folds(cfg) if k not in todo]
+        alone = f", or score the trained fold(s) alone with --folds {','.join(map(str, trained))}" if trained else ""
+        need = "every fold" if folds is None else "the folds asked for"
+        raise VoxsegError(
+            f"{wd.root}: cross-validation needs {need} of {cfg!r}: {'; '.join(problems)}; "
+            f"train them with `voxseg train {wd.root} --config {cfg} --fold {','.join(map(str, todo))}`{alone}"
+        )
+    if not owner:
+        raise VoxsegError(
+            f"{wd.root}: no fold of {cfg!r} validated a case within its time budget (run.json: "
+            f"validation.subsampled); train with more --minutes for a cross-validation"
+        )
 
 
 def _choose_split(dataset, ids, preds, spec: PostprocessingSpec, min_gain: float):
