@@ -167,13 +167,14 @@ def crossval(
     spec, report = choose_postprocessing(
         preds, refs, labels=labels, candidates=candidates, min_gain=min_gain, ignore_label=plan.ignore_label
     )
+    cleaned = [apply_postprocessing(p, spec) for p in preds]
     post = {
-        c: evaluate_case(apply_postprocessing(p, spec), r, labels=labels, ignore_label=plan.ignore_label)
-        for c, p, r in zip(ids, preds, refs, strict=True)
+        c: evaluate_case(p, r, labels=labels, ignore_label=plan.ignore_label)
+        for c, p, r in zip(ids, cleaned, refs, strict=True)
     }
     objects = None
     if plan.instances:
-        spec, objects = _choose_split(dataset, ids, preds, spec, min_gain)
+        spec, objects = _choose_split(dataset, ids, cleaned, spec, min_gain)
     out = wd.crossval_dir(cfg)
     spec.save(wd.postprocessing_path(cfg))
     extra = {"instances": objects} if objects else {}
@@ -213,13 +214,13 @@ def _refuse_missing(wd, cfg: str, folds, owner: Mapping[str, int], problems: Seq
         )
 
 
-def _choose_split(dataset, ids, preds, spec: PostprocessingSpec, min_gain: float):
-    """An instance plan's spec ending with ``split_instances`` at the size the validation F1 picks."""
+def _choose_split(dataset, ids, cleaned, spec: PostprocessingSpec, min_gain: float):
+    """An instance plan's spec ending with ``split_instances`` at the size the validation F1 picks
+    (``cleaned``: the validation predictions after ``spec``'s per-class steps)."""
     refs = []
     for c in ids:
         path = dataset.case(c).label
         refs.append(instance_ids(read_image(path), path))
-    cleaned = [apply_postprocessing(p, spec) for p in preds]
     size, rows = choose_split_min_size(cleaned, refs, interior=INTERIOR, boundary=BOUNDARY, min_gain=min_gain)
     chosen = next(r for r in rows if r["chosen"])
     log.info("instances: split_instances(min_size=%d), object F1 %.4f -> %.4f", size, rows[0]["f1"], chosen["f1"])

@@ -30,6 +30,7 @@ class CaseNote:
     found: str
     tail: str = ""
     detail: str = ""
+    case: str = ""  # the case's id where ``subject`` names one of its files
 
     @property
     def text(self) -> str:
@@ -48,7 +49,8 @@ def grouped_notes(notes: Sequence[CaseNote], total: int) -> list[str]:
             continue
         subjects = [n.subject for n in members]
         named = ", ".join(subjects[:GROUP_NOTES_ABOVE]) + ", ..."
+        cases = len({n.case or n.subject for n in members})
         values = list(dict.fromkeys(n.found for n in members))
         found = ", ".join(values) if len(values) <= GROUP_NOTES_ABOVE else f"{values[0]}, ..., {values[-1]}"
-        lines.append(f"{len(members)} of {total} cases ({named}): {lead}{found}{tail}")
+        lines.append(f"{cases} of {total} cases ({named}): {lead}{found}{tail}")
     return lines

@@ -339,6 +339,7 @@ def _warnings(case_id, headers, model, shape, target) -> tuple[CaseNote, ...]:
                     "give the spacing in a ",
                     f"{h.path.name}.json",
                     " sidecar)",
+                    case=case_id,
                 )
             )
     domain = model.training_domain
