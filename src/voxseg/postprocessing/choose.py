@@ -52,6 +52,21 @@ def size_grid(
     return sorted({math.ceil(f * smallest) for f in fractions} - {0, 1})
 
 
+def paired_arrays(predictions: Sequence[Any], references: Sequence[Any]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The label maps of ``predictions`` and ``references`` (arrays or Volumes), one pair per case;
+    ConfigError unless there are as many (> 0) of each and each pair has one shape."""
+    if len(predictions) != len(references) or not predictions:
+        raise ConfigError(
+            f"need the same number (> 0) of predictions and references, got {len(predictions)} and {len(references)}"
+        )
+    preds = [as_array(p, "prediction")[0] for p in predictions]
+    refs = [as_array(r, "reference")[0] for r in references]
+    for i, (p, r) in enumerate(zip(preds, refs, strict=True)):
+        if p.shape != r.shape:
+            raise ConfigError(f"case {i}: prediction shape {p.shape} differs from reference shape {r.shape}")
+    return preds, refs
+
+
 def _mean_dice(preds: Sequence[np.ndarray], refs: Sequence[np.ndarray], label: int, ignore_label) -> float:
     return float(
         np.mean(
@@ -147,17 +162,9 @@ def choose_postprocessing(
         ``mean_dice``, ``gain`` (over the class's score before that round) and ``chosen``. The first
         row of each class (``steps == []``) is its score without postprocessing.
     """
-    if len(predictions) != len(references) or not predictions:
-        raise ConfigError(
-            f"need the same number (> 0) of predictions and references, got {len(predictions)} and {len(references)}"
-        )
-    preds = [as_array(p, "prediction")[0] for p in predictions]
-    refs = [as_array(r, "reference")[0] for r in references]
+    preds, refs = paired_arrays(predictions, references)
     if spacing is None and all(isinstance(r, Volume) for r in references):
         spacing = [r.spacing for r in references]
-    for i, (p, r) in enumerate(zip(preds, refs, strict=True)):
-        if p.shape != r.shape:
-            raise ConfigError(f"case {i}: prediction shape {p.shape} differs from reference shape {r.shape}")
     labels, ignore_label = resolve_labels(labels, (), ignore_label)
     spacings = _spacings(spacing, len(preds))
     spec, report = PostprocessingSpec(), []

@@ -22,9 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from voxseg.errors import ConfigError
 from voxseg.evaluation.detection import INSTANCE_IOU, detection_metrics
-from voxseg.postprocessing._common import as_array
+from voxseg.postprocessing.choose import paired_arrays
 from voxseg.postprocessing.touching import split_instances
 
 __all__ = ["choose_split_min_size", "whole_object_sizes", "instance_size_grid"]
@@ -98,15 +97,7 @@ def choose_split_min_size(
         The chosen size (0: keep every object) and one report row per size tried: ``min_size``,
         ``f1``, ``tp``, ``fp``, ``fn``, ``chosen``.
     """
-    if len(predictions) != len(references) or not predictions:
-        raise ConfigError(
-            f"need the same number (> 0) of predictions and references, got {len(predictions)} and {len(references)}"
-        )
-    preds = [as_array(p, "prediction")[0] for p in predictions]
-    refs = [as_array(r, "reference")[0] for r in references]
-    for i, (p, r) in enumerate(zip(preds, refs, strict=True)):
-        if p.shape != r.shape:
-            raise ConfigError(f"case {i}: prediction shape {p.shape} differs from reference shape {r.shape}")
+    preds, refs = paired_arrays(predictions, references)
     sizes = instance_size_grid(refs) if candidates is None else sorted({int(n) for n in candidates} - {0})
     report = [_pooled_f1(preds, refs, n, interior, boundary) for n in (0, *sizes)]
     best = max(report, key=lambda row: row["f1"])  # the first (smallest) of equal scores
